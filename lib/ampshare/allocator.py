@@ -1,0 +1,415 @@
+# The allocator: milliamps per charger such that no fuse, at any level and on any phase,
+# carries more than its limit. Sans-I/O and integer-only: the caller fills the input arrays,
+# calls run(), and reads the output arrays. Nothing is allocated on the heap inside run().
+#
+# Model. Every (group, site phase) pair is a constraint k = group * 3 + phase with a
+# capacity: its limit minus its other load. A charger uses the constraints of its group and
+# of every ancestor, on each site phase it may draw from (a 1-phase charger with unknown
+# wiring may draw from any). A feasible allocation keeps, on every constraint, the sum of
+# the allocations of its users within its capacity.
+#
+# Sharing. (1) Admission: candidates, in order (priority, then rank, then index), are
+# admitted at their minimum while every constraint they use has room; then an exchange
+# pass pauses one admitted charger wherever that lets two or more paused ones run, so the
+# fewest chargers pause. (2) Water-filling: the admitted chargers rise together in steps of
+# QUANTUM; a charger stops at its maximum or when a constraint it uses is full (max-min
+# fairness across the tree, phase by phase); when a constraint cannot give each of its
+# rising users another quantum, its last quanta go one each in order before they stop.
+# (3) Top-up: what is left goes round the order a quantum at a time, so no charger stays
+# below its maximum while every constraint it uses still has a quantum of room.
+#
+# Fallbacks are the same sharing over the capacities that remain when every meter is
+# ignored and every group's other load is its reserve, each charger capped at its
+# allocation: all followers at their fallbacks overload nothing.
+from array import array
+from micropython import const
+
+from ampshare.site import MODE_OFF, PRIO_MAX
+
+# The granularity of an allocation: 0.1 A, the resolution of the configuration and finer
+# than any pilot duty step a charger can follow.
+QUANTUM = const(100)
+_BIG = const(0x3FFFFFFF)  # 2**30 - 1: "no bound yet", still a small int on the ESP32
+# Readings beyond four times the largest fuse are faults; clamping there changes no
+# decision (such a load already pauses everything) and keeps every sum below 2**30.
+_METER_CLAMP = const(4_000_000)
+_RANK_MAX = const(0x1FFFFF)  # rank fits 21 bits so the sort key stays below 2**30
+_PILOT_C = const(67)  # ord("C")
+_PILOT_D = const(68)
+_PILOT_B = const(66)
+_FROZEN = const(0)
+_WAITING = const(1)  # admitted above the current water level: joins when the level gets there
+_RISING = const(2)
+
+
+class Allocator:
+    def __init__(self, site):
+        self.site = site
+        ng = len(site.group_ids)
+        nc = len(site.charger_ids)
+        nm = len(site.meter_ids)
+        self.ng, self.nc, self.nk = ng, nc, 3 * ng
+        # Inputs, filled by the caller before run().
+        self.meter = array("i", [0] * (3 * nm))  # mA per site phase, import positive
+        self.meter_ok = bytearray(nm)  # 1 while the meter's reading is fresh
+        self.pilot = bytearray(b"A" * nc)  # IEC 61851 state letter
+        self.meas = array("i", [-1] * (3 * nc))  # mA per charger phase, -1 unmeasured
+        self.offered = array("i", [0] * nc)  # the current in force now
+        self.rank = array("i", [0] * nc)  # lower is served first within a priority
+        # Outputs.
+        self.out = array("i", [0] * nc)
+        self.fallback = array("i", [0] * nc)
+        self.cap = array("i", [0] * (3 * ng))  # what the chargers under a group may take
+        self.other = array("i", [0] * (3 * ng))  # other load, export credit bounded
+        # Work.
+        self._capfb = array("i", [0] * (3 * ng))
+        self._raw = array("i", [0] * (3 * ng))
+        self._draw = array("i", [0] * (3 * ng))
+        self._acc = array("i", [0] * (3 * ng))
+        self._corr = array("i", [0] * (3 * ng))
+        self._used = array("i", [0] * (3 * ng))
+        self._n = array("h", [0] * (3 * ng))
+        self._tight = bytearray(3 * ng)
+        self._a = array("i", [0] * nc)
+        self._lo = array("i", [0] * nc)
+        self._hi = array("i", [0] * nc)
+        self._rise = bytearray(nc)
+        self._tmp = array("h", [0] * nc)
+        self._order = array("h", range(nc))
+        self._key = array("i", [0] * nc)
+        self._sd = array("i", [0, 0, 0])
+        self._cons_table(site)
+        self._uniform = self._uniform_chargers(site)
+
+    def _cons_table(self, site):
+        # Flat list of the constraints each charger uses: ancestors x site phases.
+        cons, off = [], [0]
+        for c in range(self.nc):
+            mask = self._phase_mask(c)
+            g = site.cgroup[c]
+            while g >= 0:
+                for p in range(3):
+                    if mask & (1 << p):
+                        cons.append(g * 3 + p)
+                g = site.parent[g]
+            off.append(len(cons))
+        self._ck = array("h", cons)
+        self._coff = array("h", off)
+
+    def _phase_mask(self, c):
+        site = self.site
+        wire = site.cwire[c * 3]
+        if site.cphases[c] == 3 or wire < 0:
+            return 7
+        return 1 << wire
+
+    def _uniform_chargers(self, site):
+        # When every charger has the same minimum and uses the same phases, admission in
+        # order is already optimal (a laminar matroid) and the exchange pass is skipped.
+        masks = set(self._phase_mask(c) for c in range(self.nc))
+        return len(masks) <= 1 and len(set(site.cmin)) <= 1
+
+    # ---- one allocation ------------------------------------------------------------
+
+    def run(self):
+        self._other_loads(True, self.cap)
+        self._other_loads(False, self._capfb)
+        self._sort()
+        site, lo, hi = self.site, self._lo, self._hi
+        for c in range(self.nc):
+            lo[c] = site.cmin[c]
+            p = self.pilot[c]
+            wants = (p == _PILOT_B or p == _PILOT_C or p == _PILOT_D) and site.cmode[c] != MODE_OFF
+            hi[c] = site.cmax[c] if wants else 0
+        self._share(self.cap, self.out)
+        for c in range(self.nc):
+            hi[c] = self.out[c]
+        self._share(self._capfb, self.fallback)
+
+    def _other_loads(self, metered, cap):
+        # Other load per group and phase, children before parents.
+        site, nk = self.site, self.nk
+        raw, acc, corr, draw, oth = self._raw, self._acc, self._corr, self._draw, self.other
+        for k in range(nk):
+            acc[k] = 0
+            corr[k] = 0
+            draw[k] = 0
+        if metered:
+            self._charger_draws()
+        for g in range(self.ng - 1, -1, -1):
+            m = site.gmeter[g]
+            live = metered and m >= 0 and self.meter_ok[m]
+            up = site.parent[g]
+            for p in range(3):
+                k = g * 3 + p
+                if live:
+                    # The meter sees everything below: take the chargers out, and the part
+                    # of the children's export that their own fuses cannot pass.
+                    r = _clamp(self.meter[m * 3 + p], -_METER_CLAMP, _METER_CLAMP) - draw[k] + corr[k]
+                else:
+                    r = site.reserve[k] + acc[k]
+                lim = site.limit[k]
+                e = r if r > -lim else -lim  # export credit goes no further than this fuse
+                raw[k] = r
+                if up >= 0:
+                    acc[up * 3 + p] += e
+                    corr[up * 3 + p] += e - r
+                cap[k] = lim - e
+                if metered:
+                    oth[k] = e
+
+    def _charger_draws(self):
+        # What each charger draws now, on each site phase, summed into its group and every
+        # ancestor. Measured where the charger reports it, else the current in force while
+        # it charges. Unknown wiring: the least it draws on any phase (never over-credited).
+        site, meas, draw = self.site, self.meas, self._draw
+        for c in range(self.nc):
+            base = c * 3
+            charging = self.pilot[c] == _PILOT_C or self.pilot[c] == _PILOT_D
+            cmax = site.cmax[c]
+            n = site.cphases[c]
+            d0 = self._measured(base, cmax, charging)
+            least = d0
+            if n == 3:
+                d1 = self._measured(base + 1, cmax, charging)
+                d2 = self._measured(base + 2, cmax, charging)
+                least = min(d0, d1, d2)
+            sd = self._sd
+            if site.cwire[base] >= 0:
+                sd[0] = sd[1] = sd[2] = 0
+                sd[site.cwire[base]] = d0
+                if n == 3:
+                    sd[site.cwire[base + 1]] = d1
+                    sd[site.cwire[base + 2]] = d2
+            else:
+                sd[0] = sd[1] = sd[2] = least
+            g = site.cgroup[c]
+            while g >= 0:
+                draw[g * 3] += sd[0]
+                draw[g * 3 + 1] += sd[1]
+                draw[g * 3 + 2] += sd[2]
+                g = site.parent[g]
+
+    def _measured(self, i, cmax, charging):
+        m = self.meas[i]
+        if m < 0:
+            return self.offered[i // 3] if charging else 0
+        # A report above the charger's own maximum is a fault; crediting less is safe.
+        return m if m < cmax else cmax
+
+    def _sort(self):
+        # Insertion sort of the persistent order: nearly sorted from the last run, so cheap.
+        site, key, order = self.site, self._key, self._order
+        for c in range(self.nc):
+            r = self.rank[c]
+            r = 0 if r < 0 else r if r < _RANK_MAX else _RANK_MAX
+            key[c] = (PRIO_MAX - site.cprio[c]) << 21 | r
+        for i in range(1, self.nc):
+            c = order[i]
+            j = i - 1
+            while j >= 0 and _before(key, c, order[j]):
+                order[j + 1] = order[j]
+                j -= 1
+            order[j + 1] = c
+
+    def _share(self, cap, out):
+        paused = self._admit(cap)
+        if paused and not self._uniform:
+            while self._exchange(cap):
+                pass
+        self._fill(cap)
+        self._top_up(cap)
+        a = self._a
+        for c in range(self.nc):
+            out[c] = a[c]
+
+    # ---- admission -----------------------------------------------------------------
+
+    def _admit(self, cap):
+        used, a, lo, hi = self._used, self._a, self._lo, self._hi
+        for k in range(self.nk):
+            used[k] = 0
+        paused = 0
+        for i in range(self.nc):
+            c = self._order[i]
+            a[c] = 0
+            if hi[c] == 0:
+                continue
+            if self._fits(c, lo[c], cap):
+                self._add(c, lo[c])
+            else:
+                paused += 1
+        return paused
+
+    def _fits(self, c, amount, cap):
+        ck, used = self._ck, self._used
+        for j in range(self._coff[c], self._coff[c + 1]):
+            k = ck[j]
+            if used[k] + amount > cap[k]:
+                return False
+        return True
+
+    def _add(self, c, amount):
+        ck, used = self._ck, self._used
+        for j in range(self._coff[c], self._coff[c + 1]):
+            used[ck[j]] += amount
+        self._a[c] += amount
+
+    def _exchange(self, cap):
+        # Pause the lowest-placed admitted charger whose place lets two or more run.
+        a, lo, hi, order, tmp = self._a, self._lo, self._hi, self._order, self._tmp
+        for i in range(self.nc - 1, -1, -1):
+            s = order[i]
+            if a[s] == 0:
+                continue
+            self._add(s, -lo[s])
+            got = 0
+            for j in range(self.nc):
+                c = order[j]
+                if c != s and hi[c] and a[c] == 0 and self._fits(c, lo[c], cap):
+                    self._add(c, lo[c])
+                    tmp[got] = c
+                    got += 1
+            if got >= 2:
+                return True
+            for j in range(got):
+                self._add(tmp[j], -lo[tmp[j]])
+            self._add(s, lo[s])
+        return False
+
+    # ---- water-filling -------------------------------------------------------------
+
+    def _fill(self, cap):
+        a, hi, rise, n, used = self._a, self._hi, self._rise, self._n, self._used
+        nc, nk = self.nc, self.nk
+        level = _BIG
+        for c in range(nc):
+            rise[c] = _WAITING if 0 < a[c] < hi[c] else _FROZEN
+            if rise[c] and a[c] < level:
+                level = a[c]
+        for k in range(nk):
+            n[k] = 0
+        for c in range(nc):
+            if rise[c] and a[c] == level:
+                self._join(c)
+        while True:
+            step = _BIG
+            for k in range(nk):
+                if n[k]:
+                    s = (cap[k] - used[k]) // n[k]
+                    if s < step:
+                        step = s
+            for c in range(nc):
+                r = rise[c]
+                if r == _RISING:
+                    s = hi[c] - level
+                elif r == _WAITING:
+                    s = a[c] - level
+                else:
+                    continue
+                if s < step:
+                    step = s
+            if step == _BIG:
+                return
+            step -= step % QUANTUM
+            if step:
+                level = self._raise(step, level)
+            else:
+                self._freeze_tight(cap)
+
+    def _join(self, c):
+        self._rise[c] = _RISING
+        ck, n = self._ck, self._n
+        for j in range(self._coff[c], self._coff[c + 1]):
+            n[ck[j]] += 1
+
+    def _freeze(self, c):
+        if self._rise[c] == _RISING:
+            ck, n = self._ck, self._n
+            for j in range(self._coff[c], self._coff[c + 1]):
+                n[ck[j]] -= 1
+        self._rise[c] = _FROZEN
+
+    def _raise(self, step, level):
+        a, hi, rise, n, used = self._a, self._hi, self._rise, self._n, self._used
+        level += step
+        for k in range(self.nk):
+            if n[k]:
+                used[k] += step * n[k]
+        for c in range(self.nc):
+            r = rise[c]
+            if r == _RISING:
+                a[c] = level
+                if level >= hi[c]:
+                    self._freeze(c)
+            elif r == _WAITING and a[c] == level:
+                self._join(c)
+        return level
+
+    def _freeze_tight(self, cap):
+        # No quantum fits for every rising user of some constraint. Its last quanta go one
+        # each to its rising users, in order, then all its users stop.
+        n, used, tight, ck, rise, order = self._n, self._used, self._tight, self._ck, self._rise, self._order
+        for k in range(self.nk):
+            tight[k] = 1 if n[k] and cap[k] - used[k] < n[k] * QUANTUM else 0
+        for i in range(self.nc):
+            c = order[i]
+            if rise[c] == _RISING and self._uses_tight(c) and self._room(c, cap) >= QUANTUM:
+                self._add(c, QUANTUM)
+        for c in range(self.nc):
+            if rise[c] and self._uses_tight(c):
+                self._freeze(c)
+
+    def _uses_tight(self, c):
+        ck, tight = self._ck, self._tight
+        for j in range(self._coff[c], self._coff[c + 1]):
+            if tight[ck[j]]:
+                return True
+        return False
+
+    def _room(self, c, cap):
+        ck, used = self._ck, self._used
+        room = _BIG
+        for j in range(self._coff[c], self._coff[c + 1]):
+            k = ck[j]
+            r = cap[k] - used[k]
+            if r < room:
+                room = r
+        return room
+
+    def _top_up(self, cap):
+        # Whatever water-filling left, one quantum at a time round the order, until no
+        # charger below its maximum has a quantum of room on every constraint it uses.
+        a, hi, order = self._a, self._hi, self._order
+        more = True
+        while more:
+            more = False
+            for i in range(self.nc):
+                c = order[i]
+                if 0 < a[c] < hi[c] and self._room(c, cap) >= QUANTUM:
+                    self._add(c, QUANTUM)
+                    more = True
+
+    # ---- audit ---------------------------------------------------------------------
+
+    def peak(self):
+        """The largest magnitude held by any input, output or work array after run()."""
+        top = 0
+        for arr in (self.meter, self.meas, self.offered, self.out, self.fallback, self.cap,
+                    self.other, self._capfb, self._raw, self._draw, self._acc, self._corr,
+                    self._used, self._a, self._lo, self._hi, self._key):
+            for v in arr:
+                if v > top:
+                    top = v
+                elif -v > top:
+                    top = -v
+        return top
+
+
+def _clamp(v, lo, hi):
+    return lo if v < lo else hi if v > hi else v
+
+
+def _before(key, c, d):
+    kc, kd = key[c], key[d]
+    return kc < kd or (kc == kd and c < d)

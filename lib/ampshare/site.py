@@ -1,0 +1,294 @@
+# The site model: a validated configuration (DESIGN.md) turned into flat integer arrays
+# that the allocator walks without allocating. Pure: a dict in, a Site or a ConfigError out.
+from array import array
+from micropython import const
+
+from ampshare.units import ConfigError, ma
+
+# Sanity bounds, each with its reason.
+_LIMIT_MAX_A = const(1000)  # no LV site fuse we serve is larger; keeps sums far below 2**30
+_PILOT_MAX_A = const(80)  # IEC 61851-1: the control pilot cannot advertise more than 80 A
+_IEC_MIN_A = const(6)  # IEC 61851-1: no less than 6 A may be advertised
+_SITE_MIN_MAX_A = const(32)  # DESIGN.md: the minimum is configurable up to 32 A
+_VOLT_MIN = const(100)  # below any public LV network's phase voltage
+_VOLT_MAX = const(480)  # above any public LV network's phase voltage
+PRIO_MAX = const(9)  # ten levels are plenty and keep the sort key small
+# A leader serves up to 64 followers (DESIGN.md); so many groups and chargers also bound
+# every sum the allocator forms far below 2**30 and its arrays to a few kilobytes.
+MAX_CHARGERS = const(64)
+MAX_GROUPS = const(64)
+_MODBUS_ADDR_MAX = const(247)  # Modbus RTU: unicast addresses are 1..247
+
+# A rotation names the site phase that the charger's L1, L2, L3 are wired to.
+ROTATIONS = ("L123", "L132", "L213", "L231", "L312", "L321")
+UNKNOWN = const(-1)
+MODES = ("fast", "pv", "min_pv", "off")
+MODE_OFF = const(3)
+METER_SOURCES = ("modbus", "ct")
+
+
+class Site:
+    """Everything the allocator needs, as arrays indexed by group, charger and meter.
+
+    Groups are stored parents first, so a reverse walk visits children before parents.
+    A phase limit sits at [group * 3 + site_phase]; a charger's wiring at
+    [charger * 3 + its_phase] holds the site phase (0..2) or -1 when unknown.
+    """
+
+    def __init__(self):
+        self.warnings = []
+
+
+def _field(obj, name, where, required=True, default=None):
+    if not isinstance(obj, dict):
+        raise ConfigError(where, "must be an object")
+    if name in obj:
+        return obj[name]
+    if required:
+        raise ConfigError(where + "." + name, "missing required field")
+    return default
+
+
+def _id(obj, where, seen):
+    ident = _field(obj, "id", where)
+    if not isinstance(ident, str) or not ident:
+        raise ConfigError(where + ".id", "must be a non-empty string")
+    if ident in seen:
+        raise ConfigError(where + ".id", "duplicate id '%s'" % ident)
+    seen[ident] = len(seen)
+    return ident
+
+
+def _in_order(seen):
+    # MicroPython's dict does not keep insertion order: rebuild the list by index.
+    ids = [None] * len(seen)
+    for ident, i in seen.items():
+        ids[i] = ident
+    return ids
+
+
+def _list(cfg, name, required):
+    value = _field(cfg, name, "site", required, [])
+    if not isinstance(value, list):
+        raise ConfigError(name, "must be a list")
+    return value
+
+
+def _phase_amps(value, where, lo_a, hi_a):
+    # One number for every phase, or three.
+    if isinstance(value, list):
+        if len(value) != 3:
+            raise ConfigError(where, "must be one number or three")
+        return [ma(v, "%s[%d]" % (where, i), lo_a, hi_a) for i, v in enumerate(value)]
+    m = ma(value, where, lo_a, hi_a)
+    return [m, m, m]
+
+
+def _int(value, where, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(where, "must be a whole number")
+    if value < lo or value > hi:
+        raise ConfigError(where, "%d is outside %d..%d" % (value, lo, hi))
+    return value
+
+
+def _choice(value, where, words):
+    if value not in words:
+        raise ConfigError(where, "'%s' is not one of %s" % (value, " ".join(words)))
+    return words.index(value)
+
+
+def _meters(site, cfg):
+    seen = {}
+    for i, m in enumerate(_list(cfg, "meters", False)):
+        where = "meters[%d]" % i
+        _id(m, where, seen)
+        _choice(_field(m, "source", where), where + ".source", METER_SOURCES)
+        addr = _field(m, "address", where, False)
+        if addr is not None:
+            _int(addr, where + ".address", 1, _MODBUS_ADDR_MAX)
+    site.meter_ids = _in_order(seen)
+    return seen
+
+
+def _groups(site, cfg, meters):
+    raw = _list(cfg, "groups", True)
+    if not raw:
+        raise ConfigError("groups", "needs at least one group")
+    if len(raw) > MAX_GROUPS:
+        raise ConfigError("groups", "%d groups; at most %d" % (len(raw), MAX_GROUPS))
+    seen = {}
+    for i, g in enumerate(raw):
+        _id(g, "groups[%d]" % i, seen)
+    parent = [UNKNOWN] * len(raw)
+    for i, g in enumerate(raw):
+        p = _field(g, "parent", "groups[%d]" % i, False)
+        if p is not None:
+            if p not in seen:
+                raise ConfigError("groups[%d].parent" % i, "unknown parent '%s'" % p)
+            parent[i] = seen[p]
+    order = _topological(raw, parent)
+    # Renumber so that parents come first.
+    new = [0] * len(raw)
+    for pos, old in enumerate(order):
+        new[old] = pos
+    site.group_ids = [raw[old]["id"] for old in order]
+    site.parent = array("h", [UNKNOWN if parent[o] < 0 else new[parent[o]] for o in order])
+    site.limit = array("i", [0] * (3 * len(raw)))
+    site.reserve = array("i", [0] * (3 * len(raw)))
+    site.gmeter = array("h", [UNKNOWN] * len(raw))
+    used_by = {}
+    for pos, old in enumerate(order):
+        _group(site, raw[old], "groups[%d]" % old, pos, meters, used_by)
+    _warn_child_limits(site)
+
+
+def _topological(raw, parent):
+    # Parents before children; a cycle is refused, named by its ids.
+    order, state = [], [0] * len(raw)  # 0 unseen, 1 on the path, 2 placed
+    for start in range(len(raw)):
+        path = []
+        g = start
+        while g >= 0 and state[g] == 0:
+            state[g] = 1
+            path.append(g)
+            g = parent[g]
+        if g >= 0 and state[g] == 1:
+            ring = path[path.index(g):] + [g]
+            raise ConfigError("groups[%d].parent" % g,
+                              "cycle " + " -> ".join(raw[x]["id"] for x in ring))
+        for x in reversed(path):
+            state[x] = 2
+            order.append(x)
+    return order
+
+
+def _group(site, g, where, pos, meters, used_by):
+    limit = _phase_amps(_field(g, "limit_a", where), where + ".limit_a", 0, _LIMIT_MAX_A)
+    meter = _field(g, "meter", where, False)
+    if meter is not None:
+        if meter not in meters:
+            raise ConfigError(where + ".meter", "meter '%s' is not defined" % meter)
+        if meter in used_by:
+            raise ConfigError(where + ".meter",
+                              "meter '%s' already measures group '%s'" % (meter, used_by[meter]))
+        used_by[meter] = g["id"]
+        site.gmeter[pos] = meters[meter]
+    # Metered: the worst case when the meter is lost is the whole limit (its chargers pause).
+    # Unmetered: only its chargers are counted unless the installer names other load.
+    default = limit if meter is not None else [0, 0, 0]
+    res = _field(g, "reserve_a", where, False)
+    reserve = default if res is None else _phase_amps(res, where + ".reserve_a", 0, _LIMIT_MAX_A)
+    for p in range(3):
+        site.limit[pos * 3 + p] = limit[p]
+        site.reserve[pos * 3 + p] = reserve[p]
+
+
+def _warn_child_limits(site):
+    for g in range(len(site.group_ids)):
+        up = site.parent[g]
+        if up < 0:
+            continue
+        for p in range(3):
+            if site.limit[g * 3 + p] > site.limit[up * 3 + p]:
+                site.warnings.append(
+                    "groups.%s.limit_a: L%d is above its parent '%s'; the parent's fuse binds"
+                    % (site.group_ids[g], p + 1, site.group_ids[up]))
+                break
+
+
+def _chargers(site, cfg, min_ma):
+    raw = _list(cfg, "chargers", False)
+    n = len(raw)
+    if n > MAX_CHARGERS:
+        raise ConfigError("chargers", "%d chargers; at most %d" % (n, MAX_CHARGERS))
+    site.charger_ids = []
+    site.cgroup = array("h", [0] * n)
+    site.cmin = array("i", [0] * n)
+    site.cmax = array("i", [0] * n)
+    site.cphases = bytearray(n)
+    site.cwire = array("b", [UNKNOWN] * (3 * n))
+    site.cprio = bytearray(n)
+    site.cmode = bytearray(n)
+    site.cswitch = bytearray(n)
+    groups = {gid: i for i, gid in enumerate(site.group_ids)}
+    seen = {}
+    for i, c in enumerate(raw):
+        _charger(site, c, "chargers[%d]" % i, i, seen, groups, min_ma)
+    site.charger_ids = _in_order(seen)
+
+
+def _charger(site, c, where, i, seen, groups, min_ma):
+    _id(c, where, seen)
+    gid = _field(c, "group", where)
+    if gid not in groups:
+        raise ConfigError(where + ".group", "unknown group '%s'" % gid)
+    site.cgroup[i] = groups[gid]
+    lo = min_ma
+    own_min = _field(c, "min_a", where, False)
+    if own_min is not None:
+        lo = max(lo, ma(own_min, where + ".min_a", _IEC_MIN_A, _PILOT_MAX_A))
+    hi = _max_current(c, where, "max_a", lo, True)
+    conn = _max_current(c, where, "connector_max_a", lo, False)
+    site.cmin[i] = lo
+    site.cmax[i] = hi if conn is None else min(hi, conn)
+    phases = _field(c, "phases", where, False, 3)
+    if phases not in (1, 3) or isinstance(phases, bool):
+        raise ConfigError(where + ".phases", "must be 1 or 3")
+    site.cphases[i] = phases
+    rot = _field(c, "rotation", where, False, "unknown")
+    if rot != "unknown":
+        r = ROTATIONS[_choice(rot, where + ".rotation", ROTATIONS + ("unknown",))]
+        for k in range(3):
+            site.cwire[i * 3 + k] = ord(r[k + 1]) - ord("1")
+    site.cprio[i] = _int(_field(c, "priority", where, False, 0), where + ".priority", 0, PRIO_MAX)
+    site.cmode[i] = _choice(_field(c, "mode", where, False, "fast"), where + ".mode", MODES)
+    sw = _field(c, "phase_switching", where, False, False)
+    if not isinstance(sw, bool):
+        raise ConfigError(where + ".phase_switching", "must be true or false")
+    site.cswitch[i] = sw
+
+
+def _max_current(c, where, name, lo, required):
+    value = _field(c, name, where, required)
+    if value is None:
+        return None
+    m = ma(value, where + "." + name, 0, _PILOT_MAX_A)
+    if m < lo:
+        raise ConfigError(where + "." + name,
+                          "%s A is below the minimum current %d.%d A" % (value, lo // 1000, lo % 1000 // 100))
+    return m
+
+
+def parse(cfg):
+    """Validate a configuration dict; return a Site (with .warnings) or raise ConfigError."""
+    if not isinstance(cfg, dict):
+        raise ConfigError("site", "must be a JSON object")
+    version = _field(cfg, "version", "site")
+    if version != 1:
+        raise ConfigError("version", "%s is not a supported version (1)" % (version,))
+    site = Site()
+    site.voltage = _int(_field(cfg, "voltage_v", "site", False, 230), "voltage_v", _VOLT_MIN, _VOLT_MAX)
+    site.min_ma = ma(_field(cfg, "min_current_a", "site", False, _IEC_MIN_A), "min_current_a",
+                     _IEC_MIN_A, _SITE_MIN_MAX_A)
+    meters = _meters(site, cfg)
+    _groups(site, cfg, meters)
+    _chargers(site, cfg, site.min_ma)
+    named = [m for m in site.gmeter if m >= 0]
+    for i, mid in enumerate(site.meter_ids):
+        if i not in named:
+            site.warnings.append("meters.%s: no group names this meter; it is not used" % mid)
+    site.config = cfg
+    return site
+
+
+class SiteHolder:
+    """The configuration in force. A refused proposal leaves it exactly as it was."""
+
+    def __init__(self, cfg):
+        self.site = parse(cfg)
+
+    def propose(self, cfg):
+        site = parse(cfg)  # raises before anything changes
+        self.site = site
+        return site.warnings

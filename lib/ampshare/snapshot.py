@@ -1,0 +1,86 @@
+# One allocation from a site configuration and a state document (DESIGN.md, "Allocation
+# snapshot"): what `make allocate` prints. The state is what the leader would know now.
+import json
+
+from ampshare import site as sitemod
+from ampshare.allocator import Allocator
+from ampshare.units import ConfigError, fmt_a, ma
+
+_READING_MAX_A = 4000  # a reading beyond four times the largest fuse is a fault, refused
+_CHARGING_S_MAX = 10**8  # about three years; keeps the rank a small int
+_PILOT_STATES = "ABCDEF"
+
+
+def load(alloc, state):
+    """Fill the allocator's inputs from a state dict; refuse unknown names."""
+    site = alloc.site
+    if not isinstance(state, dict):
+        raise ConfigError("state", "must be a JSON object")
+    meters = state.get("meters", {})
+    chargers = state.get("chargers", {})
+    if not isinstance(meters, dict) or not isinstance(chargers, dict):
+        raise ConfigError("state", "meters and chargers must be objects")
+    for mid, reading in meters.items():
+        if mid not in site.meter_ids:
+            raise ConfigError("state.meters." + mid, "unknown meter")
+        m = site.meter_ids.index(mid)
+        for p, v in enumerate(_three(reading, "state.meters." + mid, -_READING_MAX_A, True)):
+            alloc.meter[m * 3 + p] = v
+        alloc.meter_ok[m] = 1
+    for cid, ch in chargers.items():
+        if cid not in site.charger_ids:
+            raise ConfigError("state.chargers." + cid, "unknown charger")
+        _charger(alloc, site.charger_ids.index(cid), ch, "state.chargers." + cid)
+
+
+def _charger(alloc, c, ch, where):
+    if not isinstance(ch, dict):
+        raise ConfigError(where, "must be an object")
+    letter = ch.get("state", "A")
+    if not isinstance(letter, str) or len(letter) != 1 or letter not in _PILOT_STATES:
+        raise ConfigError(where + ".state", "must be one of A B C D E F")
+    alloc.pilot[c] = ord(letter)
+    secs = ch.get("charging_s", 0)
+    if isinstance(secs, bool) or not isinstance(secs, int) or not 0 <= secs <= _CHARGING_S_MAX:
+        raise ConfigError(where + ".charging_s", "must be a whole number of seconds")
+    # Who has charged least is served first among equals: those who waited longest.
+    alloc.rank[c] = secs
+    if "measured_a" in ch:
+        for k, v in enumerate(_three(ch["measured_a"], where + ".measured_a", 0, False)):
+            alloc.meas[c * 3 + k] = v
+    if "offered_a" in ch:
+        alloc.offered[c] = ma(ch["offered_a"], where + ".offered_a", 0, 80, 3)
+
+
+def _three(value, where, lo, same_for_all):
+    # Three phases, or one number: every phase (a meter) or L1 only (a 1-phase charger).
+    if isinstance(value, list):
+        if len(value) not in (1, 3):
+            raise ConfigError(where, "must be one number or three")
+        vals = [ma(v, "%s[%d]" % (where, i), lo, _READING_MAX_A, 3) for i, v in enumerate(value)]
+        return vals + [0, 0] if len(vals) == 1 else vals
+    v = ma(value, where, lo, _READING_MAX_A, 3)
+    return [v, v, v] if same_for_all else [v, 0, 0]
+
+
+def run(site_cfg, state):
+    """Parse, load, allocate. Returns the allocator (its site carries the warnings)."""
+    site = sitemod.parse(site_cfg)
+    alloc = Allocator(site)
+    load(alloc, state)
+    alloc.run()
+    return alloc
+
+
+def to_json(alloc):
+    site = alloc.site
+    parts = []
+    for c, cid in enumerate(site.charger_ids):
+        parts.append('%s: {"current_a": %s, "phases": %d, "fallback_a": %s}' % (
+            json.dumps(cid), fmt_a(alloc.out[c]), site.cphases[c], fmt_a(alloc.fallback[c])))
+    groups = []
+    for g, gid in enumerate(site.group_ids):
+        avail = ", ".join(fmt_a(max(0, alloc.cap[g * 3 + p])) for p in range(3))
+        other = ", ".join(fmt_a(alloc.other[g * 3 + p]) for p in range(3))
+        groups.append('%s: {"available_a": [%s], "other_a": [%s]}' % (json.dumps(gid), avail, other))
+    return '{"chargers": {%s}, "groups": {%s}}' % (", ".join(parts), ", ".join(groups))

@@ -1,0 +1,79 @@
+# Runs inside the MicroPython unix port. Reads one JSON request per line on stdin and
+# writes one JSON answer per line: the pytest side drives the firmware through it.
+import json
+import sys
+
+from ampshare import site as sitemod
+from ampshare import snapshot
+from ampshare.allocator import Allocator
+from ampshare.units import ConfigError
+
+_held = [None]
+
+
+def _outputs(alloc):
+    return {
+        "out": list(alloc.out),
+        "fallback": list(alloc.fallback),
+        "cap": list(alloc.cap),
+        "peak": alloc.peak(),
+    }
+
+
+def op_allocate(req):
+    alloc = snapshot.run(req["site"], req["state"])
+    res = _outputs(alloc)
+    if req.get("again"):
+        # The same allocator a second time: its kept order must not change the answer.
+        alloc.run()
+        res["again"] = _outputs(alloc)
+    return res
+
+
+def op_snapshot(req):
+    return {"json": snapshot.to_json(snapshot.run(req["site"], req["state"]))}
+
+
+def op_parse(req):
+    s = sitemod.parse(req["site"])
+    return {"warnings": s.warnings, "groups": s.group_ids, "chargers": s.charger_ids,
+            "cmin": list(s.cmin), "cmax": list(s.cmax), "wire": list(s.cwire)}
+
+
+def op_hold(req):
+    _held[0] = sitemod.SiteHolder(req["site"])
+    return {}
+
+
+def op_propose(req):
+    return {"warnings": _held[0].propose(req["site"])}
+
+
+def op_held(req):
+    alloc = Allocator(_held[0].site)
+    snapshot.load(alloc, req["state"])
+    alloc.run()
+    return {"config": _held[0].site.config, "out": list(alloc.out)}
+
+
+_OPS = {"allocate": op_allocate, "snapshot": op_snapshot, "parse": op_parse,
+        "hold": op_hold, "propose": op_propose, "held": op_held}
+
+
+def serve():
+    while True:
+        line = sys.stdin.readline()
+        if not line:
+            return
+        try:
+            req = json.loads(line)
+            ans = {"ok": _OPS[req["op"]](req)}
+        except ConfigError as e:
+            ans = {"error": str(e), "field": e.field}
+        except Exception as e:  # reported, so the test fails with the VM's own words
+            ans = {"crash": "%s: %s" % (type(e).__name__, e)}
+        sys.stdout.write(json.dumps(ans))
+        sys.stdout.write("\n")
+
+
+serve()
