@@ -9,7 +9,7 @@ class ConfigError(ValueError):
     """A refused input: `field` names where, the message says why."""
 
     def __init__(self, field, reason):
-        ValueError.__init__(self, field + ": " + reason)
+        super().__init__(field + ": " + reason)
         self.field = field
         self.reason = reason
 

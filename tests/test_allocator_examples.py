@@ -1,0 +1,142 @@
+"""Worked examples: the figures an installer would check by hand."""
+import json
+
+import pytest
+
+
+def site(groups, chargers, meters=(), min_a=6):
+    return {"version": 1, "min_current_a": min_a, "groups": groups,
+            "meters": [{"id": m, "source": "modbus"} for m in meters], "chargers": chargers}
+
+
+def charger(cid, group="main", max_a=32, phases=3, rotation="L123", **extra):
+    return dict(id=cid, group=group, max_a=max_a, phases=phases, rotation=rotation, **extra)
+
+
+def amps(vm, cfg, state):
+    snap = json.loads(vm.call("snapshot", site=cfg, state=state)["json"])
+    return {cid: c["current_a"] for cid, c in snap["chargers"].items()}
+
+
+def cars(*ids, state="C", **extra):
+    return {cid: dict(state=state, **extra) for cid in ids}
+
+
+def test_two_chargers_share_40_a(vm):
+    cfg = site([{"id": "main", "limit_a": 40}], [charger("wb1"), charger("wb2")])
+    assert amps(vm, cfg, {"chargers": cars("wb1", "wb2")}) == {"wb1": 20.0, "wb2": 20.0}
+    # One car alone: its own maximum caps it.
+    assert amps(vm, cfg, {"chargers": cars("wb1")}) == {"wb1": 32.0, "wb2": 0.0}
+
+
+def test_other_load_at_the_meter_leaves_the_rest(vm):
+    cfg = site([{"id": "main", "limit_a": 40, "meter": "grid"}], [charger("wb1"), charger("wb2")],
+               meters=["grid"])
+    state = {"meters": {"grid": [10, 10, 10]}, "chargers": cars("wb1", "wb2", measured_a=[0, 0, 0])}
+    assert amps(vm, cfg, state) == {"wb1": 15.0, "wb2": 15.0}
+    # The meter also sees the cars: 10 A of house plus 2 x 15 A of cars is the same site.
+    state = {"meters": {"grid": [40, 40, 40]}, "chargers": cars("wb1", "wb2", measured_a=[15, 15, 15])}
+    assert amps(vm, cfg, state) == {"wb1": 15.0, "wb2": 15.0}
+
+
+def test_a_30_a_subgroup_under_a_100_a_main_with_load_at_the_main(vm):
+    cfg = site([{"id": "main", "limit_a": 100, "meter": "grid"},
+                {"id": "carport", "parent": "main", "limit_a": 30}],
+               [charger("c1", "carport"), charger("c2", "carport"), charger("m1", "main")], meters=["grid"])
+    # Light load: the carport's own 30 A binds its two chargers, the main one gets its max.
+    state = {"meters": {"grid": [20, 20, 20]}, "chargers": cars("c1", "c2", "m1", measured_a=[0, 0, 0])}
+    assert amps(vm, cfg, state) == {"c1": 15.0, "c2": 15.0, "m1": 32.0}
+    # 80 A of other load at the main leaves 20 A for all three: the main binds.
+    state["meters"]["grid"] = [80, 80, 80]
+    out = amps(vm, cfg, state)
+    assert sorted(out.values()) == [6.6, 6.7, 6.7]  # 20 A in three, to the 0.1 A
+    # 90 A leaves 10 A: one charger at the minimum, the other two pause.
+    state["meters"]["grid"] = [90, 90, 90]
+    assert sorted(amps(vm, cfg, state).values()) == [0.0, 0.0, 10.0]
+
+
+def test_six_chargers_on_30_a_at_6_a_minimum(vm):
+    ids = ["wb%d" % i for i in range(6)]
+    cfg = site([{"id": "main", "limit_a": 30}], [charger(i) for i in ids])
+    # wb5 has charged longest: it is the one that pauses.
+    state = {"chargers": {cid: {"state": "C", "charging_s": 100 * k} for k, cid in enumerate(ids)}}
+    out = amps(vm, cfg, state)
+    assert out == {"wb0": 6.0, "wb1": 6.0, "wb2": 6.0, "wb3": 6.0, "wb4": 6.0, "wb5": 0.0}
+    # Priority comes before waiting time.
+    cfg["chargers"][5]["priority"] = 1
+    out = amps(vm, cfg, state)
+    assert out["wb5"] == 6.0 and out["wb4"] == 0.0
+
+
+def test_three_1_phase_chargers_on_16_a_with_known_rotation(vm):
+    cfg = site([{"id": "main", "limit_a": 16}],
+               [charger("a", phases=1, rotation="L123"), charger("b", phases=1, rotation="L231"),
+                charger("c", phases=1, rotation="L312")])
+    # Each on a different site phase: each gets the whole 16 A of its phase.
+    assert amps(vm, cfg, {"chargers": cars("a", "b", "c")}) == {"a": 16.0, "b": 16.0, "c": 16.0}
+
+
+def test_three_1_phase_chargers_on_16_a_with_unknown_rotation(vm):
+    cfg = site([{"id": "main", "limit_a": 16}],
+               [charger(x, phases=1, rotation="unknown") for x in "abc"])
+    # Each may be on any phase, so each counts on all three: two fit at 8 A, one pauses.
+    out = amps(vm, cfg, {"chargers": cars("a", "b", "c")})
+    assert sorted(out.values()) == [0.0, 8.0, 8.0]
+
+
+def test_a_unit_breaker_caps_one_so_the_others_get_more(vm):
+    cfg = site([{"id": "main", "limit_a": 60}],
+               [charger("small", max_a=10), charger("b"), charger("c", max_a=32, connector_max_a=20)])
+    assert amps(vm, cfg, {"chargers": cars("small", "b", "c")}) == {"small": 10.0, "b": 30.0, "c": 20.0}
+
+
+def test_a_silent_meter_counts_its_reserve(vm):
+    cfg = site([{"id": "main", "limit_a": 40, "meter": "grid", "reserve_a": 12}],
+               [charger("wb1"), charger("wb2")], meters=["grid"])
+    state = {"chargers": cars("wb1", "wb2")}  # no reading for "grid"
+    assert amps(vm, cfg, state) == {"wb1": 14.0, "wb2": 14.0}
+    # Without a reserve the whole limit is assumed: the chargers pause.
+    del cfg["groups"][0]["reserve_a"]
+    assert amps(vm, cfg, state) == {"wb1": 0.0, "wb2": 0.0}
+
+
+def test_export_helps_only_as_far_as_the_fuse(vm):
+    cfg = site([{"id": "main", "limit_a": 40},
+                {"id": "barn", "parent": "main", "limit_a": 20, "meter": "barn"}],
+               [charger("m1", max_a=80), charger("b1", "barn", max_a=6)], meters=["barn"])
+    # The barn exports 50 A of PV: its own 20 A fuse lets only 20 A of that help the main.
+    state = {"meters": {"barn": [-50, -50, -50]}, "chargers": cars("m1", "b1", measured_a=[0, 0, 0])}
+    assert amps(vm, cfg, state) == {"m1": 54.0, "b1": 6.0}
+
+
+def test_a_1_phase_car_on_l1_leaves_less_l1_for_the_others(vm):
+    cfg = site([{"id": "main", "limit_a": 32},
+                {"id": "east", "parent": "main", "limit_a": 32},
+                {"id": "west", "parent": "main", "limit_a": 32}],
+               [charger("e1", "east", phases=1, rotation="L123"), charger("w1", "west"),
+                charger("w2", "west", phases=1, rotation="L231")])
+    out = amps(vm, cfg, {"chargers": cars("e1", "w1", "w2")})
+    # L1 carries e1 and w1: 16 A each; w1 3-phase at 16 A leaves w2 its 16 A on L2.
+    assert out == {"e1": 16.0, "w1": 16.0, "w2": 16.0}
+
+
+def test_fallbacks_overload_nothing_with_every_reserve(vm):
+    cfg = site([{"id": "main", "limit_a": 40, "meter": "grid", "reserve_a": 16}],
+               [charger("wb1"), charger("wb2")], meters=["grid"])
+    state = {"meters": {"grid": [5, 5, 5]}, "chargers": cars("wb1", "wb2", measured_a=[0, 0, 0])}
+    snap = json.loads(vm.call("snapshot", site=cfg, state=state)["json"])
+    assert [snap["chargers"][c]["current_a"] for c in ("wb1", "wb2")] == [17.5, 17.5]
+    # 40 A - 16 A reserve = 24 A for both at once: 12 A each.
+    assert [snap["chargers"][c]["fallback_a"] for c in ("wb1", "wb2")] == [12.0, 12.0]
+
+
+@pytest.mark.parametrize("letter,expect", [("A", 0.0), ("B", 32.0), ("C", 32.0), ("D", 32.0),
+                                           ("E", 0.0), ("F", 0.0)])
+def test_pilot_states(vm, letter, expect):
+    cfg = site([{"id": "main", "limit_a": 63}], [charger("wb1")])
+    assert amps(vm, cfg, {"chargers": cars("wb1", state=letter)}) == {"wb1": expect}
+
+
+def test_mode_off_gets_nothing(vm):
+    cfg = site([{"id": "main", "limit_a": 63}], [charger("wb1", mode="off")])
+    assert amps(vm, cfg, {"chargers": cars("wb1")}) == {"wb1": 0.0}
