@@ -8,6 +8,9 @@
 # wiring may draw from any). A feasible allocation keeps, on every constraint, the sum of
 # the allocations of its users within its capacity.
 #
+# Heap: MicroPython builds a tuple for a multiple assignment of more than three names, so
+# the array shortcuts below come in threes.
+#
 # Sharing. (1) Admission: candidates, in order (priority, then rank, then index), are
 # admitted at their minimum while every constraint they use has room; then an exchange
 # pass pauses one admitted charger wherever that lets two or more paused ones run, so the
@@ -75,9 +78,11 @@ class Allocator:
         self._hi = array("i", [0] * nc)
         self._rise = bytearray(nc)
         self._tmp = array("h", [0] * nc)
+        self._paused = array("h", [0] * nc)
         self._order = array("h", range(nc))
         self._key = array("i", [0] * nc)
         self._sd = array("i", [0, 0, 0])
+        self._mask = bytearray(self._phase_mask(c) for c in range(nc))
         self._cons_table(site)
         self._uniform = self._uniform_chargers(site)
 
@@ -129,7 +134,8 @@ class Allocator:
     def _other_loads(self, metered, cap):
         # Other load per group and phase, children before parents.
         site, nk = self.site, self.nk
-        raw, acc, corr, draw, oth = self._raw, self._acc, self._corr, self._draw, self.other
+        raw, acc, corr = self._raw, self._acc, self._corr
+        draw, oth = self._draw, self.other
         for k in range(nk):
             acc[k] = 0
             corr[k] = 0
@@ -168,11 +174,12 @@ class Allocator:
             charging = self.pilot[c] == _PILOT_C or self.pilot[c] == _PILOT_D
             cmax = site.cmax[c]
             n = site.cphases[c]
-            d0 = self._measured(base, cmax, charging)
+            held = self.offered[c] if charging else 0
+            d0 = _draw(meas[base], held, cmax)
             least = d0
             if n == 3:
-                d1 = self._measured(base + 1, cmax, charging)
-                d2 = self._measured(base + 2, cmax, charging)
+                d1 = _draw(meas[base + 1], held, cmax)
+                d2 = _draw(meas[base + 2], held, cmax)
                 least = min(d0, d1, d2)
             sd = self._sd
             if site.cwire[base] >= 0:
@@ -189,13 +196,6 @@ class Allocator:
                 draw[g * 3 + 1] += sd[1]
                 draw[g * 3 + 2] += sd[2]
                 g = site.parent[g]
-
-    def _measured(self, i, cmax, charging):
-        m = self.meas[i]
-        if m < 0:
-            return self.offered[i // 3] if charging else 0
-        # A report above the charger's own maximum is a fault; crediting less is safe.
-        return m if m < cmax else cmax
 
     def _sort(self):
         # Insertion sort of the persistent order: nearly sorted from the last run, so cheap.
@@ -226,7 +226,8 @@ class Allocator:
     # ---- admission -----------------------------------------------------------------
 
     def _admit(self, cap):
-        used, a, lo, hi = self._used, self._a, self._lo, self._hi
+        used, a, lo = self._used, self._a, self._lo
+        hi = self._hi
         for k in range(self.nk):
             used[k] = 0
         paused = 0
@@ -257,16 +258,25 @@ class Allocator:
 
     def _exchange(self, cap):
         # Pause the lowest-placed admitted charger whose place lets two or more run.
-        a, lo, hi, order, tmp = self._a, self._lo, self._hi, self._order, self._tmp
+        a, lo, hi = self._a, self._lo, self._hi
+        order, tmp, paused = self._order, self._tmp, self._paused
+        np = 0
+        for i in range(self.nc):
+            c = order[i]
+            if hi[c] and a[c] == 0:
+                paused[np] = c
+                np += 1
+        if np < 2:
+            return False
         for i in range(self.nc - 1, -1, -1):
             s = order[i]
-            if a[s] == 0:
+            if a[s] == 0 or not self._smaller_paused(s, np):
                 continue
             self._add(s, -lo[s])
             got = 0
-            for j in range(self.nc):
-                c = order[j]
-                if c != s and hi[c] and a[c] == 0 and self._fits(c, lo[c], cap):
+            for j in range(np):
+                c = paused[j]
+                if self._fits(c, lo[c], cap):
                     self._add(c, lo[c])
                     tmp[got] = c
                     got += 1
@@ -277,10 +287,23 @@ class Allocator:
             self._add(s, lo[s])
         return False
 
+    def _smaller_paused(self, s, np):
+        # If every paused charger needs at least what s frees, on at least the phases s
+        # uses, no two of them can take s's place (each would block the other on the fuse
+        # that blocks it now): that exchange is not worth trying.
+        lo, mask, paused = self._lo, self._mask, self._paused
+        ms = mask[s]
+        for j in range(np):
+            c = paused[j]
+            if lo[c] < lo[s] or mask[c] & ms != ms:
+                return True
+        return False
+
     # ---- water-filling -------------------------------------------------------------
 
     def _fill(self, cap):
-        a, hi, rise, n, used = self._a, self._hi, self._rise, self._n, self._used
+        a, hi, rise = self._a, self._hi, self._rise
+        n, used = self._n, self._used
         nc, nk = self.nc, self.nk
         level = _BIG
         for c in range(nc):
@@ -331,7 +354,8 @@ class Allocator:
         self._rise[c] = _FROZEN
 
     def _raise(self, step, level):
-        a, hi, rise, n, used = self._a, self._hi, self._rise, self._n, self._used
+        a, hi, rise = self._a, self._hi, self._rise
+        n, used = self._n, self._used
         level += step
         for k in range(self.nk):
             if n[k]:
@@ -349,7 +373,8 @@ class Allocator:
     def _freeze_tight(self, cap):
         # No quantum fits for every rising user of some constraint. Its last quanta go one
         # each to its rising users, in order, then all its users stop.
-        n, used, tight, ck, rise, order = self._n, self._used, self._tight, self._ck, self._rise, self._order
+        n, used, tight = self._n, self._used, self._tight
+        ck, rise, order = self._ck, self._rise, self._order
         for k in range(self.nk):
             tight[k] = 1 if n[k] and cap[k] - used[k] < n[k] * QUANTUM else 0
         for i in range(self.nc):
@@ -404,6 +429,14 @@ class Allocator:
                 elif -v > top:
                     top = -v
         return top
+
+
+def _draw(measured, held, cmax):
+    # Unmeasured (-1): the current in force while it charges. A report above the
+    # charger's own maximum is a fault; crediting less is the safe side.
+    if measured < 0:
+        return held
+    return measured if measured < cmax else cmax
 
 
 def _clamp(v, lo, hi):
