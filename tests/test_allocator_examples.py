@@ -62,6 +62,12 @@ def test_six_chargers_on_30_a_at_6_a_minimum(vm):
     state = {"chargers": {cid: {"state": "C", "charging_s": 100 * k} for k, cid in enumerate(ids)}}
     out = amps(vm, cfg, state)
     assert out == {"wb0": 6.0, "wb1": 6.0, "wb2": 6.0, "wb3": 6.0, "wb4": 6.0, "wb5": 0.0}
+    # Of two that have not charged yet, the one that has waited longer runs.
+    state["chargers"]["wb0"] = {"state": "B", "waiting_s": 30}
+    state["chargers"]["wb5"] = {"state": "B", "waiting_s": 900}
+    out = amps(vm, cfg, state)
+    assert out["wb5"] == 6.0 and out["wb4"] == 0.0 and out["wb0"] == 6.0
+    state["chargers"]["wb5"] = {"state": "C", "charging_s": 500}
     # Priority comes before waiting time.
     cfg["chargers"][5]["priority"] = 1
     out = amps(vm, cfg, state)

@@ -7,7 +7,10 @@ from ampshare.allocator import Allocator
 from ampshare.units import ConfigError, fmt_a, ma
 
 _READING_MAX_A = 4000  # a reading beyond four times the largest fuse is a fault, refused
-_CHARGING_S_MAX = 10**8  # about three years; keeps the rank a small int
+_SECONDS_MAX = 10**8  # about three years: anything longer is a typo
+# Ranks order chargers of equal priority: whoever has charged least, then whoever has waited
+# longest, goes first. Seconds beyond 2**20 (12 days) all rank alike.
+_RANK_SPAN = 1 << 20
 _PILOT_STATES = "ABCDEF"
 
 
@@ -40,16 +43,21 @@ def _charger(alloc, c, ch, where):
     if not isinstance(letter, str) or len(letter) != 1 or letter not in _PILOT_STATES:
         raise ConfigError(where + ".state", "must be one of A B C D E F")
     alloc.pilot[c] = ord(letter)
-    secs = ch.get("charging_s", 0)
-    if isinstance(secs, bool) or not isinstance(secs, int) or not 0 <= secs <= _CHARGING_S_MAX:
-        raise ConfigError(where + ".charging_s", "must be a whole number of seconds")
-    # Who has charged least is served first among equals: those who waited longest.
-    alloc.rank[c] = secs
+    charged = min(_seconds(ch, "charging_s", where), _RANK_SPAN - 1)
+    waited = min(_seconds(ch, "waiting_s", where), _RANK_SPAN)
+    alloc.rank[c] = _RANK_SPAN + charged - waited
     if "measured_a" in ch:
         for k, v in enumerate(_three(ch["measured_a"], where + ".measured_a", 0, False)):
             alloc.meas[c * 3 + k] = v
     if "offered_a" in ch:
         alloc.offered[c] = ma(ch["offered_a"], where + ".offered_a", 0, 80, 3)
+
+
+def _seconds(ch, name, where):
+    secs = ch.get(name, 0)
+    if isinstance(secs, bool) or not isinstance(secs, int) or not 0 <= secs <= _SECONDS_MAX:
+        raise ConfigError(where + "." + name, "must be a whole number of seconds")
+    return secs
 
 
 def _three(value, where, lo, same_for_all):
