@@ -59,6 +59,10 @@ class Allocator:
         self.meas = array("i", [-1] * (3 * nc))  # mA per charger phase, -1 unmeasured
         self.offered = array("i", [0] * nc)  # the current in force now
         self.rank = array("i", [0] * nc)  # lower is served first within a priority
+        # A silent follower keeps what it may still draw (and its fallback) whatever we
+        # decide: pinned on its fuses, never offered more.
+        self.held = array("i", [0] * nc)
+        self.held_fb = array("i", [0] * nc)
         # Outputs.
         self.out = array("i", [0] * nc)
         self.fallback = array("i", [0] * nc)
@@ -71,6 +75,7 @@ class Allocator:
         self._acc = array("i", [0] * (3 * ng))
         self._corr = array("i", [0] * (3 * ng))
         self._used = array("i", [0] * (3 * ng))
+        self._base = array("i", [0] * (3 * ng))
         self._n = array("h", [0] * (3 * ng))
         self._tight = bytearray(3 * ng)
         self._a = array("i", [0] * nc)
@@ -125,11 +130,23 @@ class Allocator:
             lo[c] = site.cmin[c]
             p = self.pilot[c]
             wants = (p == _PILOT_B or p == _PILOT_C or p == _PILOT_D) and site.cmode[c] != MODE_OFF
-            hi[c] = site.cmax[c] if wants else 0
+            hi[c] = site.cmax[c] if wants and not self.held[c] else 0
+        self._pin(self.held)
         self._share(self.cap, self.out)
         for c in range(self.nc):
             hi[c] = self.out[c]
+        self._pin(self.held_fb)
         self._share(self._capfb, self.fallback)
+
+    def _pin(self, held):
+        base, ck = self._base, self._ck
+        for k in range(self.nk):
+            base[k] = 0
+        for c in range(self.nc):
+            h = held[c]
+            if h:
+                for j in range(self._coff[c], self._coff[c + 1]):
+                    base[ck[j]] += h
 
     def _other_loads(self, metered, cap):
         # Other load per group and phase, children before parents.
@@ -227,9 +244,9 @@ class Allocator:
 
     def _admit(self, cap):
         used, a, lo = self._used, self._a, self._lo
-        hi = self._hi
+        hi, base = self._hi, self._base
         for k in range(self.nk):
-            used[k] = 0
+            used[k] = base[k]
         paused = 0
         for i in range(self.nc):
             c = self._order[i]
@@ -422,7 +439,8 @@ class Allocator:
         top = 0
         for arr in (self.meter, self.meas, self.offered, self.out, self.fallback, self.cap,
                     self.other, self._capfb, self._raw, self._draw, self._acc, self._corr,
-                    self._used, self._a, self._lo, self._hi, self._key):
+                    self._used, self._a, self._lo, self._hi, self._key, self.held,
+                    self.held_fb, self._base):
             for v in arr:
                 if v > top:
                     top = v

@@ -1,0 +1,243 @@
+# The follower core: one wallbox's control pilot, contactor and link to the leader.
+# Sans-I/O: the shell feeds pilot levels, measured currents and datagrams, each with now_ms,
+# and reads back the duty, the contactor and the datagrams to send.
+from array import array
+from time import ticks_diff
+
+from micropython import const
+
+from ampshare import pilot
+from ampshare import protocol as P
+
+# Defaults, each with its reason.
+WATCHDOG_MS = const(10_000)  # DESIGN.md: no valid COMMAND for 10 s -> the fallback current
+INCREASE_GAP_MS = const(5_000)  # IEC 61851-1 gives the EV 5 s to follow; one step at a time
+PAUSE_OPEN_MS = const(6_000)  # paused but the car still draws: open after the EV's 5 s + 1 s
+# After a pause, stay paused this long: every restart is a contactor cycle (rated in tens of
+# thousands), and some cars fault when a session stops and starts within seconds.
+MIN_PAUSE_MS = const(60_000)
+REPORT_MS = const(1_000)  # STATE at least once a second, and at once on a change
+HELLO_MS = const(2_000)  # announce while unpaired: found within a page refresh
+PAIR_WINDOW_MS = const(300_000)  # PAIR accepted 5 min after power-up or a button press
+_ON_A = const(1_000)  # mA per phase above which a phase counts as in use (above noise)
+# A measured change this large is reported at once: the leader subtracts the cars' draw from
+# the meter, and a stale report would read as other load.
+REPORT_DELTA_MA = const(1_000)
+
+# STATE error flags
+ERR_DIODE = const(1)  # negative half not near -12 V: no diode, or a short
+ERR_PILOT = const(2)  # pilot in E or F
+# STATE flags
+AT_FALLBACK = const(1)
+CONTACTOR = const(2)
+
+
+class Follower:
+    def __init__(self, uid, nameplate_ma, phases, can_switch, f_epoch, code, now_ms,
+                 key=None, charger=-1):
+        self.uid = bytes(uid)
+        self.nameplate = nameplate_ma
+        self.phases = phases
+        self.can_switch = can_switch
+        self.f_epoch = f_epoch  # this boot's number, kept on flash by the shell
+        self.code = code  # the pairing code on the label
+        self.key = P.Key(key) if key else None
+        self.charger = charger
+        self.charger_id = ""
+        self.boot_ms = now_ms
+        self.window_until = now_ms + PAIR_WINDOW_MS
+        self.fresh = P.Freshness()
+        self.rejected = array("i", [0] * len(P.REASONS))
+        self.accepted = 0
+        # Link
+        self.l_epoch = 0
+        self.seq = 0
+        self.heard = False
+        self.last_cmd = now_ms
+        self.target = 0  # what the leader allows now
+        self.fallback = 0  # what may be kept if the leader goes silent
+        self.at_fallback = False
+        # Pilot and contactor
+        self.state = pilot.A
+        self.offered = 0  # what the pilot offers now
+        self.duty = pilot.DUTY_FULL
+        self.contactor = False
+        self.diode = False  # passed since the car was plugged in
+        self.errors = 0
+        self.last_increase = now_ms - INCREASE_GAP_MS
+        self.paused_at = None
+        self.meas = array("i", [0, 0, 0])
+        self._reported = array("i", [0, 0, 0])
+        self.energy_wh = 0
+        # Reports
+        self._last_report = now_ms - REPORT_MS
+        self._changed = True
+        self.paired_event = False  # set when a PAIR was accepted: the shell saves key and id
+
+    # ---- inputs ---------------------------------------------------------------------
+
+    def press_pair(self, now_ms):
+        self.window_until = now_ms + PAIR_WINDOW_MS
+
+    def sample(self, now_ms, high_mv, low_mv):
+        """One reading of the pilot's positive and negative levels (the shell: >= 10 Hz)."""
+        state = pilot.classify(high_mv, self.state)
+        if state == pilot.A:
+            self.diode = False
+        if self.duty < pilot.DUTY_FULL and state in (pilot.B, pilot.C, pilot.D):
+            # Oscillating with a car: the negative half is there to check.
+            ok = pilot.diode_ok(low_mv)
+            self.diode = ok
+            self._flag(ERR_DIODE, not ok)
+        self._flag(ERR_PILOT, state == pilot.E or state == pilot.F)
+        if state != self.state:
+            self.state = state
+            self._changed = True
+        self._drive(now_ms)
+
+    def measure(self, m1, m2, m3, energy_wh):
+        rep = self._reported
+        if abs(m1 - rep[0]) >= REPORT_DELTA_MA or abs(m2 - rep[1]) >= REPORT_DELTA_MA \
+                or abs(m3 - rep[2]) >= REPORT_DELTA_MA:
+            self._changed = True
+        self.meas[0], self.meas[1], self.meas[2] = m1, m2, m3
+        self.energy_wh = energy_wh
+
+    def receive(self, now_ms, data):
+        """A datagram from the network. Returns True when it was accepted."""
+        try:
+            mtype = P.header(data)
+            if P.uid_of(data) != self.uid:
+                raise P.Rejected(P.R_PEER)
+            if mtype == P.COMMAND:
+                self._command(now_ms, data)
+            elif mtype == P.PAIR:
+                self._pair(now_ms, data)
+            else:
+                raise P.Rejected(P.R_TYPE)
+        except P.Rejected as e:
+            self.rejected[e.reason] += 1
+            return False
+        self.accepted += 1
+        return True
+
+    def _command(self, now_ms, data):
+        if self.key is None:
+            raise P.Rejected(P.R_PEER)
+        _, l_epoch, seq, f_epoch, cur, fb, phases, flags = P.read_command(data, self.key)
+        if f_epoch != self.f_epoch:
+            raise P.Rejected(P.R_EPOCH)  # addressed to an earlier boot of ours
+        self.fresh.admit(l_epoch, seq)
+        self.l_epoch = l_epoch
+        self.heard = True
+        self.last_cmd = now_ms
+        self.target = min(cur, self.nameplate)
+        self.fallback = min(fb, self.target)
+        if self.at_fallback:
+            self.at_fallback = False
+            self._changed = True
+        self._drive(now_ms)
+
+    def _pair(self, now_ms, data):
+        if self.key is not None and ticks_diff(self.window_until, now_ms) <= 0:
+            raise P.Rejected(P.R_WINDOW)
+        _, _, l_epoch, charger, ident, key = P.read_pair(data, self.code)
+        self.key = P.Key(key)
+        self.charger = charger
+        self.charger_id = ident
+        self.fresh = P.Freshness()
+        self.window_until = now_ms  # one pairing per window
+        self.paired_event = True
+        self._changed = True
+
+    def tick(self, now_ms):
+        """Timers; returns a datagram to send to the leader, or None."""
+        if self.heard or self.key is not None:
+            if not self.at_fallback and ticks_diff(now_ms, self.last_cmd) >= WATCHDOG_MS:
+                self.at_fallback = True
+                self._changed = True
+        self._drive(now_ms)
+        if self.key is None:
+            if ticks_diff(now_ms, self._last_report) >= HELLO_MS:
+                self._last_report = now_ms
+                return self.hello()
+            return None
+        if self._changed or ticks_diff(now_ms, self._last_report) >= REPORT_MS:
+            self._last_report = now_ms
+            self._changed = False
+            return self.report()
+        return None
+
+    # ---- the pilot's offer and the contactor ----------------------------------------
+
+    def allowed(self):
+        """What the leader allows now: its command, or the fallback once it went silent."""
+        if self.at_fallback:
+            return self.fallback if self.heard else 0
+        return self.target
+
+    def _drive(self, now_ms):
+        want = self.allowed()
+        if want < pilot.MIN_MA or self.errors & ERR_PILOT:
+            want = 0
+        car = self.state in (pilot.B, pilot.C, pilot.D)
+        if want < self.offered:
+            self._offer(now_ms, want)  # a decrease at once
+        elif want > self.offered and self._may_increase(now_ms):
+            self._offer(now_ms, want)
+            self.last_increase = now_ms
+        self.duty = pilot.duty_for(self.offered) if car else pilot.DUTY_FULL
+        closed = self._contactor(now_ms)
+        if closed != self.contactor:
+            self.contactor = closed
+            self._changed = True
+
+    def _may_increase(self, now_ms):
+        if ticks_diff(now_ms, self.last_increase) < INCREASE_GAP_MS:
+            return False
+        return self.paused_at is None or ticks_diff(now_ms, self.paused_at) >= MIN_PAUSE_MS
+
+    def _offer(self, now_ms, ma):
+        if ma == 0 and self.offered:
+            self.paused_at = now_ms
+        self.offered = ma
+        self._changed = True
+
+    def _contactor(self, now_ms):
+        if self.state not in (pilot.C, pilot.D) or self.errors:
+            return False  # the car went back to B or A, or a fault: open now
+        if self.offered == 0:
+            # Paused: the car should stop within 5 s; open after 6 s even if it does not.
+            if not self.contactor:
+                return False
+            return ticks_diff(now_ms, self.paused_at) < PAUSE_OPEN_MS
+        return self.contactor or self.diode
+
+    def _flag(self, bit, on):
+        old = self.errors
+        self.errors = (old | bit) if on else (old & ~bit)
+        if self.errors != old:
+            self._changed = True
+
+    # ---- outgoing -------------------------------------------------------------------
+
+    def hello(self):
+        flags = (P.CAN_SWITCH if self.can_switch else 0) | (P.PAIRED if self.key else 0)
+        return P.hello(self.uid, 1, self.nameplate, self.phases, flags)
+
+    def in_use(self):
+        n = 0
+        for k in range(3):
+            if self.meas[k] > _ON_A:
+                n += 1
+        return n
+
+    def report(self):
+        self.seq += 1
+        for k in range(3):
+            self._reported[k] = self.meas[k]
+        flags = (AT_FALLBACK if self.at_fallback else 0) | (CONTACTOR if self.contactor else 0)
+        uptime = ticks_diff(self._last_report, self.boot_ms) // 1000
+        return P.state(self.key, self.uid, self.f_epoch, self.seq, self.l_epoch, self.state,
+                       self.errors, self.offered, self.fallback if self.heard else 0, self.meas,
+                       self.in_use(), flags, self.energy_wh, uptime)

@@ -1,0 +1,294 @@
+# The leader core: tracks followers and meters, runs the allocator every second (and at once
+# when something that matters changes), and turns its answer into COMMANDs without ever
+# letting what the cars may still draw exceed a fuse. Sans-I/O: datagrams, meter readings and
+# now_ms in; datagrams out.
+from array import array
+from time import ticks_add, ticks_diff
+
+from micropython import const
+
+from ampshare import protocol as P
+from ampshare.allocator import Allocator
+
+PERIOD_MS = const(1_000)  # DESIGN.md: the control period
+EV_FOLLOW_MS = const(5_000)  # IEC 61851-1: an EV has up to 5 s to follow its pilot
+FOLLOWER_WATCHDOG_MS = const(10_000)  # the follower's own watchdog (follower.WATCHDOG_MS)
+# Silent this long, a follower must be at its fallback: its watchdog plus the EV's 5 s.
+LOST_MS = const(15_000)
+SILENT_MS = const(3_000)  # three missed reports: shown as silent, its share kept reserved
+METER_SILENT_MS = const(5_000)  # DESIGN.md: then its group counts its reserve_a
+FREED_MARGIN_MA = const(1_000)  # a measured draw this close to the new value confirms it
+INCREASE_GAP_MS = const(5_000)  # DESIGN.md: increases to one pilot at most every 5 s
+# A change of other load above this triggers an allocation at once rather than next period.
+STEP_MA = const(2_000)
+
+UNKNOWN = const(0)  # not heard since this leader started
+ONLINE = const(1)
+SILENT = const(2)
+LOST = const(3)
+
+
+class Leader:
+    def __init__(self, site, l_epoch, now_ms):
+        self.site = site
+        self.alloc = Allocator(site)
+        nc = len(site.charger_ids)
+        self.nc = nc
+        self.l_epoch = l_epoch
+        self.seq = 0
+        self.boot_ms = now_ms
+        self.uid = [None] * nc
+        self.key = [None] * nc
+        self.fresh = [P.Freshness() for _ in range(nc)]
+        self.status = bytearray(nc)
+        self.f_epoch = array("i", [-1] * nc)
+        self.heard = array("i", [0] * nc)  # ticks of the last accepted STATE
+        # What each car may still draw, the last values sent, and what the follower holds.
+        self.permitted = array("i", [0] * nc)
+        self.sent = array("i", [0] * nc)
+        self.sent_fb = array("i", [0] * nc)
+        self.fb_allowed = array("i", [0] * nc)  # the most any fallback it may hold allows
+        self.applied = array("i", [0] * nc)
+        self.freed_at = array("i", [0] * nc)  # when a decrease counts as followed
+        self.pending = bytearray(nc)  # 1 while a decrease is not yet confirmed
+        self.last_increase = array("i", [now_ms - INCREASE_GAP_MS] * nc)
+        self.phases = bytearray(site.cphases)
+        self.meter_at = array("i", [0] * len(site.meter_ids))
+        self.rejected = array("i", [0] * len(P.REASONS))
+        self.accepted = 0
+        self._due = now_ms
+        self._use = array("i", [0] * self.alloc.nk)
+        self._usefb = array("i", [0] * self.alloc.nk)
+        self._out = []
+
+    # ---- inputs ---------------------------------------------------------------------
+
+    def add_follower(self, charger, uid, key):
+        self.uid[charger] = bytes(uid)
+        self.key[charger] = P.Key(key)
+        self.fresh[charger] = P.Freshness()
+
+    def pair(self, charger, uid, code, nonce, key):
+        """The PAIR datagram that gives follower `uid` its key and charger; it is adopted."""
+        self.add_follower(charger, uid, key)
+        self.status[charger] = UNKNOWN
+        return P.pair(code, uid, nonce, self.l_epoch, charger, self.site.charger_ids[charger], key)
+
+    def meter(self, now_ms, m, l1, l2, l3):
+        a = self.alloc
+        old = max(abs(a.meter[m * 3] - l1), abs(a.meter[m * 3 + 1] - l2), abs(a.meter[m * 3 + 2] - l3))
+        a.meter[m * 3], a.meter[m * 3 + 1], a.meter[m * 3 + 2] = l1, l2, l3
+        fresh = a.meter_ok[m]
+        a.meter_ok[m] = 1
+        self.meter_at[m] = now_ms
+        if old > STEP_MA or not fresh:
+            self._due = now_ms  # a meter step: allocate at once
+
+    def receive(self, now_ms, data):
+        """A datagram from a follower. Returns True when accepted."""
+        try:
+            mtype = P.header(data)
+            if mtype == P.HELLO:
+                P.read_hello(data)  # carries no authority: the shell lists it for pairing
+                return True
+            if mtype != P.STATE:
+                raise P.Rejected(P.R_TYPE)
+            self._state(now_ms, data)
+        except P.Rejected as e:
+            self.rejected[e.reason] += 1
+            return False
+        self.accepted += 1
+        return True
+
+    def _charger_of(self, uid):
+        for c in range(self.nc):
+            if self.uid[c] == uid:
+                return c
+        raise P.Rejected(P.R_PEER)
+
+    def _state(self, now_ms, data):
+        c = self._charger_of(P.uid_of(data))
+        r = P.read_state(data, self.key[c])
+        _, f_epoch, seq, _, letter, errors, applied, fb, meas, _, flags, _, _ = r
+        self.fresh[c].admit(f_epoch, seq)
+        first = self.status[c] == UNKNOWN or self.f_epoch[c] != f_epoch
+        self.f_epoch[c] = f_epoch
+        self.heard[c] = now_ms
+        a = self.alloc
+        if a.pilot[c] != letter:
+            self._due = now_ms
+        a.pilot[c] = letter
+        for k in range(3):
+            a.meas[c * 3 + k] = meas[k]
+        self.applied[c] = applied
+        if first:
+            # Adopt what it does now (a restarted leader, a restarted follower): no pause.
+            self.sent[c] = applied
+            self.permitted[c] = max(applied, self._drawn(c))
+            self.sent_fb[c] = fb
+            self.fb_allowed[c] = fb
+            self.pending[c] = 0
+            self._due = now_ms
+        elif self.pending[c] and applied <= self.sent[c]:
+            if self._drawn(c) <= self.sent[c] + FREED_MARGIN_MA:
+                self._free(c)  # measured: the car already follows
+            elif self.freed_at[c] == 0:
+                self.freed_at[c] = ticks_add(now_ms, EV_FOLLOW_MS) | 1
+        if fb <= self.sent_fb[c]:
+            self.fb_allowed[c] = self.sent_fb[c]
+        self.status[c] = ONLINE
+
+    def _drawn(self, c):
+        m = self.alloc.meas
+        return max(m[c * 3], m[c * 3 + 1], m[c * 3 + 2])
+
+    def _free(self, c):
+        self.pending[c] = 0
+        self.freed_at[c] = 0
+        self.permitted[c] = self.sent[c]
+
+    # ---- every period ---------------------------------------------------------------
+
+    def tick(self, now_ms):
+        """Timers and, when due, an allocation. Returns [(charger, datagram), ...]."""
+        out = self._out
+        del out[:]
+        self._timers(now_ms)
+        if ticks_diff(now_ms, self._due) < 0:
+            return out
+        self._due = ticks_add(now_ms, PERIOD_MS)
+        self._hold_silent(now_ms)
+        self.alloc.run()
+        self._apply(now_ms)
+        return out
+
+    def _timers(self, now_ms):
+        for m in range(len(self.meter_at)):
+            if self.alloc.meter_ok[m] and ticks_diff(now_ms, self.meter_at[m]) >= METER_SILENT_MS:
+                self.alloc.meter_ok[m] = 0
+                self._due = now_ms
+        for c in range(self.nc):
+            if self.pending[c] and self.freed_at[c] and ticks_diff(now_ms, self.freed_at[c]) >= 0:
+                self._free(c)
+            s = self.status[c]
+            if s == ONLINE or s == SILENT:
+                quiet = ticks_diff(now_ms, self.heard[c])
+                new = LOST if quiet >= LOST_MS else SILENT if quiet >= SILENT_MS else ONLINE
+                if new != s:
+                    self.status[c] = new
+                    self._due = now_ms
+
+    def _hold_silent(self, now_ms):
+        # Silent: its last permitted current is pinned. Lost: it must be at its fallback.
+        # Never heard since we started: it may be at anything up to its maximum.
+        a, site = self.alloc, self.site
+        for c in range(self.nc):
+            s = self.status[c]
+            if s == ONLINE:
+                a.held[c] = 0
+                a.held_fb[c] = 0
+            elif s == SILENT:
+                a.held[c] = max(self.permitted[c], self.fb_allowed[c])
+                a.held_fb[c] = self.fb_allowed[c]
+            elif s == LOST:
+                a.held[c] = self.fb_allowed[c]
+                a.held_fb[c] = self.fb_allowed[c]
+            else:
+                off = site.cmode[c] == 3  # "off": the installer says it draws nothing
+                a.held[c] = 0 if off or self.key[c] is None else site.cmax[c]
+                a.held_fb[c] = a.held[c]
+            if a.held[c]:
+                a.pilot[c] = ord("C")  # its draw is inside any meter above it
+                a.offered[c] = a.held[c]
+                for k in range(3):
+                    a.meas[c * 3 + k] = -1
+            else:
+                a.offered[c] = self.permitted[c]
+
+    def _apply(self, now_ms):
+        # Decreases at once; increases only where what every car may still draw leaves room.
+        a = self.alloc
+        for c in range(self.nc):
+            if self.status[c] != ONLINE:
+                continue
+            t = a.out[c]
+            if t < self.sent[c]:
+                self.sent[c] = t
+                self.pending[c] = 1
+                self.freed_at[c] = 0
+        self._usage()
+        for i in range(self.nc):
+            c = a._order[i]
+            if self.status[c] != ONLINE:
+                continue
+            t = a.out[c]
+            if t > self.sent[c] and ticks_diff(now_ms, self.last_increase[c]) >= INCREASE_GAP_MS:
+                grant = self._room(c, t)
+                if grant > self.sent[c]:
+                    self._raise(c, grant)
+                    self.last_increase[c] = now_ms
+            self._send_fallback(c)
+            self._out.append((c, self._command(c)))
+
+    def _usage(self):
+        # What every car may still draw, and every fallback a follower may still hold, per
+        # fuse and phase: the pinned ones included.
+        a, use, usefb = self.alloc, self._use, self._usefb
+        for k in range(a.nk):
+            use[k] = 0
+            usefb[k] = 0
+        for c in range(self.nc):
+            p = a.held[c] if a.held[c] else self.permitted[c]
+            f = a.held_fb[c] if a.held[c] else self.fb_allowed[c]
+            for j in range(a._coff[c], a._coff[c + 1]):
+                use[a._ck[j]] += p
+                usefb[a._ck[j]] += f
+
+    def _room(self, c, target):
+        a, use = self.alloc, self._use
+        extra = target - self.permitted[c]
+        for j in range(a._coff[c], a._coff[c + 1]):
+            k = a._ck[j]
+            free = a.cap[k] - use[k]
+            if free < extra:
+                extra = free
+        grant = self.permitted[c] + (extra if extra > 0 else 0)
+        grant -= grant % 100
+        if grant > target:
+            grant = target
+        return grant if grant >= self.site.cmin[c] else self.sent[c]
+
+    def _raise(self, c, grant):
+        a, use = self.alloc, self._use
+        more = grant - self.permitted[c]
+        if more > 0:
+            for j in range(a._coff[c], a._coff[c + 1]):
+                use[a._ck[j]] += more
+            self.permitted[c] = grant
+        self.sent[c] = grant
+        # Back above a decrease not yet followed: what it may draw is still the higher value.
+        self.pending[c] = 1 if self.permitted[c] > grant else 0
+
+    def _send_fallback(self, c):
+        # A lower fallback goes out at once; a higher one only once every fallback a
+        # follower may still hold fits with it (the fallbacks' own make-before-break).
+        a, use = self.alloc, self._usefb
+        fb = min(a.fallback[c], self.sent[c])
+        if fb <= self.sent_fb[c]:
+            self.sent_fb[c] = fb
+            return
+        more = fb - self.fb_allowed[c]
+        for j in range(a._coff[c], a._coff[c + 1]):
+            k = a._ck[j]
+            if more > 0 and use[k] + more > a._capfb[k]:
+                return
+        if more > 0:
+            for j in range(a._coff[c], a._coff[c + 1]):
+                use[a._ck[j]] += more
+            self.fb_allowed[c] = fb
+        self.sent_fb[c] = fb
+
+    def _command(self, c):
+        self.seq += 1
+        return P.command(self.key[c], self.uid[c], self.l_epoch, self.seq, self.f_epoch[c],
+                         self.sent[c], self.sent_fb[c], self.phases[c])
