@@ -22,6 +22,7 @@ INCREASE_GAP_MS = const(5_000)  # DESIGN.md: increases to one pilot at most ever
 # A change of other load above this triggers an allocation at once rather than next period.
 STEP_MA = const(2_000)
 
+DISCOVERED_MAX = const(16)  # unpaired units listed on the page; bounds RAM against a flood
 UNKNOWN = const(0)  # not heard since this leader started
 ONLINE = const(1)
 SILENT = const(2)
@@ -56,6 +57,8 @@ class Leader:
         self.meter_at = array("i", [0] * len(site.meter_ids))
         self.rejected = array("i", [0] * len(P.REASONS))
         self.accepted = 0
+        self.hellos = 0
+        self.discovered = []  # (uid, firmware, nameplate mA, phases, flags) from HELLOs
         self._due = now_ms
         self._use = array("i", [0] * self.alloc.nk)
         self._usefb = array("i", [0] * self.alloc.nk)
@@ -89,8 +92,8 @@ class Leader:
         try:
             mtype = P.header(data)
             if mtype == P.HELLO:
-                P.read_hello(data)  # carries no authority: the shell lists it for pairing
-                return True
+                self._hello(data)
+                return False  # carries no authority: nothing acted upon
             if mtype != P.STATE:
                 raise P.Rejected(P.R_TYPE)
             self._state(now_ms, data)
@@ -99,6 +102,18 @@ class Leader:
             return False
         self.accepted += 1
         return True
+
+    def _hello(self, data):
+        # Remembered for the commissioning page; a full list forgets its oldest entry.
+        found = P.read_hello(data)
+        self.hellos += 1
+        for i, seen in enumerate(self.discovered):
+            if seen[0] == found[0]:
+                self.discovered[i] = found
+                return
+        if len(self.discovered) >= DISCOVERED_MAX:
+            self.discovered.pop(0)
+        self.discovered.append(found)
 
     def _charger_of(self, uid):
         for c in range(self.nc):

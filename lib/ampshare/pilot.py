@@ -7,6 +7,9 @@ MIN_MA = const(6000)  # IEC 61851-1: the least current a pilot may offer
 MAX_MA = const(80000)  # and the most
 _KNEE_MA = const(51000)  # 6-51 A: duty = A / 0.6 %; 51-80 A: duty = A / 2.5 + 64 %
 _KNEE_DUTY = const(8500)
+# The standard's second range starts at 85 % = 52.5 A: between 51 and 52.5 A the best duty
+# that offers no more than asked is 85 % (51 A).
+_GAP_END_MA = const(52500)
 
 # Pilot states by the level of the positive half, with the nominal level between bands.
 A = const(65)  # ord("A"): +12 V, no vehicle
@@ -31,8 +34,9 @@ def duty_for(ma):
         return DUTY_FULL
     if ma > MAX_MA:
         ma = MAX_MA
-    if ma <= _KNEE_MA:
-        return ma // 6  # A / 0.6 %, in 0.01 %: mA * 10000 / 60000; rounding down offers less
+    if ma < _GAP_END_MA:
+        # A / 0.6 %, in 0.01 %: mA * 10000 / 60000, rounded down so it never offers more.
+        return min(ma // 6, _KNEE_DUTY)
     # A / 2.5 + 64 %. Just above 51 A this gives a duty a car reads as a little under 51 A:
     # the standard's two ranges do not meet, and reading less is the safe side.
     return ma // 25 + 6400

@@ -3,6 +3,7 @@
 import json
 import sys
 
+import drive
 from ampshare import site as sitemod
 from ampshare import snapshot
 from ampshare.allocator import Allocator
@@ -58,6 +59,7 @@ def op_held(req):
 
 _OPS = {"allocate": op_allocate, "snapshot": op_snapshot, "parse": op_parse,
         "hold": op_hold, "propose": op_propose, "held": op_held}
+_OPS.update(drive.OPS)
 
 
 def serve():

@@ -1,0 +1,115 @@
+# Worker ops that drive a follower core and a leader core through timed events.
+from binascii import hexlify, unhexlify
+
+from ampshare import site as sitemod
+from ampshare.follower import Follower
+from ampshare.leader import Leader
+
+_objs = {}
+
+
+def _hex(b):
+    return hexlify(b).decode()
+
+
+def follower_new(req):
+    key = req.get("key")
+    _objs["f"] = Follower(unhexlify(req["uid"]), req.get("nameplate", 32000), req.get("phases", 3),
+                          False, req.get("f_epoch", 1), unhexlify(req.get("code", "")), req.get("now", 0),
+                          key=unhexlify(key) if key else None)
+    return follower_view()
+
+
+def follower_view():
+    f = _objs["f"]
+    return {"duty": f.duty, "offered": f.offered, "contactor": f.contactor, "state": chr(f.state),
+            "at_fallback": f.at_fallback, "target": f.target, "fallback": f.fallback,
+            "errors": f.errors, "paired": f.key is not None, "charger_id": f.charger_id,
+            "rejected": list(f.rejected), "n_accepted": f.accepted}
+
+
+def follower_run(req):
+    f = _objs["f"]
+    trace = []
+    for ev in req["events"]:
+        t, what = ev[0], ev[1]
+        res = {}
+        if what == "sample":
+            f.sample(t, ev[2], ev[3])
+        elif what == "measure":
+            f.measure(ev[2], ev[3], ev[4], 0)
+        elif what == "recv":
+            res["accepted"] = f.receive(t, unhexlify(ev[2]))
+        elif what == "press":
+            f.press_pair(t)
+        elif what == "tick":
+            d = f.tick(t)
+            res["sent"] = _hex(d) if d else None
+        if req.get("trace", True):
+            view = follower_view()
+            view.update(res)
+            trace.append(view)
+    return {"trace": trace, "end": follower_view()}
+
+
+def leader_new(req):
+    site = sitemod.parse(req["site"])
+    L = Leader(site, req.get("l_epoch", 1), req.get("now", 0))
+    for c, uid, key in req.get("followers", []):
+        L.add_follower(c, unhexlify(uid), unhexlify(key))
+    _objs["L"] = L
+    return leader_view()
+
+
+def leader_view():
+    L = _objs["L"]
+    return {"sent": list(L.sent), "permitted": list(L.permitted), "sent_fb": list(L.sent_fb),
+            "status": list(L.status), "out": list(L.alloc.out), "held": list(L.alloc.held),
+            "rejected": list(L.rejected), "n_accepted": L.accepted, "hellos": L.hellos,
+            "discovered": [_hex(d[0]) for d in L.discovered]}
+
+
+def leader_run(req):
+    L = _objs["L"]
+    trace = []
+    for ev in req["events"]:
+        t, what = ev[0], ev[1]
+        res = {}
+        if what == "recv":
+            res["accepted"] = L.receive(t, unhexlify(ev[2]))
+        elif what == "meter":
+            L.meter(t, ev[2], ev[3], ev[4], ev[5])
+        elif what == "tick":
+            res["sent"] = [[c, _hex(d)] for c, d in L.tick(t)]
+        if req.get("trace", True):
+            view = leader_view()
+            view.update(res)
+            trace.append(view)
+    return {"trace": trace, "end": leader_view()}
+
+
+def fuzz(req):
+    # Feed datagrams; none may raise, none may be accepted, none may change a current.
+    obj = _objs[req["role"]]
+    view = follower_view if req["role"] == "f" else leader_view
+    before = view()
+    accepted = 0
+    for h in req["datagrams"]:
+        if obj.receive(req.get("now", 0), unhexlify(h)):
+            accepted += 1
+    after = view()
+    return {"accepted": accepted, "before": before, "after": after}
+
+
+OPS = {"follower_new": follower_new, "follower_run": follower_run, "leader_new": leader_new,
+       "leader_run": leader_run, "fuzz": fuzz}
+
+
+def pilot_op(req):
+    from ampshare import pilot
+    duties = [pilot.duty_for(m) for m in req.get("ma", [])]
+    return {"duty": duties, "back": [pilot.offered_by(d) for d in duties],
+            "states": [chr(pilot.classify(h, ord(p) if p else 0)) for h, p in req.get("levels", [])]}
+
+
+OPS["pilot"] = pilot_op

@@ -1,0 +1,136 @@
+"""The follower core: IEC 61851-1 pilot rules, contactor, timers and the leader watchdog."""
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import wire
+from test_protocol import F_EPOCH, KEY, UID, new_follower, run
+
+C_MV, B_MV, A_MV = 6000, 9000, 12000
+DIODE, NO_DIODE = -12000, -9000
+
+
+def cmd(seq, current_a, fallback_a=6):
+    return wire.command(KEY, UID, 3, seq, F_EPOCH, int(current_a * 10), int(fallback_a * 10)).hex()
+
+
+def every(t0, t1, step, *event):
+    return [(t, *event) for t in range(t0, t1, step)]
+
+
+def car(t0, t1, high, low=DIODE, step=20):
+    # The shell samples the pilot every 20 ms and ticks with it.
+    out = []
+    for t in range(t0, t1, step):
+        out += [(t, "sample", high, low), (t, "tick")]
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 100_000), min_size=1, max_size=50))
+def test_duty_never_offers_more_and_never_below_the_minimum(vm, currents):
+    res = vm.call("pilot", ma=currents)
+    for ma, duty, back in zip(currents, res["duty"], res["back"]):
+        assert duty == 10000 or 1000 <= duty <= 9600, (ma, duty)
+        assert back <= ma, (ma, duty, back)
+        if ma < 6000:
+            assert duty == 10000
+        elif 51000 < ma < 52500:
+            assert back == 51000  # the standard's two ranges leave a gap: 85 % is 51 A
+        elif ma <= 80000:
+            assert back >= ma - 150  # within the duty's resolution (0.01 % = 6 or 25 mA)
+
+
+def test_duty_for_common_currents(vm):
+    res = vm.call("pilot", ma=[6000, 16000, 32000, 51000, 63000, 80000, 5900, 0])
+    assert res["duty"] == [1000, 2666, 5333, 8500, 8920, 9600, 10000, 10000]
+
+
+def test_pilot_states_with_hysteresis(vm):
+    levels = [[12000, ""], [9000, ""], [6000, ""], [3000, ""], [0, ""], [-12000, ""],
+              [7600, "C"], [7600, ""], [7400, "B"], [7000, "B"], [10700, "B"], [11000, "B"]]
+    assert vm.call("pilot", levels=levels)["states"] == \
+        ["A", "B", "C", "D", "E", "F", "C", "B", "B", "C", "B", "A"]
+
+
+def test_contactor_closes_in_c_only_after_the_diode_check(vm):
+    new_follower(vm)
+    res = run(vm, (0, "recv", cmd(1, 16)), *car(0, 500, B_MV), *car(500, 1000, C_MV))
+    closed = [t["contactor"] for t in res["trace"]]
+    assert not any(t["contactor"] for t in res["trace"] if t["state"] == "B")
+    assert closed[-1]
+
+
+def test_a_missing_diode_keeps_the_contactor_open(vm):
+    new_follower(vm)
+    res = run(vm, (0, "recv", cmd(1, 16)), *car(0, 3000, C_MV, NO_DIODE))
+    assert not any(t["contactor"] for t in res["trace"])
+    assert res["end"]["errors"] & 1
+
+
+def test_contactor_opens_within_100_ms_when_the_car_goes_back_to_b(vm):
+    new_follower(vm)
+    res = run(vm, (0, "recv", cmd(1, 16)), *car(0, 1000, C_MV), *car(1000, 1500, B_MV))
+    opened = [t for t in res["trace"][1:] if t["state"] == "B" and not t["contactor"]]
+    first_b = next(i for i, t in enumerate(res["trace"]) if i > 10 and t["state"] == "B")
+    assert not res["trace"][first_b]["contactor"] and opened
+
+
+def test_paused_but_still_drawing_opens_after_6_s(vm):
+    new_follower(vm)
+    events = [(0, "recv", cmd(1, 16))] + car(0, 1000, C_MV) + [(1000, "recv", cmd(2, 0, 0))]
+    events += car(1000, 8000, C_MV, step=100)
+    res = run(vm, *events)
+    trace = res["trace"]
+    at = {e[0]: t for e, t in zip(events, trace) if e[1] == "tick"}
+    assert at[1000]["offered"] == 0 and at[1000]["duty"] == 10000
+    assert at[6900]["contactor"] and not at[7000]["contactor"]
+
+
+def test_increase_at_most_every_5_s_decrease_at_once(vm):
+    new_follower(vm)
+    events = [(0, "recv", cmd(1, 10))] + car(0, 1000, C_MV, step=100)
+    events += [(1000, "recv", cmd(2, 20))] + car(1000, 7000, C_MV, step=100)
+    events += [(7000, "recv", cmd(3, 8))] + car(7000, 7200, C_MV, step=100)
+    res = run(vm, *events)
+    offered = {e[0]: t["offered"] for e, t in zip(events, res["trace"]) if e[1] == "tick"}
+    assert offered[900] == 10000
+    assert offered[4900] == 10000 and offered[5000] == 20000  # 5 s after the first offer
+    assert offered[7000] == 8000  # a decrease at once
+
+
+def test_after_a_pause_no_restart_before_the_minimum_pause(vm):
+    new_follower(vm)
+    events = [(0, "recv", cmd(1, 16))] + car(0, 1000, C_MV, step=100)
+    events += [(1000, "recv", cmd(2, 0, 0))]
+    for t in range(1500, 62000, 500):  # the leader asks for 16 A again, every half second
+        events += [(t, "recv", cmd(t, 16)), (t, "sample", C_MV, DIODE), (t, "tick")]
+    res = run(vm, *events)
+    offered = {e[0]: t["offered"] for e, t in zip(events, res["trace"]) if e[1] == "tick"}
+    assert offered[1500] == 0 and offered[60500] == 0 and offered[61000] == 16000
+
+
+def test_silent_leader_means_fallback_within_10_s(vm):
+    new_follower(vm)
+    events = [(0, "recv", cmd(1, 20, 8))] + car(0, 12000, C_MV, step=100)
+    res = run(vm, *events)
+    state = {e[0]: t for e, t in zip(events, res["trace"]) if e[1] == "tick"}
+    assert state[9900]["offered"] == 20000 and not state[9900]["at_fallback"]
+    assert state[10000]["at_fallback"] and state[10000]["offered"] == 8000
+
+
+def test_never_commanded_means_nothing_offered(vm):
+    new_follower(vm)
+    res = run(vm, *car(0, 12000, C_MV, step=100))
+    assert all(t["offered"] == 0 and t["duty"] == 10000 for t in res["trace"])
+    assert res["end"]["at_fallback"]
+
+
+def test_state_on_every_change_and_at_least_once_a_second(vm):
+    new_follower(vm)
+    events = car(0, 5100, B_MV, step=100) + [(5050, "recv", cmd(1, 16))] + car(5100, 6500, B_MV, step=100)
+    res = run(vm, *events)
+    sent = [e[0] for e, t in zip(events, res["trace"]) if e[1] == "tick" and t["sent"]]
+    gaps = [b - a for a, b in zip(sent, sent[1:])]
+    assert max(gaps) <= 1000
+    assert 5000 in sent and 5100 in sent  # the periodic one, then the new offer at once
+    assert 5200 not in sent  # nothing changed since: the next one a second later
