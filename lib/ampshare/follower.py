@@ -142,6 +142,10 @@ class Follower:
         if self.key is not None and ticks_diff(self.window_until, now_ms) <= 0:
             raise P.Rejected(P.R_WINDOW)
         _, _, l_epoch, charger, ident, key = P.read_pair(data, self.code)
+        if self.key is not None and key == self.key.raw:
+            # A PAIR we already hold, replayed: taking it again would forget which COMMANDs
+            # were already seen.
+            raise P.Rejected(P.R_REPLAY)
         self.key = P.Key(key)
         self.charger = charger
         self.charger_id = ident

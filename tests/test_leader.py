@@ -1,0 +1,132 @@
+"""The leader core: adoption, make-before-break, silent followers and meters."""
+import wire
+
+KEYS = [bytes([i + 1]) * 32 for i in range(3)]
+UIDS = [bytes([0x24, 0, 0, 0, 0, i + 1]) for i in range(3)]
+F_EPOCHS = [11, 12, 13]
+
+
+def site(limit=32, meter=False, reserve=None):
+    g = {"id": "main", "limit_a": limit}
+    if meter:
+        g["meter"] = "grid"
+    if reserve is not None:
+        g["reserve_a"] = reserve
+    return {"version": 1, "groups": [g], "meters": [{"id": "grid", "source": "modbus"}] if meter else [],
+            "chargers": [{"id": "wb%d" % i, "group": "main", "max_a": 32} for i in range(2)]}
+
+
+class Site:
+    """A leader core in the VM, and two followers played from here with tests/wire.py."""
+
+    def __init__(self, vm, cfg, l_epoch=1):
+        self.vm = vm
+        self.seq = [0, 0]
+        vm.call("leader_new", site=cfg, l_epoch=l_epoch,
+                followers=[[i, UIDS[i].hex(), KEYS[i].hex()] for i in range(2)])
+
+    def report(self, i, t, pilot=b"C", applied=0, meas=0, fallback=0):
+        self.seq[i] += 1
+        d = wire.state(KEYS[i], UIDS[i], F_EPOCHS[i], self.seq[i], pilot=pilot, applied_da=applied // 100,
+                       fallback_da=fallback // 100, meas_ca=(meas // 10,) * 3)
+        return (t, "recv", d.hex())
+
+    def run(self, *events):
+        res = self.vm.call("leader_run", events=[list(e) for e in events])
+        for ev, tr in zip(events, res["trace"]):
+            if ev[1] == "tick":
+                tr["commands"] = {c: wire.read_command(bytes.fromhex(h), KEYS[c]) for c, h in tr["sent"]}
+        return res
+
+
+def current(tr, c):
+    return tr["commands"][c]["current_da"] * 100
+
+
+def test_a_restarted_leader_adopts_what_followers_do(vm):
+    s = Site(vm, site(limit=40), l_epoch=2)
+    res = s.run(s.report(0, 0, applied=20000, meas=19800), s.report(1, 0, applied=20000, meas=19900),
+                (0, "tick"))
+    tick = res["trace"][-1]
+    assert current(tick, 0) == 20000 and current(tick, 1) == 20000  # no pause, no ramp from 0
+    assert tick["commands"][0]["f_epoch"] == F_EPOCHS[0] and tick["commands"][0]["epoch"] == 2
+
+
+def test_an_increase_waits_until_the_decrease_is_followed(vm):
+    s = Site(vm, site(limit=32))
+    # wb0 charges alone at 32 A; wb1's car arrives.
+    res = s.run(s.report(0, 0, applied=32000, meas=32000), s.report(1, 0, pilot=b"B"), (0, "tick"),
+                s.report(1, 1000, pilot=b"B"), (1000, "tick"))
+    tick = res["trace"][-1]
+    # The share is 16 A each: wb0's decrease goes out at once, wb1 is not yet given anything.
+    assert current(tick, 0) == 16000 and current(tick, 1) == 0
+    assert tick["permitted"][0] == 32000
+    # wb0's follower applies 16 A, its car still draws 32 A: still nothing for wb1.
+    res = s.run(s.report(0, 1500, applied=16000, meas=32000), s.report(1, 1500, pilot=b"B"), (2000, "tick"))
+    assert current(res["trace"][-1], 1) == 0
+    # The car follows: measured 16 A frees the current, wb1 gets its 16 A.
+    res = s.run(s.report(0, 2500, applied=16000, meas=16000), s.report(1, 2500, pilot=b"B"), (3000, "tick"))
+    assert current(res["trace"][-1], 1) == 16000
+
+
+def test_without_a_measurement_the_ev_gets_5_s_to_follow(vm):
+    s = Site(vm, site(limit=32))
+    s.run(s.report(0, 0, applied=32000, meas=32000), s.report(1, 0, pilot=b"B"), (0, "tick"),
+          s.report(1, 1000, pilot=b"B"), (1000, "tick"))
+    # The follower reports the new 16 A applied but its meter does not show the car yet.
+    events = [s.report(0, 1200, applied=16000, meas=32000)]
+    for t in range(2000, 8000, 1000):
+        events += [s.report(0, t, applied=16000, meas=32000), s.report(1, t, pilot=b"B"), (t, "tick")]
+    res = s.run(*events)
+    given = {ev[0]: current(tr, 1) for ev, tr in zip(events, res["trace"]) if ev[1] == "tick"}
+    assert given[6000] == 0 and given[7000] == 16000  # 1.2 s + 5 s
+
+
+def test_a_silent_followers_share_stays_reserved_until_it_must_have_fallen_back(vm):
+    # Metered, with a 20 A worst case of other load: fallbacks are 6 A each, shares 16 A.
+    s = Site(vm, site(limit=32, meter=True, reserve=20))
+    events = [(0, "meter", 0, 32000, 32000, 32000), s.report(0, 0, applied=16000, meas=16000, fallback=6000),
+              s.report(1, 0, applied=16000, meas=16000, fallback=6000), (0, "tick")]
+    for t in range(1000, 21000, 1000):  # wb1 goes silent after t=0, and falls back at 10 s
+        wb1 = 16000 if t < 10000 else 6000
+        events += [(t, "meter", 0, 16000 + wb1, 16000 + wb1, 16000 + wb1),
+                   s.report(0, t, applied=16000, meas=16000, fallback=6000), (t, "tick")]
+    res = s.run(*events)
+    by_t = {ev[0]: tr for ev, tr in zip(events, res["trace"]) if ev[1] == "tick"}
+    assert by_t[0]["sent_fb"] == [6000, 6000]
+    assert by_t[9000]["held"][1] == 16000 and current(by_t[9000], 0) == 16000
+    assert by_t[14000]["held"][1] == 16000  # kept, though the meter shows it fell back
+    # 15 s silent: it must be at its fallback (6 A): wb0 may have the rest, 26 A.
+    assert by_t[15000]["held"][1] == 6000
+    assert max(current(by_t[t], 0) for t in range(15000, 21000, 1000)) == 26000
+
+
+def test_a_silent_meter_counts_its_reserve_after_5_s(vm):
+    s = Site(vm, site(limit=40, meter=True, reserve=20))
+    events = []
+    for t in range(0, 12000, 1000):
+        if t <= 2000:
+            events.append((t, "meter", 0, 10000, 10000, 10000))
+        events += [s.report(0, t, applied=0), s.report(1, t, applied=0), (t, "tick")]
+    res = s.run(*events)
+    out = {ev[0]: tr["out"] for ev, tr in zip(events, res["trace"]) if ev[1] == "tick"}
+    assert out[2000] == [15000, 15000]  # 40 A less 10 A of other load
+    assert out[6000] == [15000, 15000] and out[7000] == [10000, 10000]  # reserve 20 A from 5 s on
+
+
+def test_a_meter_step_is_answered_at_once(vm):
+    s = Site(vm, site(limit=40, meter=True))
+    events = [(0, "meter", 0, 0, 0, 0), s.report(0, 0), s.report(1, 0), (0, "tick"),
+              (300, "meter", 0, 30000, 30000, 30000), (300, "tick")]
+    res = s.run(*events)
+    assert res["trace"][3]["out"] == [20000, 20000]
+    assert res["trace"][5]["out"] == [6000, 0] or res["trace"][5]["out"] == [0, 6000] or \
+        sum(res["trace"][5]["out"]) <= 10000
+    assert res["trace"][5]["sent"]  # commands went out at 300 ms, not at the next period
+
+
+def test_hello_is_listed_but_carries_no_authority(vm):
+    s = Site(vm, site())
+    res = s.run((0, "recv", wire.hello(bytes.fromhex("aabbccddeeff")).hex()))
+    assert res["trace"][0]["accepted"] is False
+    assert res["end"]["discovered"] == ["aabbccddeeff"] and res["end"]["n_accepted"] == 0
