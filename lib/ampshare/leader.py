@@ -21,6 +21,8 @@ FREED_MARGIN_MA = const(1_000)  # a measured draw this close to the new value co
 INCREASE_GAP_MS = const(5_000)  # DESIGN.md: increases to one pilot at most every 5 s
 # A change of other load above this triggers an allocation at once rather than next period.
 STEP_MA = const(2_000)
+RESEND_MS = const(200)
+STATUS_MS = const(500)  # how often follower timers (silent, lost, freed) are looked at  # an unconfirmed decrease is repeated this often until confirmed
 
 DISCOVERED_MAX = const(16)  # unpaired units listed on the page; bounds RAM against a flood
 UNKNOWN = const(0)  # not heard since this leader started
@@ -52,6 +54,7 @@ class Leader:
         self.applied = array("i", [0] * nc)
         self.freed_at = array("i", [0] * nc)  # when a decrease counts as followed
         self.pending = bytearray(nc)  # 1 while a decrease is not yet confirmed
+        self.resent = array("i", [now_ms] * nc)
         self.last_increase = array("i", [now_ms - INCREASE_GAP_MS] * nc)
         self.phases = bytearray(site.cphases)
         self.meter_at = array("i", [0] * len(site.meter_ids))
@@ -60,6 +63,7 @@ class Leader:
         self.hellos = 0
         self.discovered = []  # (uid, firmware, nameplate mA, phases, flags) from HELLOs
         self._due = now_ms
+        self._status_due = now_ms
         self._use = array("i", [0] * self.alloc.nk)
         self._usefb = array("i", [0] * self.alloc.nk)
         self._out = []
@@ -170,6 +174,7 @@ class Leader:
         del out[:]
         self._timers(now_ms)
         if ticks_diff(now_ms, self._due) < 0:
+            self._resend(now_ms)
             return out
         self._due = ticks_add(now_ms, PERIOD_MS)
         self._hold_silent(now_ms)
@@ -177,11 +182,24 @@ class Leader:
         self._apply(now_ms)
         return out
 
+    def _resend(self, now_ms):
+        # A decrease the follower has not yet confirmed goes out again: on a lossy link the
+        # next period would be a whole second later.
+        for c in range(self.nc):
+            if self.status[c] == ONLINE and self.applied[c] > self.sent[c] and \
+                    ticks_diff(now_ms, self.resent[c]) >= RESEND_MS:
+                self.resent[c] = now_ms
+                self._out.append((c, self._command(c)))
+
     def _timers(self, now_ms):
         for m in range(len(self.meter_at)):
             if self.alloc.meter_ok[m] and ticks_diff(now_ms, self.meter_at[m]) >= METER_SILENT_MS:
                 self.alloc.meter_ok[m] = 0
                 self._due = now_ms
+        if ticks_diff(now_ms, self._status_due) < 0:
+            return
+        # Follower timers at 2 Hz: each later step only keeps more reserved, the safe side.
+        self._status_due = ticks_add(now_ms, STATUS_MS)
         for c in range(self.nc):
             if self.pending[c] and self.freed_at[c] and ticks_diff(now_ms, self.freed_at[c]) >= 0:
                 self._free(c)
@@ -231,6 +249,7 @@ class Leader:
                 self.sent[c] = t
                 self.pending[c] = 1
                 self.freed_at[c] = 0
+                self.resent[c] = now_ms
         self._usage()
         for i in range(self.nc):
             c = a._order[i]

@@ -53,14 +53,17 @@ def offered_by(duty):
     return (duty - 6400) * 25
 
 
+def nominal_mv(letter):
+    # A..E step down from +12 V by 3 V; F is -12 V.
+    return -12000 if letter == F else 12000 - 3000 * (letter - A)
+
+
 def classify(high_mv, prev):
     """The pilot state for the positive level, keeping `prev` while inside its widened band."""
     if prev:
-        for nominal, letter in _NOMINAL_MV:
-            if letter == prev:
-                if nominal - _BAND_MV - HYSTERESIS_MV < high_mv < nominal + _BAND_MV + HYSTERESIS_MV:
-                    return prev
-                break
+        nominal = nominal_mv(prev)
+        if nominal - _BAND_MV - HYSTERESIS_MV < high_mv < nominal + _BAND_MV + HYSTERESIS_MV:
+            return prev
     for nominal, letter in _NOMINAL_MV:
         if high_mv > nominal - _BAND_MV:
             return letter

@@ -1,0 +1,206 @@
+# The site's electrics as a model: cars, other loads, PV, meters and fuses. Integers only
+# (mA, ms, mWh); runs in MicroPython (the twin) and CPython (the plant simulator).
+import random
+
+# Car behaviour, each with its reason.
+CAR_STEP_MA = 500  # on-board chargers set their current in 0.5 A steps
+TAPER_FROM = 800  # per mille of the battery: above 80 % the current tapers
+TAPER_END_MA = 2000  # ... down to about 2 A just before full
+SIX_S = 6000
+WIRES = {"L123": (0, 1, 2), "L132": (0, 2, 1), "L213": (1, 0, 2), "L231": (1, 2, 0),
+         "L312": (2, 0, 1), "L321": (2, 1, 0)}
+
+
+class Car:
+    """One EV on one charger: follows the pilot after its own delay, tapers, stops when full."""
+
+    def __init__(self, spec, rnd, voltage):
+        self.phases = spec.get("phases", 3)
+        self.max_ma = int(spec.get("max_a", 16) * 1000)
+        self.capacity_mwh = int(spec.get("capacity_kwh", 60) * 1_000_000)
+        self.energy_mwh = int(spec.get("soc", 0.3) * self.capacity_mwh)
+        self.need_mwh = self.capacity_mwh  # charges to full unless it leaves first
+        lo, hi = spec.get("follow_s", [1, 5])
+        self.follow_ms = rnd.randint(lo * 1000, hi * 1000)
+        self.voltage = voltage
+        self.draw = 0  # mA per phase in use
+        self.target = 0
+        self.change_at = None
+        self.pending = 0
+        self.delivered_mwh = 0
+
+    def full(self):
+        return self.energy_mwh >= self.capacity_mwh
+
+    def pilot_mv(self, duty_offers):
+        # B (9 V) until an offer is there and the car wants it, then C (6 V).
+        return 6000 if duty_offers and not self.full() else 9000
+
+    def limit(self):
+        # Taper near full: from 80 % the car's own limit falls towards TAPER_END_MA.
+        soc = self.energy_mwh * 1000 // self.capacity_mwh
+        if soc <= TAPER_FROM:
+            return self.max_ma
+        span = 1000 - TAPER_FROM
+        return max(TAPER_END_MA, self.max_ma - (self.max_ma - TAPER_END_MA) * (soc - TAPER_FROM) // span)
+
+    def step(self, now_ms, dt_ms, offered_ma, contactor):
+        if not contactor or self.full():
+            self.draw = self.target = self.pending = 0
+            self.change_at = None
+            return
+        want = min(offered_ma, self.limit())
+        want -= want % CAR_STEP_MA
+        if want != self.pending:
+            self.pending = want
+            self.change_at = now_ms + self.follow_ms
+        if self.change_at is not None and now_ms >= self.change_at:
+            self.target = self.pending
+            self.change_at = None
+        # An on-board charger may lower its draw itself (taper) at once, never raise it early.
+        self.draw = min(self.target, self.limit() - self.limit() % CAR_STEP_MA)
+        mwh = self.voltage * self.draw * self.phases * dt_ms // 3_600_000
+        self.energy_mwh += mwh
+        self.delivered_mwh += mwh
+
+
+def _cloud(minute):
+    # A cloud cover per minute (0..999), the same on every run: a small integer hash.
+    x = (minute * 2654435761 + 12345) & 0x3FFFFFFF
+    return (x >> 7) % 1000
+
+
+class Plant:
+    """Loads under each group, every fuse's overload accounting, every meter's reading."""
+
+    def __init__(self, site, scenario, seed):
+        self.site = site
+        self.rnd = random.Random(seed) if hasattr(random, "Random") else random
+        self.ng = len(site.group_ids)
+        self.limits = [site.limit[k] for k in range(3 * self.ng)]
+        self.loads = scenario.get("loads", [])
+        self.pv = scenario.get("pv", [])
+        self.cars = [None] * len(site.charger_ids)
+        wiring = scenario.get("wiring", {})
+        self.wire = []
+        for c, cid in enumerate(site.charger_ids):
+            rot = wiring.get(cid)
+            if rot is None:
+                known = site.cwire[c * 3]
+                rot = (site.cwire[c * 3], site.cwire[c * 3 + 1], site.cwire[c * 3 + 2]) if known >= 0 else (0, 1, 2)
+            else:
+                rot = WIRES[rot]
+            self.wire.append(rot)
+        self.other = [0] * (3 * self.ng)  # other load directly in each group now
+        self.total = [0] * (3 * self.ng)  # what each fuse carries now
+        self.ev_total = [0] * (3 * self.ng)
+        self.overload_ev = [0] * (3 * self.ng)  # mA*ms above the limit the EVs drew into
+        self.overload_step = [0] * (3 * self.ng)
+        self.overload_other = [0] * (3 * self.ng)  # other load alone above the limit
+        self.over_since = [None] * (3 * self.ng)
+        self.over_cause = [0] * (3 * self.ng)
+        self.longest_over_ms = 0
+        self._window = [[] for _ in range(3 * self.ng)]  # (t, other load) where it changed
+        self._other_s = -1
+
+    def other_at(self, g, now_s):
+        """Other load directly in group g at time now_s: profile steps and PV, mA per phase."""
+        gid = self.site.group_ids[g]
+        out = [0, 0, 0]
+        for load in self.loads:
+            if load["group"] != gid:
+                continue
+            level = [0, 0, 0]
+            for at, amps in load["profile"]:
+                if at <= now_s:
+                    level = amps if isinstance(amps, list) else [amps, amps, amps]
+            for p in range(3):
+                out[p] += int(level[p] * 1000)
+        for pv in self.pv:
+            if pv["group"] != gid:
+                continue
+            start, end = pv.get("start_s", 21600), pv.get("end_s", 75600)
+            if start < now_s < end:
+                # A sine-like day: a parabola through 0 at sunrise and sunset, peak at noon.
+                x = (now_s - start) * 1000 // (end - start)
+                shape = 4 * x * (1000 - x) // 1000
+                cloud = 1000 - int(pv.get("clouds", 0) * 1000) * _cloud(now_s // 60) // 1000
+                amps = int(pv["peak_a"] * 1000) * shape // 1000 * cloud // 1000
+                for p in range(3):
+                    out[p] -= amps
+        return out
+
+    def step(self, now_ms, dt_ms):
+        site = self.site
+        now_s = now_ms // 1000
+        for k in range(3 * self.ng):
+            self.total[k] = 0
+            self.ev_total[k] = 0
+        if now_s != self._other_s:
+            # Loads and PV change by the second: recompute them once a second.
+            self._other_s = now_s
+            for g in range(self.ng):
+                o = self.other_at(g, now_s)
+                for p in range(3):
+                    self.other[g * 3 + p] = o[p]
+        for g in range(self.ng):
+            for p in range(3):
+                self._up(g, p, self.other[g * 3 + p], self.total)
+        for c, car in enumerate(self.cars):
+            if car is None or not car.draw:
+                continue
+            g = site.cgroup[c]
+            for k in range(car.phases):
+                p = self.wire[c][k]
+                self._up(g, p, car.draw, self.total)
+                self._up(g, p, car.draw, self.ev_total)
+        self._account(now_ms, dt_ms)
+
+    def _up(self, g, p, ma, into):
+        while g >= 0:
+            into[g * 3 + p] += ma
+            g = self.site.parent[g]
+
+    def _account(self, now_ms, dt_ms):
+        # Above the limit: other load alone above it is nobody's to correct; what the EVs could
+        # avoid is split by what started the overload.
+        for k in range(3 * self.ng):
+            other = self.total[k] - self.ev_total[k]
+            win = self._window[k]
+            if not win or win[-1][1] != other:
+                win.append((now_ms, other))
+            # Keep the last change before the window too: it is the value at its start.
+            while len(win) > 1 and now_ms - win[1][0] > SIX_S:
+                win.pop(0)
+            excess = self.total[k] - self.limits[k]
+            avoidable = min(excess, self.ev_total[k]) if excess > 0 else 0
+            if avoidable <= 0:
+                # Corrected (or never the EVs' to correct): how long did it take?
+                if self.over_since[k] is not None:
+                    self.longest_over_ms = max(self.longest_over_ms, now_ms - self.over_since[k])
+                    self.over_since[k] = None
+                if excess > 0:
+                    self.overload_other[k] += excess * dt_ms
+                continue
+            if self.over_since[k] is None:
+                # An overload begins. If other load rose within the last 6 s (1 s to react
+                # plus the EV's 5 s), it is a step not yet corrected; if not, the EVs drew
+                # into it: what they were permitted was too much.
+                self.over_since[k] = now_ms
+                self.over_cause[k] = 1 if other - min(v for _, v in win) > 0 else 0
+            into = self.overload_step if self.over_cause[k] else self.overload_ev
+            into[k] += avoidable * dt_ms
+            self.overload_other[k] += (excess - avoidable) * dt_ms
+
+    def meter(self, g):
+        """What a meter at group g reads now: everything through its fuse, per phase."""
+        return self.total[g * 3], self.total[g * 3 + 1], self.total[g * 3 + 2]
+
+    def charger_meas(self, c):
+        """What charger c's own meter reads, on its L1, L2, L3."""
+        car = self.cars[c]
+        out = [0, 0, 0]
+        if car is not None:
+            for k in range(car.phases):
+                out[k] = car.draw
+        return out

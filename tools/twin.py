@@ -1,0 +1,256 @@
+# make twin SCENARIO=examples/scenarios/….json [TRACE=file]: a whole site in one process of the
+# unix port under a virtual clock: the leader core, a follower core per charger, the plant and
+# a lossy network, faults injected at given times. Prints a JSON summary.
+import json
+import random
+import sys
+
+from ampshare import site as sitemod
+from ampshare.follower import Follower
+from ampshare.leader import Leader
+from ampshare import pilot
+
+sys.path.append("tools")
+from plant import Car, Plant  # noqa: E402
+
+# The shells sample the pilot at 10 Hz (a contactor opens within 100 ms); a scenario may take
+# a coarser step ("step_ms") for long runs: the control period (1 s) and the EVs' 1-5 s stay
+# far above it.
+STEP_MS = 100
+METER_MS = 1000  # a meter is polled once a second
+LEADER = -1
+
+
+class Net:
+    """Datagrams between the leader and each follower, with loss, duplication, reordering,
+    delay and partitions, all drawn from one seeded generator."""
+
+    def __init__(self, spec):
+        self.loss = int(spec.get("loss", 0) * 1000)
+        self.dup = int(spec.get("dup", 0) * 1000)
+        self.reorder = int(spec.get("reorder", 0) * 1000)
+        self.delay = spec.get("delay_ms", [2, 20])
+        self.partitions = spec.get("partitions", [])
+        self.queue = []
+        self.sent = self.lost = 0
+
+    def cut(self, now_ms, charger, cids):
+        for t0, t1, who in self.partitions:
+            if t0 * 1000 <= now_ms < t1 * 1000 and (who == "all" or cids.index(who) == charger):
+                return True
+        return False
+
+    def send(self, now_ms, charger, to, data, cids):
+        self.sent += 1
+        if random.randint(0, 999) < self.loss or self.cut(now_ms, charger, cids):
+            self.lost += 1
+            return
+        copies = 2 if random.randint(0, 999) < self.dup else 1
+        for _ in range(copies):
+            delay = random.randint(self.delay[0], self.delay[1])
+            if random.randint(0, 999) < self.reorder:
+                delay += random.randint(0, 1000)  # overtaken by later packets
+            self.queue.append((now_ms + delay, to, data))
+
+    def due(self, now_ms):
+        ready = [m for m in self.queue if m[0] <= now_ms]
+        if ready:
+            self.queue = [m for m in self.queue if m[0] > now_ms]
+            ready.sort(key=lambda m: m[0])
+        return ready
+
+
+class Twin:
+    def __init__(self, scenario):
+        cfg = scenario["site"]
+        if isinstance(cfg, str):
+            with open(cfg) as f:
+                cfg = json.load(f)
+        self.site = sitemod.parse(cfg)
+        self.scn = scenario
+        self.step_ms = scenario.get("step_ms", STEP_MS)
+        if 1000 % self.step_ms:
+            raise ValueError("step_ms must divide a second")
+        seed = scenario.get("seed", 1)
+        random.seed(seed)
+        self.plant = Plant(self.site, scenario, seed)
+        self.net = Net(scenario.get("network", {}))
+        self.cids = self.site.charger_ids
+        n = len(self.cids)
+        self.keys = [bytes([(c * 37 + i) & 255 for i in range(32)]) for c in range(n)]
+        self.uids = [bytes([0x24, 0x0A, 0xC4, 0, c // 256, c % 256]) for c in range(n)]
+        self.f_epoch = [1] * n
+        self.l_epoch = 1
+        self.leader = self._new_leader(0)
+        self.followers = [self._new_follower(c, 0) for c in range(n)]
+        self.leader_down_until = None
+        self.follower_down_until = [None] * n
+        self.meter_silent = {}  # meter id -> until ms
+        self.fallback_ms = [0] * n
+        self.pauses = [0] * n
+        self.rejected = 0
+        self.energy_mwh = [0] * n
+        self._offered = [0] * n
+        self._level = [0] * n
+        self._duty = [0] * n
+
+    def _new_leader(self, now_ms):
+        leader = Leader(self.site, self.l_epoch, now_ms)
+        for c in range(len(self.cids)):
+            leader.add_follower(c, self.uids[c], self.keys[c])
+        return leader
+
+    def _new_follower(self, c, now_ms):
+        car_max = int(self.site.cmax[c])
+        return Follower(self.uids[c], car_max, self.site.cphases[c], False, self.f_epoch[c], b"", now_ms,
+                        key=self.keys[c], charger=c)
+
+    # ---- faults and arrivals --------------------------------------------------------
+
+    def _events(self, now_ms):
+        now_s, t = now_ms // 1000, now_ms % 1000
+        if t:
+            return
+        for spec in self.scn.get("cars", []):
+            c = self.cids.index(spec["charger"])
+            if spec.get("arrive_s", 0) == now_s:
+                self.plant.cars[c] = Car(spec, random, self.site.voltage)
+            if spec.get("leave_s") == now_s and self.plant.cars[c] is not None:
+                self.energy_mwh[c] += self.plant.cars[c].delivered_mwh
+                self.plant.cars[c] = None
+        for f in self.scn.get("faults", []):
+            if f["at_s"] != now_s:
+                continue
+            kind = f["kind"]
+            if kind == "leader_crash":
+                self.leader = None
+                self.leader_down_until = now_ms + f.get("restart_s", 30) * 1000
+            elif kind == "follower_crash":
+                c = self.cids.index(f["charger"])
+                self.followers[c] = None
+                self.follower_down_until[c] = now_ms + f.get("restart_s", 30) * 1000
+            elif kind == "meter_silent":
+                self.meter_silent[f["meter"]] = now_ms + f.get("for_s", 30) * 1000
+        if self.leader is None and now_ms >= self.leader_down_until:
+            self.l_epoch += 1
+            self.leader = self._new_leader(now_ms)
+        for c, until in enumerate(self.follower_down_until):
+            if until is not None and now_ms >= until:
+                self.f_epoch[c] += 1
+                self.followers[c] = self._new_follower(c, now_ms)
+                self._level[c] = 0
+                self.follower_down_until[c] = None
+
+    # ---- one step ---------------------------------------------------------------------
+
+    def step(self, now_ms):
+        self._events(now_ms)
+        plant = self.plant
+        for when, to, data in self.net.due(now_ms):
+            if to == LEADER:
+                if self.leader is not None and not self.leader.receive(now_ms, data):
+                    self.rejected += 1
+            elif self.followers[to] is not None and not self.followers[to].receive(now_ms, data):
+                self.rejected += 1
+        if self.leader is not None and now_ms % METER_MS == 0:
+            for g, m in enumerate(self.site.gmeter):
+                if m < 0:
+                    continue
+                mid = self.site.meter_ids[m]
+                if self.meter_silent.get(mid, -1) > now_ms:
+                    continue
+                l1, l2, l3 = plant.meter(g)
+                self.leader.meter(now_ms, m, l1, l2, l3)
+        if self.leader is not None:
+            for c, data in self.leader.tick(now_ms):
+                self.net.send(now_ms, c, c, data, self.cids)
+        for c, f in enumerate(self.followers):
+            self._follower(now_ms, c, f)
+        plant.step(now_ms, self.step_ms)
+
+    def _follower(self, now_ms, c, f):
+        car = self.plant.cars[c]
+        if f is None:
+            if car is not None:
+                car.step(now_ms, self.step_ms, 0, False)  # a resetting board drops its relay
+            return
+        level = 12000 if car is None else car.pilot_mv(f.duty < pilot.DUTY_FULL)
+        if level != self._level[c] or f.duty != self._duty[c]:
+            # The pilot's levels only change with the car or the duty: sampling an unchanged
+            # pilot again tells the follower nothing new, so the twin skips it.
+            f.sample(now_ms, level, -12000)
+            self._level[c], self._duty[c] = level, f.duty
+        if car is not None:
+            car.step(now_ms, self.step_ms, pilot.offered_by(f.duty), f.contactor)
+            m = self.plant.charger_meas(c)
+            f.measure(m[0], m[1], m[2], car.delivered_mwh // 1000)
+        if self._offered[c] and not f.offered:
+            self.pauses[c] += 1
+        self._offered[c] = f.offered
+        out = f.tick(now_ms)
+        if out is not None:
+            self.net.send(now_ms, c, LEADER, out, self.cids)
+        if f.at_fallback:
+            self.fallback_ms[c] += self.step_ms
+
+    # ---- the run --------------------------------------------------------------------
+
+    def run(self, trace_path=None):
+        duration = self.scn.get("duration_s", 3600) * 1000
+        trace = open(trace_path, "w") if trace_path else None
+        for now in range(0, duration, self.step_ms):
+            self.step(now)
+            if trace is not None and now % 1000 == 0:
+                trace.write(json.dumps(self._second(now)))
+                trace.write("\n")
+        if trace is not None:
+            trace.close()
+        return self.summary()
+
+    def _second(self, now_ms):
+        p = self.plant
+        return {"t": now_ms // 1000,
+                "chargers": {cid: {"offered_a": f.offered // 100 / 10 if f else None,
+                                   "draw_a": p.cars[c].draw / 1000 if p.cars[c] else 0}
+                             for c, (cid, f) in enumerate(zip(self.cids, self.followers))},
+                "groups": {gid: [p.total[g * 3 + k] / 1000 for k in range(3)]
+                           for g, gid in enumerate(self.site.group_ids)}}
+
+    def summary(self):
+        p, site = self.plant, self.site
+        over = {}
+        for g, gid in enumerate(site.group_ids):
+            for k in range(3):
+                i = g * 3 + k
+                over["%s:L%d" % (gid, k + 1)] = {"ev_As": _as(p.overload_ev[i]),
+                                                 "step_As": _as(p.overload_step[i]),
+                                                 "other_As": _as(p.overload_other[i])}
+        energy = {}
+        for c, cid in enumerate(self.cids):
+            car = p.cars[c]
+            energy[cid] = (self.energy_mwh[c] + (car.delivered_mwh if car else 0)) // 1000
+        return {"energy_wh": energy, "overload": over,
+                "longest_overload_s": p.longest_over_ms / 1000,
+                "packets": {"sent": self.net.sent, "lost": self.net.lost, "rejected": self.rejected},
+                "fallback_s": {cid: self.fallback_ms[c] // 1000 for c, cid in enumerate(self.cids)},
+                "pauses": {cid: self.pauses[c] for c, cid in enumerate(self.cids)}}
+
+
+def _as(ma_ms):
+    # mA*ms to ampere-seconds, three decimals, as text-exact JSON numbers
+    return ma_ms // 1000 / 1000
+
+
+def main(argv):
+    if len(argv) < 2:
+        print("usage: twin.py SCENARIO.json [TRACE.jsonl]", file=sys.stderr)
+        return 2
+    with open(argv[1]) as f:
+        scenario = json.load(f)
+    summary = Twin(scenario).run(argv[2] if len(argv) > 2 else None)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
