@@ -39,7 +39,7 @@ twin: $(STAMP)
 	@$(MP) tools/twin.py "$(SCENARIO)" $(TRACE)
 
 bench-twin: $(STAMP)
-	@/usr/bin/env time -f "garage day: %e s wall" $(MP) tools/twin.py examples/scenarios/garage-day.json > /dev/null
+	@$(MP) tools/twin.py --time examples/scenarios/garage-day.json > /dev/null
 
 bench-alloc: $(STAMP)
 	@$(MP) tools/bench_alloc.py

@@ -34,7 +34,7 @@ class VM:
             args += ["-X", "heapsize=" + heap]
         args.append(str(ROOT / "tests" / "mp" / "worker.py"))
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     env=mp_env(), text=True, bufsize=1)
+                                     env=mp_env(), text=True, bufsize=1, cwd=ROOT)
 
     def request(self, op, **kw):
         """Send one request; return the whole answer ({"ok": ...} or {"error": ...})."""

@@ -4,6 +4,7 @@
 import json
 import random
 import sys
+import time
 
 from ampshare import site as sitemod
 from ampshare.follower import Follower
@@ -195,14 +196,19 @@ class Twin:
 
     # ---- the run --------------------------------------------------------------------
 
-    def run(self, trace_path=None):
+    def run(self, trace_path=None, rows=None):
+        """Run the scenario; each second goes to the trace file and/or `rows` (anything with append)."""
         duration = self.scn.get("duration_s", 3600) * 1000
         trace = open(trace_path, "w") if trace_path else None
         for now in range(0, duration, self.step_ms):
             self.step(now)
-            if trace is not None and now % 1000 == 0:
-                trace.write(json.dumps(self._second(now)))
-                trace.write("\n")
+            if now % 1000 == 0 and (trace is not None or rows is not None):
+                row = self._second(now)
+                if trace is not None:
+                    trace.write(json.dumps(row))
+                    trace.write("\n")
+                if rows is not None:
+                    rows.append(row)
         if trace is not None:
             trace.close()
         return self.summary()
@@ -210,7 +216,11 @@ class Twin:
     def _second(self, now_ms):
         p = self.plant
         return {"t": now_ms // 1000,
+                "leader": self.leader is not None,
                 "chargers": {cid: {"offered_a": f.offered // 100 / 10 if f else None,
+                                   "fallback_a": f.fallback // 100 / 10 if f else None,
+                                   "at_fallback": f.at_fallback if f else None,
+                                   "car": p.cars[c] is not None,
                                    "draw_a": p.cars[c].draw / 1000 if p.cars[c] else 0}
                              for c, (cid, f) in enumerate(zip(self.cids, self.followers))},
                 "groups": {gid: [p.total[g * 3 + k] / 1000 for k in range(3)]
@@ -241,13 +251,32 @@ def _as(ma_ms):
     return ma_ms // 1000 / 1000
 
 
+class Rows:
+    """A sink for run(): keeps only the trace rows of seconds first..last."""
+
+    def __init__(self, first, last):
+        self.first = first
+        self.last = last
+        self.kept = []
+
+    def append(self, row):
+        if self.first <= row["t"] <= self.last:
+            self.kept.append(row)
+
+
 def main(argv):
-    if len(argv) < 2:
-        print("usage: twin.py SCENARIO.json [TRACE.jsonl]", file=sys.stderr)
+    timed = "--time" in argv
+    args = [a for a in argv[1:] if a != "--time"]
+    if not args:
+        print("usage: twin.py [--time] SCENARIO.json [TRACE.jsonl]", file=sys.stderr)
         return 2
-    with open(argv[1]) as f:
+    with open(args[0]) as f:
         scenario = json.load(f)
-    summary = Twin(scenario).run(argv[2] if len(argv) > 2 else None)
+    t0 = time.ticks_ms()
+    summary = Twin(scenario).run(args[1] if len(args) > 1 else None)
+    if timed:
+        print("%s: %d s simulated in %d ms" % (args[0], scenario.get("duration_s", 3600),
+                                              time.ticks_diff(time.ticks_ms(), t0)), file=sys.stderr)
     print(json.dumps(summary))
     return 0
 

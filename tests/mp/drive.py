@@ -113,3 +113,19 @@ def pilot_op(req):
 
 
 OPS["pilot"] = pilot_op
+
+
+def twin_op(req):
+    import sys
+    if "tools" not in sys.path:
+        sys.path.append("tools")
+    import twin
+    span = req.get("rows")  # [first_s, last_s]: only those seconds come back, to keep the line short
+    rows = None
+    if span:
+        rows = twin.Rows(span[0], span[1])
+    summary = twin.Twin(req["scenario"]).run(None, rows)
+    return {"summary": summary, "rows": rows.kept if rows else None}
+
+
+OPS["twin"] = twin_op
