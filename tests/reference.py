@@ -78,9 +78,10 @@ class Reference:
             if c["meas"] is not None:
                 own.append(max(0, min(c["meas"][k], c["hi"])))
             else:
-                own.append(c["offered"] if c["charging"] else 0)
+                own.append(min(c["offered"], c["hi"]) if c["charging"] else 0)
         if c["wire"] is None:
-            return [min(own)] * 3
+            # Only a 3-phase charger surely draws its least on every site phase.
+            return [min(own) if c["phases"] == 3 else 0] * 3
         out = [0, 0, 0]
         for k, d in enumerate(own):
             out[c["wire"][k]] = d
@@ -97,16 +98,19 @@ class Reference:
                     under[g][p] += d[p]
         memo = {}
 
-        def other(gid, p):  # (raw, effective) other load
+        def other(gid, p):  # (raw, effective, clipped export below) other load
             if (gid, p) not in memo:
                 g = self.groups[gid]
                 kids = [other(k, p) for k in self.children[gid]]
+                # The export each child could not pass, and what its descendants could not:
+                # a meter sees all of it, so none of it may count as headroom.
+                clipped = sum(e - r + below for r, e, below in kids)
                 if g["meter"] and g["meter"] in live:
                     reading = max(-4_000_000, min(4_000_000, three(live[g["meter"]])[p]))
-                    raw = reading - under[gid][p] + sum(e - r for r, e in kids)
+                    raw = reading - under[gid][p] + clipped
                 else:
-                    raw = g["reserve"][p] + sum(e for _, e in kids)
-                memo[gid, p] = (raw, max(raw, -g["limit"][p]))
+                    raw = g["reserve"][p] + sum(e for _, e, _ in kids)
+                memo[gid, p] = (raw, max(raw, -g["limit"][p]), clipped)
             return memo[gid, p]
 
         return {(gid, p): self.groups[gid]["limit"][p] - other(gid, p)[1]

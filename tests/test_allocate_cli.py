@@ -59,6 +59,7 @@ def test_every_example_names_every_charger(tmp_path, name):
     (None, "[1, 2", "STATE: "),
     (None, {"chargers": {"wb9": {"state": "C"}}}, "state.chargers.wb9: unknown charger"),
     (None, {"meters": {"sdm": [1, 2, 3]}}, "state.meters.sdm: unknown meter"),
+    (None, {"meters": {"grid": [12]}}, "state.meters.grid: must be one number or three"),
     (None, {"chargers": {"garage": {"state": "X"}}}, "state.chargers.garage.state: must be one of"),
     ("refused", {}, "chargers[0].rotation: 'L4' is not one of"),
 ])

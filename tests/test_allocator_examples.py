@@ -115,6 +115,50 @@ def test_export_helps_only_as_far_as_the_fuse(vm):
     assert amps(vm, cfg, state) == {"m1": 54.0, "b1": 6.0}
 
 
+def test_export_clipped_below_a_metered_child_still_counts_above_it(vm):
+    cfg = site([{"id": "main", "limit_a": 40, "meter": "grid"},
+                {"id": "hall", "parent": "main", "limit_a": 100, "meter": "hall"},
+                {"id": "roof", "parent": "hall", "limit_a": 20, "meter": "roof"}],
+               [charger("m1", max_a=80)], meters=["grid", "hall", "roof"])
+    # The roof exports 50 A but its 20 A fuse lets only 20 A count; the hall and the grid
+    # meters see all 50 A. Only 20 A of export may help the main: 40 + 20 = 60 A.
+    meters = {"grid": [-50, -50, -50], "hall": [-50, -50, -50], "roof": [-50, -50, -50]}
+    state = {"meters": meters, "chargers": cars("m1", measured_a=[0, 0, 0])}
+    assert amps(vm, cfg, state) == {"m1": 60.0}
+
+
+def test_a_1_phase_charger_of_unknown_wiring_is_credited_on_no_phase(vm):
+    cfg = site([{"id": "main", "limit_a": 32, "meter": "grid"}],
+               [charger("u1", phases=1, rotation="unknown")], meters=["grid"])
+    # It draws 20 A on one phase the meter shows; which one is not known, so no phase gives
+    # that 20 A back: 32 - 20 = 12 A, never the 32 A that crediting every phase would give.
+    state = {"meters": {"grid": [20, 0, 0]}, "chargers": cars("u1", measured_a=20)}
+    assert amps(vm, cfg, state) == {"u1": 12.0}
+
+
+def test_an_offer_above_the_chargers_maximum_is_credited_at_its_maximum(vm):
+    cfg = site([{"id": "main", "limit_a": 40, "meter": "grid"}], [charger("wb1", max_a=16)],
+               meters=["grid"])
+    # Unmeasured, it counts as drawing its offer; an offer of 32 A on a 16 A charger is a
+    # fault, and only the 16 A it can draw comes off the meter's 30 A.
+    state = {"meters": {"grid": [30, 30, 30]}, "chargers": cars("wb1", offered_a=32)}
+    assert amps(vm, cfg, state) == {"wb1": 16.0}
+    cfg["groups"][0]["limit_a"] = 30
+    assert amps(vm, cfg, state) == {"wb1": 16.0}
+    cfg["groups"][0]["limit_a"] = 29
+    assert amps(vm, cfg, state) == {"wb1": 15.0}
+
+
+def test_the_last_steps_go_to_who_has_least_not_to_a_high_minimum(vm):
+    cfg = site([{"id": "main", "limit_a": [45.3, 16, 40]}],
+               [charger("h", phases=1, max_a=14, min_a=13), charger("x1", phases=1, max_a=16),
+                charger("x2", phases=1, max_a=16), charger("y1", max_a=16), charger("y2", max_a=16)])
+    # L2 stops y1 and y2 at 8 A; L1 then has 0.3 A left over its users' 13 + 4 x 8 A. Those
+    # steps belong to x1 and x2, never to h, already at its 13 A minimum.
+    out = amps(vm, cfg, {"chargers": cars("h", "x1", "x2", "y1", "y2")})
+    assert out == {"h": 13.0, "x1": 8.2, "x2": 8.1, "y1": 8.0, "y2": 8.0}
+
+
 def test_a_1_phase_car_on_l1_leaves_less_l1_for_the_others(vm):
     cfg = site([{"id": "main", "limit_a": 32},
                 {"id": "east", "parent": "main", "limit_a": 32},

@@ -18,7 +18,7 @@
 # QUANTUM; a charger stops at its maximum or when a constraint it uses is full (max-min
 # fairness across the tree, phase by phase); when a constraint cannot give each of its
 # rising users another quantum, its last quanta go one each in order before they stop.
-# (3) Top-up: what is left goes round the order a quantum at a time, so no charger stays
+# (3) Top-up: what is left goes a quantum at a time to whoever has least, so no charger stays
 # below its maximum while every constraint it uses still has a quantum of room.
 #
 # Fallbacks are the same sharing over the capacities that remain when every meter is
@@ -176,7 +176,8 @@ class Allocator:
                 raw[k] = r
                 if up >= 0:
                     acc[up * 3 + p] += e
-                    corr[up * 3 + p] += e - r
+                    # Clipped export anywhere below still shows on every meter above.
+                    corr[up * 3 + p] += e - r + corr[k]
                 cap[k] = lim - e
                 if metered:
                     oth[k] = e
@@ -184,7 +185,9 @@ class Allocator:
     def _charger_draws(self):
         # What each charger draws now, on each site phase, summed into its group and every
         # ancestor. Measured where the charger reports it, else the current in force while
-        # it charges. Unknown wiring: the least it draws on any phase (never over-credited).
+        # it charges. Unknown wiring: a 3-phase charger is credited the least it draws on any
+        # phase; a 1-phase one nothing, since any one site phase may carry none of it (its
+        # draw then stays in its group's other load: safe, if conservative).
         site, meas, draw = self.site, self.meas, self._draw
         for c in range(self.nc):
             base = c * 3
@@ -206,6 +209,8 @@ class Allocator:
                     sd[site.cwire[base + 1]] = d1
                     sd[site.cwire[base + 2]] = d2
             else:
+                if n == 1:
+                    least = 0
                 sd[0] = sd[1] = sd[2] = least
             g = site.cgroup[c]
             while g >= 0:
@@ -420,17 +425,28 @@ class Allocator:
         return room
 
     def _top_up(self, cap):
-        # Whatever water-filling left, one quantum at a time round the order, until no
-        # charger below its maximum has a quantum of room on every constraint it uses.
-        a, hi, order = self._a, self._hi, self._order
-        more = True
-        while more:
-            more = False
+        # Whatever water-filling left, a quantum at a time to whoever has least (first in
+        # order among equals) below its maximum with a quantum of room on every constraint
+        # it uses: max-min fair to the last quantum. Room only shrinks, so a charger found
+        # without it is out for good (rise[] marks who is still in).
+        a, hi, rise = self._a, self._hi, self._rise
+        order = self._order
+        for c in range(self.nc):
+            rise[c] = 1 if 0 < a[c] < hi[c] else 0
+        while True:
+            best = -1
             for i in range(self.nc):
                 c = order[i]
-                if 0 < a[c] < hi[c] and self._room(c, cap) >= QUANTUM:
-                    self._add(c, QUANTUM)
-                    more = True
+                if rise[c] and (best < 0 or a[c] < a[best]):
+                    if self._room(c, cap) >= QUANTUM:
+                        best = c
+                    else:
+                        rise[c] = 0
+            if best < 0:
+                return
+            self._add(best, QUANTUM)
+            if a[best] >= hi[best]:
+                rise[best] = 0
 
     # ---- audit ---------------------------------------------------------------------
 
@@ -450,10 +466,10 @@ class Allocator:
 
 
 def _draw(measured, held, cmax):
-    # Unmeasured (-1): the current in force while it charges. A report above the
-    # charger's own maximum is a fault; crediting less is the safe side.
+    # Unmeasured (-1): the current in force while it charges. Either above the charger's
+    # own maximum is a fault; crediting less is the safe side.
     if measured < 0:
-        return held
+        measured = held
     return measured if measured < cmax else cmax
 
 

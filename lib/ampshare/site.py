@@ -233,7 +233,7 @@ def _charger(site, c, where, i, seen, groups, min_ma):
     site.cmin[i] = lo
     site.cmax[i] = hi if conn is None else min(hi, conn)
     phases = _field(c, "phases", where, False, 3)
-    if phases not in (1, 3) or isinstance(phases, bool):
+    if isinstance(phases, bool) or not isinstance(phases, int) or phases not in (1, 3):
         raise ConfigError(where + ".phases", "must be 1 or 3")
     site.cphases[i] = phases
     rot = _field(c, "rotation", where, False, "unknown")
@@ -265,7 +265,7 @@ def parse(cfg):
     if not isinstance(cfg, dict):
         raise ConfigError("site", "must be a JSON object")
     version = _field(cfg, "version", "site")
-    if version != 1:
+    if isinstance(version, bool) or not isinstance(version, int) or version != 1:
         raise ConfigError("version", "%s is not a supported version (1)" % (version,))
     site = Site()
     site.voltage = _int(_field(cfg, "voltage_v", "site", False, 230), "voltage_v", _VOLT_MIN, _VOLT_MAX)

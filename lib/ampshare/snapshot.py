@@ -62,8 +62,9 @@ def _seconds(ch, name, where):
 
 def _three(value, where, lo, same_for_all):
     # Three phases, or one number: every phase (a meter) or L1 only (a 1-phase charger).
+    # A meter's list of one would be ambiguous (L1 only, or all three?), so it is refused.
     if isinstance(value, list):
-        if len(value) not in (1, 3):
+        if len(value) != 3 and (same_for_all or len(value) != 1):
             raise ConfigError(where, "must be one number or three")
         vals = [ma(v, "%s[%d]" % (where, i), lo, _READING_MAX_A, 3) for i, v in enumerate(value)]
         return vals + [0, 0] if len(vals) == 1 else vals
