@@ -1,6 +1,5 @@
 # The site's electrics as a model: cars, other loads, PV, meters and fuses. Integers only
 # (mA, ms, mWh); runs in MicroPython (the twin) and CPython (the plant simulator).
-import random
 
 # Car behaviour, each with its reason.
 CAR_STEP_MA = 500  # on-board chargers set their current in 0.5 A steps
@@ -73,9 +72,8 @@ def _cloud(minute):
 class Plant:
     """Loads under each group, every fuse's overload accounting, every meter's reading."""
 
-    def __init__(self, site, scenario, seed):
+    def __init__(self, site, scenario):
         self.site = site
-        self.rnd = random.Random(seed) if hasattr(random, "Random") else random
         self.ng = len(site.group_ids)
         self.limits = [site.limit[k] for k in range(3 * self.ng)]
         self.loads = scenario.get("loads", [])

@@ -5,6 +5,7 @@ import json
 import random
 import sys
 import time
+from time import ticks_add
 
 from ampshare import site as sitemod
 from ampshare.follower import Follower
@@ -72,9 +73,13 @@ class Twin:
         self.step_ms = scenario.get("step_ms", STEP_MS)
         if 1000 % self.step_ms:
             raise ValueError("step_ms must divide a second")
+        # The cores get the board's ticks, not the virtual time: "ticks_start_ms" sets the
+        # ticks at 0 s (negative: they wrap that far into the run). Every timer must hold
+        # across the wrap (ticks_diff, never "<") and beyond 32 bits (the unix port's ticks).
+        self._t0 = ticks_add(0, scenario.get("ticks_start_ms", 0))
         seed = scenario.get("seed", 1)
         random.seed(seed)
-        self.plant = Plant(self.site, scenario, seed)
+        self.plant = Plant(self.site, scenario)
         self.net = Net(scenario.get("network", {}))
         self.cids = self.site.charger_ids
         n = len(self.cids)
@@ -96,15 +101,19 @@ class Twin:
         self._duty = [0] * n
 
     def _new_leader(self, now_ms):
-        leader = Leader(self.site, self.l_epoch, now_ms)
+        leader = Leader(self.site, self.l_epoch, self._t(now_ms))
         for c in range(len(self.cids)):
             leader.add_follower(c, self.uids[c], self.keys[c])
         return leader
 
     def _new_follower(self, c, now_ms):
         car_max = int(self.site.cmax[c])
-        return Follower(self.uids[c], car_max, self.site.cphases[c], False, self.f_epoch[c], b"", now_ms,
+        return Follower(self.uids[c], car_max, self.site.cphases[c], False, self.f_epoch[c], b"",
+                        self._t(now_ms),
                         key=self.keys[c], charger=c)
+
+    def _t(self, now_ms):
+        return ticks_add(self._t0, now_ms)
 
     # ---- faults and arrivals --------------------------------------------------------
 
@@ -149,9 +158,9 @@ class Twin:
         plant = self.plant
         for when, to, data in self.net.due(now_ms):
             if to == LEADER:
-                if self.leader is not None and not self.leader.receive(now_ms, data):
+                if self.leader is not None and not self.leader.receive(self._t(now_ms), data):
                     self.rejected += 1
-            elif self.followers[to] is not None and not self.followers[to].receive(now_ms, data):
+            elif self.followers[to] is not None and not self.followers[to].receive(self._t(now_ms), data):
                 self.rejected += 1
         if self.leader is not None and now_ms % METER_MS == 0:
             for g, m in enumerate(self.site.gmeter):
@@ -161,9 +170,9 @@ class Twin:
                 if self.meter_silent.get(mid, -1) > now_ms:
                     continue
                 l1, l2, l3 = plant.meter(g)
-                self.leader.meter(now_ms, m, l1, l2, l3)
+                self.leader.meter(self._t(now_ms), m, l1, l2, l3)
         if self.leader is not None:
-            for c, data in self.leader.tick(now_ms):
+            for c, data in self.leader.tick(self._t(now_ms)):
                 self.net.send(now_ms, c, c, data, self.cids)
         for c, f in enumerate(self.followers):
             self._follower(now_ms, c, f)
@@ -179,7 +188,7 @@ class Twin:
         if level != self._level[c] or f.duty != self._duty[c]:
             # The pilot's levels only change with the car or the duty: sampling an unchanged
             # pilot again tells the follower nothing new, so the twin skips it.
-            f.sample(now_ms, level, -12000)
+            f.sample(self._t(now_ms), level, -12000)
             self._level[c], self._duty[c] = level, f.duty
         if car is not None:
             car.step(now_ms, self.step_ms, pilot.offered_by(f.duty), f.contactor)
@@ -188,7 +197,7 @@ class Twin:
         if self._offered[c] and not f.offered:
             self.pauses[c] += 1
         self._offered[c] = f.offered
-        out = f.tick(now_ms)
+        out = f.tick(self._t(now_ms))
         if out is not None:
             self.net.send(now_ms, c, LEADER, out, self.cids)
         if f.at_fallback:

@@ -2,7 +2,7 @@
 # Sans-I/O: the shell feeds pilot levels, measured currents and datagrams, each with now_ms,
 # and reads back the duty, the contactor and the datagrams to send.
 from array import array
-from time import ticks_diff
+from time import ticks_add, ticks_diff
 
 from micropython import const
 
@@ -45,7 +45,7 @@ class Follower:
         self.charger = charger
         self.charger_id = ""
         self.boot_ms = now_ms
-        self.window_until = now_ms + PAIR_WINDOW_MS
+        self.window_until = ticks_add(now_ms, PAIR_WINDOW_MS)
         self.fresh = P.Freshness()
         self.rejected = array("i", [0] * len(P.REASONS))
         self.accepted = 0
@@ -64,20 +64,20 @@ class Follower:
         self.contactor = False
         self.diode = False  # passed since the car was plugged in
         self.errors = 0
-        self.last_increase = now_ms - INCREASE_GAP_MS
+        self.last_increase = ticks_add(now_ms, -INCREASE_GAP_MS)
         self.paused_at = None
         self.meas = array("i", [0, 0, 0])
         self._reported = array("i", [0, 0, 0])
         self.energy_wh = 0
         # Reports
-        self._last_report = now_ms - REPORT_MS
+        self._last_report = ticks_add(now_ms, -REPORT_MS)
         self._changed = True
         self.paired_event = False  # set when a PAIR was accepted: the shell saves key and id
 
     # ---- inputs ---------------------------------------------------------------------
 
     def press_pair(self, now_ms):
-        self.window_until = now_ms + PAIR_WINDOW_MS
+        self.window_until = ticks_add(now_ms, PAIR_WINDOW_MS)
 
     def sample(self, now_ms, high_mv, low_mv):
         """One reading of the pilot's positive and negative levels (the shell: >= 10 Hz)."""

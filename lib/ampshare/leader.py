@@ -21,8 +21,8 @@ FREED_MARGIN_MA = const(1_000)  # a measured draw this close to the new value co
 INCREASE_GAP_MS = const(5_000)  # DESIGN.md: increases to one pilot at most every 5 s
 # A change of other load above this triggers an allocation at once rather than next period.
 STEP_MA = const(2_000)
-RESEND_MS = const(200)
-STATUS_MS = const(500)  # how often follower timers (silent, lost, freed) are looked at  # an unconfirmed decrease is repeated this often until confirmed
+RESEND_MS = const(200)  # an unconfirmed decrease is repeated this often until confirmed
+STATUS_MS = const(500)  # how often follower timers (silent, lost, freed) are looked at
 
 DISCOVERED_MAX = const(16)  # unpaired units listed on the page; bounds RAM against a flood
 UNKNOWN = const(0)  # not heard since this leader started
@@ -45,19 +45,21 @@ class Leader:
         self.fresh = [P.Freshness() for _ in range(nc)]
         self.status = bytearray(nc)
         self.f_epoch = array("i", [-1] * nc)
-        self.heard = array("i", [0] * nc)  # ticks of the last accepted STATE
+        # Times are ticks, kept in lists: array("i") would cut the unix port's ticks, whose
+        # period is 2**62 (a list slot holds any small int without allocating).
+        self.heard = [0] * nc  # ticks of the last accepted STATE
         # What each car may still draw, the last values sent, and what the follower holds.
         self.permitted = array("i", [0] * nc)
         self.sent = array("i", [0] * nc)
         self.sent_fb = array("i", [0] * nc)
         self.fb_allowed = array("i", [0] * nc)  # the most any fallback it may hold allows
         self.applied = array("i", [0] * nc)
-        self.freed_at = array("i", [0] * nc)  # when a decrease counts as followed
+        self.freed_at = [0] * nc  # when a decrease counts as followed
         self.pending = bytearray(nc)  # 1 while a decrease is not yet confirmed
-        self.resent = array("i", [now_ms] * nc)
-        self.last_increase = array("i", [now_ms - INCREASE_GAP_MS] * nc)
+        self.resent = [now_ms] * nc
+        self.last_increase = [ticks_add(now_ms, -INCREASE_GAP_MS)] * nc
         self.phases = bytearray(site.cphases)
-        self.meter_at = array("i", [0] * len(site.meter_ids))
+        self.meter_at = [0] * len(site.meter_ids)
         self.rejected = array("i", [0] * len(P.REASONS))
         self.accepted = 0
         self.hellos = 0
