@@ -28,28 +28,36 @@ def follower_view():
             "rejected": list(f.rejected), "n_accepted": f.accepted}
 
 
-def follower_run(req):
-    f = _objs["f"]
+def _replay(req, apply, view):
+    # Each event [t, what, ...] goes to apply(); with "trace", the view after each one.
     trace = []
     for ev in req["events"]:
-        t, what = ev[0], ev[1]
-        res = {}
-        if what == "sample":
-            f.sample(t, ev[2], ev[3])
-        elif what == "measure":
-            f.measure(ev[2], ev[3], ev[4], 0)
-        elif what == "recv":
-            res["accepted"] = f.receive(t, unhexlify(ev[2]))
-        elif what == "press":
-            f.press_pair(t)
-        elif what == "tick":
-            d = f.tick(t)
-            res["sent"] = _hex(d) if d else None
+        res = apply(ev[0], ev[1], ev)
         if req.get("trace", True):
-            view = follower_view()
-            view.update(res)
-            trace.append(view)
-    return {"trace": trace, "end": follower_view()}
+            state = view()
+            state.update(res)
+            trace.append(state)
+    return {"trace": trace, "end": view()}
+
+
+def _follower_event(t, what, ev):
+    f = _objs["f"]
+    if what == "sample":
+        f.sample(t, ev[2], ev[3])
+    elif what == "measure":
+        f.measure(ev[2], ev[3], ev[4], 0)
+    elif what == "recv":
+        return {"accepted": f.receive(t, unhexlify(ev[2]))}
+    elif what == "press":
+        f.press_pair(t)
+    elif what == "tick":
+        d = f.tick(t)
+        return {"sent": _hex(d) if d else None}
+    return {}
+
+
+def follower_run(req):
+    return _replay(req, _follower_event, follower_view)
 
 
 def leader_new(req):
@@ -69,23 +77,19 @@ def leader_view():
             "discovered": [_hex(d[0]) for d in L.discovered]}
 
 
-def leader_run(req):
+def _leader_event(t, what, ev):
     L = _objs["L"]
-    trace = []
-    for ev in req["events"]:
-        t, what = ev[0], ev[1]
-        res = {}
-        if what == "recv":
-            res["accepted"] = L.receive(t, unhexlify(ev[2]))
-        elif what == "meter":
-            L.meter(t, ev[2], ev[3], ev[4], ev[5])
-        elif what == "tick":
-            res["sent"] = [[c, _hex(d)] for c, d in L.tick(t)]
-        if req.get("trace", True):
-            view = leader_view()
-            view.update(res)
-            trace.append(view)
-    return {"trace": trace, "end": leader_view()}
+    if what == "recv":
+        return {"accepted": L.receive(t, unhexlify(ev[2]))}
+    if what == "meter":
+        L.meter(t, ev[2], ev[3], ev[4], ev[5])
+    elif what == "tick":
+        return {"sent": [[c, _hex(d)] for c, d in L.tick(t)]}
+    return {}
+
+
+def leader_run(req):
+    return _replay(req, _leader_event, leader_view)
 
 
 def fuzz(req):
