@@ -133,3 +133,13 @@ def twin_op(req):
 
 
 OPS["twin"] = twin_op
+
+
+def store_op(req):
+    from ampshare import store
+    store.save(req["path"], unhexlify(req["data"]))
+    loaded = store.load(req["path"], binary=True)
+    return {"loaded": _hex(loaded), "missing": store.load(req["path"] + ".absent")}
+
+
+OPS["store"] = store_op

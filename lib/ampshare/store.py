@@ -1,0 +1,25 @@
+# Files the board keeps across resets (configuration, keys, pairing). A reset at any moment
+# must leave the old file or the new one, never a torn one: write a sibling, then rename it
+# over the old. The rename is atomic on LittleFS (the ESP32 port's filesystem) and on POSIX
+# (the unix port). FAT cannot rename onto an existing name: there save() raises OSError and
+# the old file stays as it was.
+import os
+
+_NEW = ".new"
+
+
+def save(path, data):
+    """Replace the file at path with data (bytes or str), all or nothing."""
+    tmp = path + _NEW
+    with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+    os.rename(tmp, path)
+
+
+def load(path, binary=False):
+    """The file's contents, or None when there is none."""
+    try:
+        with open(path, "rb" if binary else "r") as f:
+            return f.read()
+    except OSError:
+        return None
