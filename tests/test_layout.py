@@ -8,7 +8,8 @@ from vm import ROOT, micropython, mp_env
 def test_package_json_lists_every_module():
     pkg = json.loads((ROOT / "firmware" / "package.json").read_text())
     listed = sorted(dest for dest, _ in pkg["urls"])
-    assert listed == sorted("ampshare/" + p.name for p in (ROOT / "lib" / "ampshare").glob("*.py"))
+    lib = ROOT / "lib"
+    assert listed == sorted(str(p.relative_to(lib)) for p in (lib / "ampshare").rglob("*.py"))
     for _, src in pkg["urls"]:
         assert (ROOT / "firmware" / src).resolve().exists(), src
 
@@ -16,7 +17,9 @@ def test_package_json_lists_every_module():
 def run_app(tmp_path, text):
     site = tmp_path / "site.json"
     site.write_text(text)
-    code = "from ampshare import app\ntry:\n app.main(%r)\nexcept Exception as e:\n print('refused:', e)\n" % str(site)
+    code = ("from ampshare import app\ntry:\n s = app.load_site(%r).site\n"
+            " print('ampshare: %%d groups, %%d chargers' %% (len(s.group_ids), len(s.charger_ids)))\n"
+            "except Exception as e:\n print('refused:', e)\n") % str(site)
     return subprocess.run([micropython(), "-c", code], capture_output=True, text=True, env=mp_env()).stdout
 
 

@@ -1,7 +1,11 @@
-# The application's start: load and check the site configuration kept on flash.
-# The leader and follower shells (asyncio, UDP, pilot) start from here as they are built.
+# The application's start: read the board's settings, load the site (a leader), bring up the
+# network and the hardware, and run the role's shell until something fatal happens.
 import json
+import time
 
+import asyncio
+
+from ampshare import settings as settingsmod
 from ampshare.site import SiteHolder
 from ampshare.units import ConfigError
 
@@ -20,10 +24,39 @@ def load_site(path=SITE_FILE):
     return SiteHolder(cfg)
 
 
-def main(path=SITE_FILE):
-    holder = load_site(path)
-    site = holder.site
-    print("ampshare: %d groups, %d chargers" % (len(site.group_ids), len(site.charger_ids)))
-    for w in site.warnings:
-        print("warning: " + w)
-    return holder
+def _network(s):
+    if s["hal"] != "esp32":
+        return
+    from binascii import hexlify
+
+    from ampshare.hal import esp32
+    if s["ap"] and s["role"] == "leader":
+        esp32.access_point(s["ap"]["essid"], s["ap"]["password"])
+    if s["wifi"]:
+        esp32.station(s["wifi"]["ssid"], s["wifi"]["password"])
+    if s["uid"] is None:
+        s["uid"] = hexlify(esp32.uid()).decode()
+
+
+def build(s):
+    """The role's shell, ready to run."""
+    from ampshare import hal
+    _network(s)
+    board = hal.board(s)
+    now = time.ticks_ms()
+    if s["role"] == "leader":
+        from ampshare.leader_app import LeaderApp
+        holder = load_site(s["site"])
+        for w in holder.site.warnings:
+            print("warning: " + w)
+        return LeaderApp(s, holder.site, board, now)
+    from ampshare.follower_app import FollowerApp
+    if s["uid"] is None:
+        raise ConfigError("settings.uid", "required off the ESP32 (no MAC to take it from)")
+    return FollowerApp(s, board, now)
+
+
+def main(path=settingsmod.SETTINGS_FILE):
+    s = settingsmod.load(path)
+    print("ampshare: %s on %s" % (s["role"], s["hal"]))
+    asyncio.run(build(s).main())

@@ -62,6 +62,7 @@ class Leader:
         self.meter_at = [0] * len(site.meter_ids)
         self.rejected = array("i", [0] * len(P.REASONS))
         self.accepted = 0
+        self.last_from = -1  # the charger of the last accepted STATE: the shell learns its address
         self.hellos = 0
         self.discovered = []  # (uid, firmware, nameplate mA, phases, flags) from HELLOs
         self._due = now_ms
@@ -132,6 +133,7 @@ class Leader:
         r = P.read_state(data, self.key[c])
         _, f_epoch, seq, _, letter, errors, applied, fb, meas, _, flags, _, _ = r
         self.fresh[c].admit(f_epoch, seq)
+        self.last_from = c
         first = self.status[c] == UNKNOWN or self.f_epoch[c] != f_epoch
         self.f_epoch[c] = f_epoch
         self.heard[c] = now_ms

@@ -1,0 +1,100 @@
+# The follower's shell: a control loop that samples the pilot, drives the PWM and the
+# contactor and feeds the watchdog, and a task that takes datagrams from the leader. The
+# core decides; this file only moves values between it, the board and the network.
+import json
+import time
+
+import asyncio
+from binascii import hexlify, unhexlify
+from micropython import const
+
+from ampshare import protocol as P
+from ampshare import store
+from ampshare.follower import Follower
+from ampshare.udp import Link, address
+
+CONTROL_MS = const(100)  # the pilot is sampled at 10 Hz: a contactor opens within 100 ms
+# The hardware watchdog resets a board whose control loop stalls this long: well above one
+# period, well below the leader's 3 s before it calls a follower silent.
+BOARD_WATCHDOG_MS = const(2000)
+STATE_FILE = "follower.json"  # key, charger and boot counter, in the settings' state_dir
+
+
+class FollowerApp:
+    def __init__(self, settings, board, now_ms):
+        self.s = settings
+        self.board = board
+        self.path = settings["state_dir"] + "/" + STATE_FILE
+        saved = json.loads(store.load(self.path) or "{}")
+        # A boot counter, saved before anything is sent: the leader tells this boot's
+        # packets from an earlier one's.
+        saved["f_epoch"] = saved.get("f_epoch", 0) + 1
+        store.save(self.path, json.dumps(saved))
+        self.saved = saved
+        key = unhexlify(saved["key"]) if "key" in saved else None
+        f = Follower(unhexlify(settings["uid"]), settings["nameplate_a"] * 1000, settings["phases"], False,
+                     saved["f_epoch"], settings["code"].encode(), now_ms, key=key,
+                     charger=saved.get("charger", -1))
+        f.charger_id = saved.get("charger_id", "")
+        self.core = f
+        self.link = Link(settings["bind"], settings["port_follower"], broadcast=True)
+        # Until a COMMAND or PAIR shows where the leader is, its port at the broadcast address.
+        self.leader = address(settings["broadcast"], settings["port_leader"])
+        self.started = now_ms
+
+    def _outputs(self):
+        b, f = self.board, self.core
+        b.set_duty(f.duty)
+        b.set_contactor(f.contactor)
+
+    def _save_pairing(self):
+        f = self.core
+        f.paired_event = False
+        self.saved.update(key=hexlify(f.key.raw).decode(), charger=f.charger, charger_id=f.charger_id)
+        store.save(self.path, json.dumps(self.saved))
+
+    def step(self, now_ms):
+        """One control period: pilot in, core timers, outputs and a report out."""
+        b, f = self.board, self.core
+        high, low = b.sample_pilot()
+        f.sample(now_ms, high, low)
+        m = b.measure()
+        if m is not None:
+            f.measure(m[0], m[1], m[2], m[3])
+        out = f.tick(now_ms)
+        self._outputs()
+        if out is not None:
+            self.link.send(out, self.leader)
+        if f.paired_event:
+            self._save_pairing()
+
+    async def control(self):
+        b = self.board
+        b.start_watchdog(BOARD_WATCHDOG_MS)
+        due = time.ticks_ms()
+        stall = self.s["stall_at_ms"]
+        while True:
+            now = time.ticks_ms()
+            self.step(now)
+            b.keepalive()
+            if stall is not None and time.ticks_diff(now, self.started) >= stall:
+                while True:  # a test's stalled loop: the watchdog must reset the board
+                    time.sleep_ms(1000)
+            b.feed()
+            due = time.ticks_add(due, CONTROL_MS)
+            wait = time.ticks_diff(due, time.ticks_ms())
+            if wait < 0:  # overran: start a fresh period rather than run several at once
+                due = time.ticks_ms()
+                wait = 0
+            await asyncio.sleep_ms(wait)
+
+    async def receive(self):
+        while True:
+            data, addr = await self.link.recv()
+            if self.core.receive(time.ticks_ms(), data):
+                self.leader = addr  # authentic: the leader is where it came from
+                self._outputs()  # a decrease reaches the pilot now, not next period
+
+    async def main(self):
+        # None of these returns; an exception in any ends the app (and main.py resets).
+        await asyncio.gather(self.control(), self.receive(), self.board.run())

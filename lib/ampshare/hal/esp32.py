@@ -1,0 +1,109 @@
+# The ESP32 board: machine.PWM for the pilot, ADC1 for its levels, pins for the contactor and
+# the phase relay, machine.WDT, network.WLAN for the access point and the station.
+import machine
+import network
+from micropython import const
+
+from ampshare.units import ConfigError
+
+PILOT_HZ = const(1000)  # IEC 61851-1: the pilot oscillates at 1 kHz
+_U16 = const(65535)
+# ADC2 cannot be read while Wi-Fi runs; ADC1 is GPIO 32-39.
+ADC1_PINS = (32, 33, 34, 35, 36, 37, 38, 39)
+# Default wiring of the reference board; any output-capable GPIO serves for the outputs.
+# GPIO 36 (VP) is input-only, on ADC1, with no pull resistor to load the pilot divider.
+PINS = {"pilot": 25, "pilot_adc": 36, "contactor": 26, "phase_relay": 27}
+# The pilot front-end maps -12..+12 V onto the ADC's 0.15..3.15 V: 0 V pilot reads 1650 mV and
+# each ADC millivolt is 8 pilot millivolts. A board with another divider passes its own.
+ADC_ZERO_MV = const(1650)
+PILOT_PER_ADC_MV = const(8)
+# Reads per pilot sample: at about 25 us each, 48 reads span more than one 1 ms period, so
+# both the high and the low half are seen whatever the duty (down to 10 %, 100 us low).
+SAMPLE_READS = const(48)
+
+
+class Board:
+    def __init__(self, pins=None, adc_zero_mv=ADC_ZERO_MV, pilot_per_adc_mv=PILOT_PER_ADC_MV, pilot=True):
+        self.wdt = None
+        self.duty = -1
+        if not pilot:
+            return  # a leader: the watchdog only
+        pins = dict(PINS, **(pins or {}))
+        if pins["pilot_adc"] not in ADC1_PINS:
+            raise ConfigError("pins.pilot_adc", "GPIO %d is not on ADC1 (32-39); ADC2 stops working "
+                              "while Wi-Fi runs" % pins["pilot_adc"])
+        # Start paused: a steady +12 V offers nothing, whatever the car.
+        self.pwm = machine.PWM(machine.Pin(pins["pilot"]), freq=PILOT_HZ, duty_u16=_U16)
+        self.adc = machine.ADC(machine.Pin(pins["pilot_adc"]), atten=machine.ADC.ATTN_11DB)
+        self.contactor = machine.Pin(pins["contactor"], machine.Pin.OUT, value=0)
+        self.phase_relay = machine.Pin(pins["phase_relay"], machine.Pin.OUT, value=0)
+        self.zero = adc_zero_mv
+        self.gain = pilot_per_adc_mv
+
+    def set_duty(self, duty):
+        if duty != self.duty:
+            self.duty = duty
+            # Rounded down: a little less duty offers a little less current, the safe side.
+            self.pwm.duty_u16(duty * _U16 // 10000)
+
+    def set_contactor(self, closed):
+        self.contactor.value(1 if closed else 0)
+
+    def set_phase_relay(self, one_phase):
+        self.phase_relay.value(1 if one_phase else 0)
+
+    def sample_pilot(self):
+        hi = -1
+        lo = 1 << 29
+        read = self.adc.read_uv
+        for _ in range(SAMPLE_READS):
+            v = read()
+            if v > hi:
+                hi = v
+            if v < lo:
+                lo = v
+        return self._pilot_mv(hi), self._pilot_mv(lo)
+
+    def _pilot_mv(self, uv):
+        return (uv // 1000 - self.zero) * self.gain
+
+    def measure(self):
+        return None  # the charger's own CT clamps come with the metering shell
+
+    def keepalive(self):
+        pass  # the pins hold their levels; only the simulated board repeats them
+
+    async def run(self):
+        pass  # nothing arrives from outside: the ADC is read in sample_pilot
+
+    def ask_meters(self):
+        pass  # the meters' own shells (Modbus, CT) read them
+
+    def start_watchdog(self, timeout_ms):
+        self.wdt = machine.WDT(timeout=timeout_ms)
+
+    def feed(self):
+        self.wdt.feed()
+
+
+def access_point(essid, password, channel=6):
+    """The commissioning network: WPA2 with the installer's password (DESIGN.md), never open."""
+    if len(password) < 8:
+        raise ConfigError("ap.password", "WPA2 needs at least 8 characters")
+    ap = network.WLAN(network.AP_IF)
+    ap.active(True)
+    ap.config(essid=essid, password=password, authmode=network.AUTH_WPA2_PSK, channel=channel)
+    return ap
+
+
+def station(ssid, password):
+    """Join the site's network; returns at once (poll isconnected() from a task)."""
+    sta = network.WLAN(network.STA_IF)
+    sta.active(True)
+    sta.connect(ssid, password)
+    return sta
+
+
+def uid():
+    """The unit's id: its Wi-Fi MAC, unique and printed on the module."""
+    return network.WLAN(network.STA_IF).config("mac")

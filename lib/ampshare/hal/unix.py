@@ -1,0 +1,104 @@
+# The unix board: the same interface as the ESP32's, played by the host plant simulator over
+# loopback UDP. The pilot duty, contactor and relay go out; the pilot's levels, the measured
+# currents and (for a leader) the meters' readings come back.
+import json
+import os
+import time
+
+import _thread
+from micropython import const
+
+from ampshare.udp import Link, address
+
+KEEPALIVE_MS = const(1000)  # outputs are sent on every change and at least this often
+_WATCH_MS = const(100)
+
+
+class Board:
+    def __init__(self, plant=("127.0.0.1", 45460), plant_id=None):
+        self.link = Link("127.0.0.1", 0)
+        self.plant = address(plant[0], plant[1])
+        self.id = plant_id
+        self.duty = 10000
+        self.closed = False
+        self.one_phase = False
+        self.high = 12000  # no car until the plant says otherwise
+        self.low = -12000
+        self.meas = (0, 0, 0)
+        self.energy_wh = 0
+        self.on_meter = None  # (meter id, l1, l2, l3) in mA, set by a leader
+        self._sent_at = time.ticks_add(time.ticks_ms(), -KEEPALIVE_MS)
+        self._fed = 0
+        self._timeout = 0
+
+    # ---- outputs ----------------------------------------------------------------------
+
+    def set_duty(self, duty):
+        if duty != self.duty:
+            self.duty = duty
+            self._send()
+
+    def set_contactor(self, closed):
+        if closed != self.closed:
+            self.closed = closed
+            self._send()
+
+    def set_phase_relay(self, one_phase):
+        if one_phase != self.one_phase:
+            self.one_phase = one_phase
+            self._send()
+
+    def _send(self):
+        self._sent_at = time.ticks_ms()
+        self.link.send(json.dumps({"id": self.id, "duty": self.duty, "contactor": int(self.closed),
+                                   "relay": int(self.one_phase)}), self.plant)
+
+    def keepalive(self):
+        if self.id is not None and time.ticks_diff(time.ticks_ms(), self._sent_at) >= KEEPALIVE_MS:
+            self._send()
+
+    def ask_meters(self):
+        self.link.send(b'{"meters": 1}', self.plant)
+
+    # ---- inputs -----------------------------------------------------------------------
+
+    def sample_pilot(self):
+        return self.high, self.low
+
+    def measure(self):
+        return self.meas[0], self.meas[1], self.meas[2], self.energy_wh
+
+    async def run(self):
+        """Takes in what the plant sends; started as a task by the application."""
+        while True:
+            data, _ = await self.link.recv()
+            try:
+                msg = json.loads(data)
+            except ValueError:
+                continue
+            if "hi" in msg:
+                self.high, self.low = msg["hi"], msg["lo"]
+                self.meas = tuple(msg["ma"])
+                self.energy_wh = msg.get("wh", 0)
+            elif "meters" in msg and self.on_meter is not None:
+                for mid, ma in msg["meters"].items():
+                    self.on_meter(mid, ma[0], ma[1], ma[2])
+
+    # ---- the watchdog: a board that stops feeding it is reset ---------------------------
+
+    def start_watchdog(self, timeout_ms):
+        self._timeout = timeout_ms
+        self._fed = time.ticks_ms()
+        _thread.start_new_thread(self._watch, ())
+
+    def feed(self):
+        self._fed = time.ticks_ms()
+
+    def _watch(self):
+        # A second thread plays the hardware timer: it reads one integer and sleeps, so it
+        # shares nothing with the loop it watches. Expired, it kills the process as a reset
+        # would stop the board; the simulator starts it again.
+        while time.ticks_diff(time.ticks_ms(), self._fed) < self._timeout:
+            time.sleep_ms(_WATCH_MS)
+        print("watchdog: the control loop stalled; resetting")
+        os.system("kill -9 $PPID")

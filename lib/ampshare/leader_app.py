@@ -1,0 +1,146 @@
+# The leader's shell: the control loop that ticks the core and sends its COMMANDs, a task that
+# takes datagrams from followers, meter polling, pairing of listed units, and (in the
+# simulator) a status datagram for the live view. The core decides; this file moves values.
+import json
+import os
+import time
+
+import asyncio
+from binascii import hexlify, unhexlify
+from micropython import const
+
+from ampshare import protocol as P
+from ampshare import store
+from ampshare.leader import Leader
+from ampshare.udp import Link, address
+
+CONTROL_MS = const(100)  # the core's own timers (resends every 200 ms) need 10 Hz
+METER_MS = const(1000)  # DESIGN.md: meters are read every second
+BOARD_WATCHDOG_MS = const(5000)  # a stalled leader resets; followers ride it out on their fallback
+STATE_FILE = "leader.json"  # boot counter and the followers' keys, in the settings' state_dir
+NONCE_LEN = const(8)
+
+
+class LeaderApp:
+    def __init__(self, settings, site, board, now_ms):
+        self.s = settings
+        self.site = site
+        self.board = board
+        self.path = settings["state_dir"] + "/" + STATE_FILE
+        saved = json.loads(store.load(self.path) or "{}")
+        saved["l_epoch"] = saved.get("l_epoch", 0) + 1  # saved before the first COMMAND
+        saved.setdefault("keys", {})
+        store.save(self.path, json.dumps(saved))
+        self.saved = saved
+        self.core = Leader(site, saved["l_epoch"], now_ms)
+        for cid, rec in saved["keys"].items():
+            if cid in site.charger_ids:
+                self.core.add_follower(site.charger_ids.index(cid), unhexlify(rec["uid"]), unhexlify(rec["key"]))
+        self.addr = [None] * len(site.charger_ids)
+        self.link = Link(settings["bind"], settings["port_leader"], broadcast=True)
+        mon = settings["monitor"]
+        self.monitor = address(mon[0], mon[1]) if mon else None
+        board.on_meter = self._meter
+        self.started = now_ms
+
+    # ---- inputs -------------------------------------------------------------------------
+
+    def _meter(self, mid, l1, l2, l3):
+        if mid in self.site.meter_ids:
+            self.core.meter(time.ticks_ms(), self.site.meter_ids.index(mid), l1, l2, l3)
+
+    def on_datagram(self, now_ms, data, addr):
+        core = self.core
+        if core.receive(now_ms, data):
+            self.addr[core.last_from] = addr  # authentic: that follower is there
+            return
+        if len(data) >= P.HELLO_LEN and data[:2] == P.MAGIC and data[3] == P.HELLO:
+            self._maybe_pair(P.uid_of(data), addr)
+
+    def _maybe_pair(self, uid, addr):
+        # A unit the installer listed (by its uid and label code) is paired when it is heard.
+        for cid, want in self.s["pair"].items():
+            if unhexlify(want["uid"]) != uid or cid not in self.site.charger_ids:
+                continue
+            rec = self.saved["keys"].get(cid)
+            if rec is None or unhexlify(rec["uid"]) != uid:
+                rec = {"uid": want["uid"], "key": hexlify(os.urandom(P.KEY_LEN)).decode()}
+                self.saved["keys"][cid] = rec
+                store.save(self.path, json.dumps(self.saved))  # kept before it is handed out
+            c = self.site.charger_ids.index(cid)
+            self.addr[c] = addr
+            data = self.core.pair(c, uid, want["code"].encode(), os.urandom(NONCE_LEN), unhexlify(rec["key"]))
+            self.link.send(data, addr)
+            return
+
+    # ---- the loops ------------------------------------------------------------------------
+
+    def step(self, now_ms):
+        for c, data in self.core.tick(now_ms):
+            if self.addr[c] is not None:
+                self.link.send(data, self.addr[c])
+
+    async def control(self):
+        b = self.board
+        b.start_watchdog(BOARD_WATCHDOG_MS)
+        due = time.ticks_ms()
+        stall = self.s["stall_at_ms"]
+        while True:
+            now = time.ticks_ms()
+            self.step(now)
+            if stall is not None and time.ticks_diff(now, self.started) >= stall:
+                while True:  # a test's stalled loop: the watchdog must reset the board
+                    time.sleep_ms(1000)
+            b.feed()
+            due = time.ticks_add(due, CONTROL_MS)
+            wait = time.ticks_diff(due, time.ticks_ms())
+            if wait < 0:
+                due = time.ticks_ms()
+                wait = 0
+            await asyncio.sleep_ms(wait)
+
+    async def meters(self):
+        while True:
+            self.board.ask_meters()
+            if self.monitor is not None:
+                self.link.send(self.status(), self.monitor)
+            await asyncio.sleep_ms(METER_MS)
+
+    async def receive(self):
+        while True:
+            data, addr = await self.link.recv()
+            self.on_datagram(time.ticks_ms(), data, addr)
+
+    async def main(self):
+        await asyncio.gather(self.control(), self.receive(), self.meters(), self.board.run())
+
+    # ---- the live view's figures ----------------------------------------------------------
+
+    def status(self):
+        """Per group and phase: meter, available, allocated, usage; per charger: the link."""
+        core, site = self.core, self.site
+        a = core.alloc
+        groups = {}
+        for g, gid in enumerate(site.group_ids):
+            m = site.gmeter[g]
+            meter = [a.meter[m * 3 + p] for p in range(3)] if m >= 0 and a.meter_ok[m] else None
+            groups[gid] = {"meter": meter, "available": [a.cap[g * 3 + p] for p in range(3)],
+                           "allocated": [0, 0, 0], "usage": [0, 0, 0]}
+        chargers = {}
+        for c, cid in enumerate(site.charger_ids):
+            meas = [max(0, a.meas[c * 3 + k]) for k in range(3)]
+            chargers[cid] = {"pilot": chr(a.pilot[c]), "offered": core.sent[c], "fallback": core.sent_fb[c],
+                             "meas": meas, "link": ("unknown", "online", "silent", "lost")[core.status[c]]}
+            for j in range(a._coff[c], a._coff[c + 1]):
+                k = a._ck[j]
+                row = groups[site.group_ids[k // 3]]
+                row["allocated"][k % 3] += core.permitted[c]
+            g = site.cgroup[c]
+            while g >= 0:
+                row = groups[site.group_ids[g]]
+                for k in range(site.cphases[c]):
+                    w = site.cwire[c * 3 + k]
+                    if w >= 0:
+                        row["usage"][w] += meas[k]
+                g = site.parent[g]
+        return json.dumps({"epoch": core.l_epoch, "groups": groups, "chargers": chargers})

@@ -1,0 +1,72 @@
+# The board's own settings (settings.json beside main.py): its role, its hardware, its ports.
+# The site configuration (site.json) is separate: it is the leader's, edited by the page.
+import json
+
+from ampshare.units import ConfigError
+
+SETTINGS_FILE = "settings.json"
+# UDP ports, each configurable: the leader listens on one, every follower on the other (a
+# follower answers on its own port, so one host can run many in the simulator).
+PORT_LEADER = 45450
+PORT_FOLLOWER = 45451
+# Where a follower sends HELLO, and its STATE until a COMMAND tells it the leader's address.
+BROADCAST = "255.255.255.255"
+
+DEFAULTS = {
+    "role": None,  # "leader" or "follower": required
+    "hal": "esp32",  # or "unix": the host plant simulator plays the hardware
+    "port_leader": PORT_LEADER,
+    "port_follower": PORT_FOLLOWER,
+    "bind": "0.0.0.0",
+    "broadcast": BROADCAST,
+    "state_dir": ".",  # where keys, pairing and boot epochs are kept
+    "pins": None,  # esp32: GPIO numbers over hal.esp32.PINS
+    "wifi": None,  # {"ssid", "password"}: the site network to join
+    "ap": None,  # {"essid", "password"}: the leader's commissioning access point
+    # follower
+    "uid": None,  # 12 hex digits; on the ESP32 the Wi-Fi MAC when not set
+    "code": "",  # the pairing code on the unit's label
+    "nameplate_a": 32,  # the wallbox's own rating
+    "phases": 3,
+    # leader
+    "site": "site.json",
+    "pair": {},  # charger id -> {"uid": hex, "code": label code}: paired when first heard
+    "monitor": None,  # [host, port]: a status datagram once a second (the simulator's view)
+    # unix hal
+    "plant": ["127.0.0.1", 45460],  # the host plant simulator
+    "plant_id": None,  # the charger this board plays in the plant (follower)
+    # testing: the control loop blocks for good at this many ms after start (watchdog test)
+    "stall_at_ms": None,
+}
+
+
+def parse(cfg):
+    if not isinstance(cfg, dict):
+        raise ConfigError("settings", "must be a JSON object")
+    for name in cfg:
+        if name not in DEFAULTS:
+            raise ConfigError("settings." + name, "unknown setting")
+    s = dict(DEFAULTS)
+    s.update(cfg)
+    if s["role"] not in ("leader", "follower"):
+        raise ConfigError("settings.role", "must be leader or follower")
+    if s["hal"] not in ("esp32", "unix"):
+        raise ConfigError("settings.hal", "must be esp32 or unix")
+    for name in ("port_leader", "port_follower"):
+        p = s[name]
+        if isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= 65535:
+            raise ConfigError("settings." + name, "must be a UDP port, 1..65535")
+    if s["phases"] not in (1, 3) or isinstance(s["phases"], bool):
+        raise ConfigError("settings.phases", "must be 1 or 3")
+    return s
+
+
+def load(path=SETTINGS_FILE):
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except OSError:
+        raise ConfigError(path, "cannot be read")
+    except ValueError:
+        raise ConfigError(path, "is not valid JSON")
+    return parse(cfg)

@@ -1,0 +1,51 @@
+# A stand-in for the ESP32's machine module: every call is logged for the test to check.
+CALLS = []
+ADC_UV = []  # what the next ADC reads return, in turn
+
+
+def _log(*call):
+    CALLS.append(list(call))
+
+
+class Pin:
+    OUT = 1
+    IN = 0
+
+    def __init__(self, n, mode=None, value=None):
+        self.n = n
+        _log("Pin", n, mode, value)
+
+    def value(self, v=None):
+        _log("Pin.value", self.n, v)
+
+
+class PWM:
+    def __init__(self, pin, freq=None, duty_u16=None):
+        self.pin = pin.n
+        _log("PWM", pin.n, freq, duty_u16)
+
+    def duty_u16(self, v):
+        _log("PWM.duty_u16", self.pin, v)
+
+
+class ADC:
+    ATTN_11DB = 3
+
+    def __init__(self, pin, atten=None):
+        _log("ADC", pin.n, atten)
+
+    def read_uv(self):
+        return ADC_UV.pop(0) if ADC_UV else 0
+
+
+class WDT:
+    def __init__(self, timeout):
+        _log("WDT", timeout)
+
+    def feed(self):
+        _log("WDT.feed")
+
+
+def reset():
+    _log("reset")
+    raise SystemExit("reset")

@@ -1,0 +1,21 @@
+# A stand-in for the ESP32's network module: every call is logged for the test to check.
+from machine import CALLS
+
+AP_IF = 1
+STA_IF = 0
+AUTH_WPA2_PSK = 3
+
+
+class WLAN:
+    def __init__(self, kind):
+        self.kind = kind
+        CALLS.append(["WLAN", kind])
+
+    def active(self, on):
+        CALLS.append(["WLAN.active", self.kind, on])
+
+    def config(self, **kw):
+        CALLS.append(["WLAN.config", self.kind, sorted(kw.items())])
+
+    def connect(self, ssid, password):
+        CALLS.append(["WLAN.connect", ssid, password])

@@ -1,0 +1,40 @@
+# Drives the esp32 board layer over the fake machine and network modules; prints every call
+# as one JSON line. stdin: a JSON list of actions (this unix-port build crashes on an
+# argument longer than about 256 characters).
+import json
+import sys
+
+import machine
+from ampshare import pilot
+from ampshare.hal import esp32
+from ampshare.units import ConfigError
+
+out = {}
+for act in json.loads(sys.stdin.read()):
+    what = act[0]
+    try:
+        if what == "board":
+            b = esp32.Board(**act[1])
+        elif what == "amps":
+            b.set_duty(pilot.duty_for(act[1] * 1000))
+        elif what == "duty":
+            b.set_duty(act[1])
+        elif what == "contactor":
+            b.set_contactor(act[1])
+        elif what == "relay":
+            b.set_phase_relay(act[1])
+        elif what == "sample":
+            machine.ADC_UV[:] = act[1]
+            out.setdefault("samples", []).append(list(b.sample_pilot()))
+        elif what == "watchdog":
+            b.start_watchdog(act[1])
+        elif what == "feed":
+            b.feed()
+        elif what == "ap":
+            esp32.access_point(act[1], act[2])
+        elif what == "sta":
+            esp32.station(act[1], act[2])
+    except ConfigError as e:
+        out.setdefault("refused", []).append(str(e))
+out["calls"] = machine.CALLS
+print(json.dumps(out))

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""make sim: the plant, a leader and followers, each its own `micropython` process on
+loopback UDP, and a live view of the site refreshed every second. Ctrl-C stops them all.
+
+    python3 tools/sim.py [--site examples/home.json] [--followers N] [--seconds S]
+
+Also a library: the end-to-end tests and the reaction benchmark start a site with Sim.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LINK = ["L1", "L2", "L3"]
+
+
+def micropython():
+    exe = os.environ.get("MICROPYTHON") or str(ROOT / ".venv" / "bin" / "micropython")
+    return exe if Path(exe).exists() else (shutil.which("micropython") or exe)
+
+
+def mp_env():
+    env = dict(os.environ)
+    env["MICROPYPATH"] = ".frozen:%s" % (ROOT / "lib")
+    return env
+
+
+def uid_of(i):
+    return "02a5%08x" % (i + 1)  # a locally administered MAC per follower
+
+
+def cars_for(site, n):
+    """A car on each charger, arriving a few seconds apart, of varied size."""
+    cars = []
+    for i, c in enumerate(site["chargers"][:n]):
+        phases = c.get("phases", 3)
+        cars.append({"charger": c["id"], "arrive_s": 2 + 3 * i, "phases": phases if phases == 1 else [3, 3, 1][i % 3],
+                     "max_a": [32, 16, 11][i % 3], "soc": 0.3, "follow_ms": 1500})
+    return cars
+
+
+class Sim:
+    """Starts and stops the processes of one simulated site in a work folder."""
+
+    def __init__(self, site_path, followers=None, work=None, base_port=45500, cars=None, loads=None,
+                 heap=None):
+        self.site_path = Path(site_path)
+        self.site = json.loads(self.site_path.read_text())
+        n = len(self.site["chargers"])
+        self.n = n if followers is None else followers
+        if self.n > n:
+            raise SystemExit("%s has %d chargers; cannot run %d followers" % (site_path, n, self.n))
+        self.work = Path(work or ROOT / "build" / "sim")
+        self.port = base_port
+        self.plant_port = base_port + 1
+        self.monitor_port = base_port + 2
+        self.cars = cars_for(self.site, self.n) if cars is None else cars
+        root = [g["id"] for g in self.site["groups"] if not g.get("parent")][0]
+        self.loads = [{"group": root, "profile": [[0, 5]]}] if loads is None else loads
+        self.heap = heap
+        self.procs = {}
+        self.ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.ctl.bind(("127.0.0.1", 0))
+        self.ctl.settimeout(2)
+
+    # ---- processes ---------------------------------------------------------------------------
+
+    def setup(self):
+        if self.work.exists():
+            shutil.rmtree(self.work)
+        (self.work / "plant").mkdir(parents=True)
+        scn = {"site": self.site, "cars": self.cars, "loads": self.loads}
+        (self.work / "plant" / "scenario.json").write_text(json.dumps(scn))
+        common = {"hal": "unix", "bind": "127.0.0.1", "broadcast": "127.0.0.1", "port_leader": self.port,
+                  "plant": ["127.0.0.1", self.plant_port], "state_dir": "."}
+        pair = {c["id"]: {"uid": uid_of(i), "code": "code-%d" % i} for i, c in enumerate(self.site["chargers"][:self.n])}
+        self._write("leader", dict(common, role="leader", site="site.json", pair=pair,
+                                   monitor=["127.0.0.1", self.monitor_port]))
+        (self.work / "leader" / "site.json").write_text(json.dumps(self.site))
+        for i, c in enumerate(self.site["chargers"][:self.n]):
+            self._write("f%d" % i, dict(common, role="follower", uid=uid_of(i), code="code-%d" % i,
+                                        port_follower=self.port + 10 + i, plant_id=c["id"],
+                                        nameplate_a=c["max_a"], phases=c.get("phases", 3)))
+
+    def _write(self, name, settings):
+        d = self.work / name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "settings.json").write_text(json.dumps(settings))
+
+    def start(self, name):
+        args = [micropython()]
+        if self.heap and name != "plant":
+            args += ["-X", "heapsize=" + (self.heap["leader"] if name == "leader" else self.heap["follower"])]
+        if name == "plant":
+            args += [str(ROOT / "tools" / "plant_sim.py"), "scenario.json", str(self.plant_port)]
+        else:
+            args += ["-c", "from ampshare import app\napp.main('settings.json')"]
+        log = open(self.work / name / "log.txt", "a")
+        env = mp_env()
+        if name == "plant":
+            env["MICROPYPATH"] += ":" + str(ROOT / "tools")
+        self.procs[name] = subprocess.Popen(args, cwd=self.work / name, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def start_all(self):
+        self.setup()
+        self.start("plant")
+        time.sleep(0.3)
+        self.start("leader")
+        for i in range(self.n):
+            self.start("f%d" % i)
+
+    def kill(self, name):
+        p = self.procs.pop(name, None)
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+
+    def stop(self):
+        for name in list(self.procs):
+            self.kill(name)
+
+    def restart_dead(self):
+        """A board whose watchdog fired boots again, as a real one would."""
+        for name, p in list(self.procs.items()):
+            if p.poll() is not None:
+                self.start(name)
+
+    # ---- talking to the plant and listening to the leader ------------------------------------
+
+    def plant(self, msg):
+        self.ctl.sendto(json.dumps(msg).encode(), ("127.0.0.1", self.plant_port))
+        while True:
+            data, addr = self.ctl.recvfrom(65536)
+            if addr[1] == self.plant_port:
+                return json.loads(data)
+
+    def status(self):
+        return self.plant({"cmd": "status"})
+
+
+class Monitor:
+    """The leader's status datagrams, newest first."""
+
+    def __init__(self, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.setblocking(False)
+        self.last = None
+
+    def poll(self):
+        while True:
+            try:
+                self.last = json.loads(self.sock.recv(65536))
+            except BlockingIOError:
+                return self.last
+
+
+def amps(ma):
+    return "%5.1f" % (ma / 1000) if ma is not None else "    -"
+
+
+def render(leader, plant):
+    lines = ["ampshare sim  %s   (Ctrl-C stops every process)" % time.strftime("%H:%M:%S"), ""]
+    if leader is None:
+        return "\n".join(lines + ["waiting for the leader..."])
+    lines.append("%-14s %-3s %7s %9s %9s %7s" % ("group", "ph", "Meter", "Available", "Allocated", "Usage"))
+    for gid, g in leader["groups"].items():
+        for p in range(3):
+            lines.append("%-14s %-3s %7s %9s %9s %7s" % (gid if p == 0 else "", LINK[p],
+                         amps(g["meter"][p] if g["meter"] else None), amps(max(0, g["available"][p])),
+                         amps(g["allocated"][p]), amps(g["usage"][p])))
+    lines += ["", "%-14s %-5s %7s %-20s %8s %-7s" % ("charger", "pilot", "offered", "drawn L1/L2/L3", "fallback", "link")]
+    for cid, c in leader["chargers"].items():
+        drawn = "/".join("%.1f" % (m / 1000) for m in c["meas"])
+        lines.append("%-14s %-5s %7s %-20s %8s %-7s" % (cid, c["pilot"], amps(c["offered"]), drawn,
+                                                        amps(c["fallback"]), c["link"]))
+    if plant:
+        over = sum(sum(g["ev_As"]) for g in plant["groups"].values())
+        lines += ["", "plant: %d s, overload the EVs drew into: %d A s" % (plant["t_ms"] // 1000, over)]
+    return "\n".join(lines)
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--site", default=str(ROOT / "examples" / "home.json"))
+    ap.add_argument("--followers", type=int, default=None)
+    ap.add_argument("--seconds", type=int, default=0, help="stop after this long (0: until Ctrl-C)")
+    args = ap.parse_args(argv[1:])
+    sim = Sim(args.site, args.followers)
+    mon = Monitor(sim.monitor_port)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    start = time.monotonic()
+    try:
+        sim.start_all()
+        while not args.seconds or time.monotonic() - start < args.seconds:
+            time.sleep(1)
+            sim.restart_dead()
+            try:
+                plant = sim.status()
+            except (socket.timeout, OSError):
+                plant = None
+            sys.stdout.write("\x1b[H\x1b[2J" + render(mon.poll(), plant) + "\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
