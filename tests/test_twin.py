@@ -97,12 +97,20 @@ def scenarios(draw):
     site = draw(sites(max_groups=4, max_chargers=6, max_depth=3))
     site["meters"] = [dict(m, id=m["id"]) for m in site["meters"]]
     cars = []
+    partitions = []
     for c in site["chargers"]:
         if draw(st.booleans()):
-            cars.append({"charger": c["id"], "arrive_s": draw(st.integers(0, 120)),
-                         "phases": c["phases"] if c["phases"] == 1 else draw(st.sampled_from([1, 2, 3])),
-                         "max_a": draw(st.sampled_from([10, 16, 32])), "soc": 0.3,
-                         "follow_s": [1, 5]})
+            car = {"charger": c["id"], "arrive_s": draw(st.integers(0, 120)),
+                   "phases": c["phases"] if c["phases"] == 1 else draw(st.sampled_from([1, 2, 3])),
+                   "max_a": draw(st.sampled_from([10, 16, 32])), "soc": 0.3, "follow_s": [1, 5]}
+            cars.append(car)
+            if draw(st.booleans()):
+                # It leaves and another car arrives, perhaps while its follower is cut off.
+                car["leave_s"] = car["arrive_s"] + draw(st.integers(10, 60))
+                cars.append(dict(car, arrive_s=car["leave_s"] + draw(st.integers(1, 20)), leave_s=None))
+                if draw(st.booleans()):
+                    t0 = car["leave_s"] - draw(st.integers(0, 5))
+                    partitions.append([t0, t0 + draw(st.integers(2, 30)), c["id"]])
     # Other load stays within each group's reserve_a: that is the installer's promise of the
     # worst case where no meter (or a silent one) measures it. Beyond it nothing can be safe.
     loads = []
@@ -124,7 +132,7 @@ def scenarios(draw):
         faults.append({"kind": "meter_silent", "meter": draw(st.sampled_from(site["meters"]))["id"],
                        "at_s": draw(st.integers(30, 200)), "for_s": draw(st.integers(5, 60))})
     network = {"loss": draw(st.sampled_from([0, 0.05, 0.3])), "dup": draw(st.sampled_from([0, 0.1])),
-               "reorder": draw(st.sampled_from([0, 0.2]))}
+               "reorder": draw(st.sampled_from([0, 0.2])), "partitions": partitions}
     return {"site": site, "duration_s": 240, "step_ms": 200, "seed": draw(st.integers(0, 2**30)),
             "network": network, "loads": loads, "cars": cars, "faults": faults}
 

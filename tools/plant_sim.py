@@ -21,6 +21,9 @@ from ampshare.udp import Link  # noqa: E402
 
 STEP_MS = 100  # the boards sample the pilot at 10 Hz
 REFRESH_MS = 1000  # each board hears from the plant at least this often
+# A board not heard from this long has been reset by its watchdog (or killed): a reset MCU's
+# pins fall low, so its contactor opens and its pilot stops oscillating.
+DEAD_MS = 3000
 PORT = 45460
 
 
@@ -32,6 +35,7 @@ class Board:
         self.sent = None
         self.sent_at = 0
         self.reduced_at = None  # ticks when the duty last went down (reaction benchmark)
+        self.heard_at = 0
 
 
 class PlantSim:
@@ -66,6 +70,7 @@ class PlantSim:
                 b.reduced_at = now
             b.duty = msg["duty"]
             b.contactor = bool(msg["contactor"])
+            b.heard_at = now
             self._tell(c, b, now, True)
         elif "meters" in msg:
             out = {}
@@ -111,7 +116,7 @@ class PlantSim:
             if car is None:
                 continue
             b = self.boards.get(c)
-            if b is None:
+            if b is None or time.ticks_diff(now, b.heard_at) >= DEAD_MS:
                 car.step(rel, STEP_MS, 0, False)
             else:
                 car.step(rel, STEP_MS, pilot.offered_by(b.duty), b.contactor)

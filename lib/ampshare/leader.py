@@ -21,6 +21,10 @@ FREED_MARGIN_MA = const(1_000)  # a measured draw this close to the new value co
 INCREASE_GAP_MS = const(5_000)  # DESIGN.md: increases to one pilot at most every 5 s
 # A change of other load above this triggers an allocation at once rather than next period.
 STEP_MA = const(2_000)
+# A new leader first listens: every follower reports within a second, and one that has not
+# after three is counted at its maximum. Allocating earlier would pin the unheard at their
+# maximum besides what they draw, and pause the others for nothing.
+ADOPT_MS = const(3_000)
 RESEND_MS = const(200)  # an unconfirmed decrease is repeated this often until confirmed
 STATUS_MS = const(500)  # how often follower timers (silent, lost, freed) are looked at
 
@@ -66,6 +70,7 @@ class Leader:
         self.hellos = 0
         self.discovered = []  # (uid, firmware, nameplate mA, phases, flags) from HELLOs
         self._due = now_ms
+        self._adopting = True
         self._status_due = now_ms
         self._use = array("i", [0] * self.alloc.nk)
         self._usefb = array("i", [0] * self.alloc.nk)
@@ -177,6 +182,10 @@ class Leader:
         out = self._out
         del out[:]
         self._timers(now_ms)
+        if self._adopting:
+            if ticks_diff(now_ms, self.boot_ms) < ADOPT_MS and self._unheard():
+                return out
+            self._adopting = False
         if ticks_diff(now_ms, self._due) < 0:
             self._resend(now_ms)
             return out
@@ -185,6 +194,12 @@ class Leader:
         self.alloc.run()
         self._apply(now_ms)
         return out
+
+    def _unheard(self):
+        for c in range(self.nc):
+            if self.key[c] is not None and self.status[c] == UNKNOWN:
+                return True
+        return False
 
     def _resend(self, now_ms):
         # A decrease the follower has not yet confirmed goes out again: on a lossy link the
@@ -235,10 +250,13 @@ class Leader:
                 a.held[c] = 0 if off or self.key[c] is None else site.cmax[c]
                 a.held_fb[c] = a.held[c]
             if a.held[c]:
-                a.pilot[c] = ord("C")  # its draw is inside any meter above it
+                # Whatever it draws now is inside any meter above it; none of it is credited
+                # back, since its car may have stopped and may start again up to what it
+                # holds (pinned on its fuses besides).
+                a.pilot[c] = ord("C")
                 a.offered[c] = a.held[c]
                 for k in range(3):
-                    a.meas[c * 3 + k] = -1
+                    a.meas[c * 3 + k] = 0
             else:
                 a.offered[c] = self.permitted[c]
 
