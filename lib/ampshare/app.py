@@ -6,7 +6,6 @@ import time
 import asyncio
 
 from ampshare import settings as settingsmod
-from ampshare.site import SiteHolder
 from ampshare.units import ConfigError
 
 SITE_FILE = "site.json"
@@ -14,6 +13,7 @@ SITE_FILE = "site.json"
 
 def load_site(path=SITE_FILE):
     """The configuration in force, or a ConfigError naming what is wrong with the file."""
+    from ampshare.site import SiteHolder  # the leader's alone: a follower keeps the RAM
     try:
         with open(path) as f:
             cfg = json.load(f)
@@ -56,7 +56,22 @@ def build(s):
     return FollowerApp(s, board, now)
 
 
+async def _memory(every_s):
+    # The heap's peak so far, for make bench-mem (a line "mem: total=..., peak=...").
+    import micropython
+    while True:
+        await asyncio.sleep(every_s)
+        micropython.mem_info()
+
+
+async def _run(s):
+    shell = build(s)
+    if s["mem_report_s"]:
+        asyncio.create_task(_memory(s["mem_report_s"]))
+    await shell.main()
+
+
 def main(path=settingsmod.SETTINGS_FILE):
     s = settingsmod.load(path)
     print("ampshare: %s on %s" % (s["role"], s["hal"]))
-    asyncio.run(build(s).main())
+    asyncio.run(_run(s))

@@ -8,9 +8,9 @@ import asyncio
 from binascii import hexlify, unhexlify
 from micropython import const
 
-from ampshare import protocol as P
 from ampshare import store
 from ampshare.follower import Follower
+from ampshare.shell import Shell
 from ampshare.udp import Link, address
 
 CONTROL_MS = const(100)  # the pilot is sampled at 10 Hz: a contactor opens within 100 ms
@@ -20,10 +20,12 @@ BOARD_WATCHDOG_MS = const(2000)
 STATE_FILE = "follower.json"  # key, charger and boot counter, in the settings' state_dir
 
 
-class FollowerApp:
+class FollowerApp(Shell):
+    period_ms = CONTROL_MS
+    watchdog_ms = BOARD_WATCHDOG_MS
+
     def __init__(self, settings, board, now_ms):
-        self.s = settings
-        self.board = board
+        super().__init__(settings, board, now_ms)
         self.path = settings["state_dir"] + "/" + STATE_FILE
         saved = json.loads(store.load(self.path) or "{}")
         # A boot counter, saved before anything is sent: the leader tells this boot's
@@ -40,7 +42,6 @@ class FollowerApp:
         self.link = Link(settings["bind"], settings["port_follower"], broadcast=True)
         # Until a COMMAND or PAIR shows where the leader is, its port at the broadcast address.
         self.leader = address(settings["broadcast"], settings["port_leader"])
-        self.started = now_ms
 
     def _outputs(self):
         b, f = self.board, self.core
@@ -68,26 +69,6 @@ class FollowerApp:
         if f.paired_event:
             self._save_pairing()
 
-    async def control(self):
-        b = self.board
-        b.start_watchdog(BOARD_WATCHDOG_MS)
-        due = time.ticks_ms()
-        stall = self.s["stall_at_ms"]
-        while True:
-            now = time.ticks_ms()
-            self.step(now)
-            b.keepalive()
-            if stall is not None and time.ticks_diff(now, self.started) >= stall:
-                while True:  # a test's stalled loop: the watchdog must reset the board
-                    time.sleep_ms(1000)
-            b.feed()
-            due = time.ticks_add(due, CONTROL_MS)
-            wait = time.ticks_diff(due, time.ticks_ms())
-            if wait < 0:  # overran: start a fresh period rather than run several at once
-                due = time.ticks_ms()
-                wait = 0
-            await asyncio.sleep_ms(wait)
-
     async def receive(self):
         while True:
             data, addr = await self.link.recv()
@@ -95,6 +76,5 @@ class FollowerApp:
                 self.leader = addr  # authentic: the leader is where it came from
                 self._outputs()  # a decrease reaches the pilot now, not next period
 
-    async def main(self):
-        # None of these returns; an exception in any ends the app (and main.py resets).
-        await asyncio.gather(self.control(), self.receive(), self.board.run())
+    def tasks(self):
+        return (self.receive(),)

@@ -12,6 +12,7 @@ from micropython import const
 from ampshare import protocol as P
 from ampshare import store
 from ampshare.leader import Leader
+from ampshare.shell import Shell
 from ampshare.udp import Link, address
 
 CONTROL_MS = const(100)  # the core's own timers (resends every 200 ms) need 10 Hz
@@ -21,11 +22,13 @@ STATE_FILE = "leader.json"  # boot counter and the followers' keys, in the setti
 NONCE_LEN = const(8)
 
 
-class LeaderApp:
+class LeaderApp(Shell):
+    period_ms = CONTROL_MS
+    watchdog_ms = BOARD_WATCHDOG_MS
+
     def __init__(self, settings, site, board, now_ms):
-        self.s = settings
+        super().__init__(settings, board, now_ms)
         self.site = site
-        self.board = board
         self.path = settings["state_dir"] + "/" + STATE_FILE
         saved = json.loads(store.load(self.path) or "{}")
         saved["l_epoch"] = saved.get("l_epoch", 0) + 1  # saved before the first COMMAND
@@ -41,7 +44,6 @@ class LeaderApp:
         mon = settings["monitor"]
         self.monitor = address(mon[0], mon[1]) if mon else None
         board.on_meter = self._meter
-        self.started = now_ms
 
     # ---- inputs -------------------------------------------------------------------------
 
@@ -80,25 +82,6 @@ class LeaderApp:
             if self.addr[c] is not None:
                 self.link.send(data, self.addr[c])
 
-    async def control(self):
-        b = self.board
-        b.start_watchdog(BOARD_WATCHDOG_MS)
-        due = time.ticks_ms()
-        stall = self.s["stall_at_ms"]
-        while True:
-            now = time.ticks_ms()
-            self.step(now)
-            if stall is not None and time.ticks_diff(now, self.started) >= stall:
-                while True:  # a test's stalled loop: the watchdog must reset the board
-                    time.sleep_ms(1000)
-            b.feed()
-            due = time.ticks_add(due, CONTROL_MS)
-            wait = time.ticks_diff(due, time.ticks_ms())
-            if wait < 0:
-                due = time.ticks_ms()
-                wait = 0
-            await asyncio.sleep_ms(wait)
-
     async def meters(self):
         while True:
             self.board.ask_meters()
@@ -111,8 +94,8 @@ class LeaderApp:
             data, addr = await self.link.recv()
             self.on_datagram(time.ticks_ms(), data, addr)
 
-    async def main(self):
-        await asyncio.gather(self.control(), self.receive(), self.meters(), self.board.run())
+    def tasks(self):
+        return (self.receive(), self.meters())
 
     # ---- the live view's figures ----------------------------------------------------------
 

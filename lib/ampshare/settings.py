@@ -37,6 +37,7 @@ DEFAULTS = {
     "plant_id": None,  # the charger this board plays in the plant (follower)
     # testing: the control loop blocks for good at this many ms after start (watchdog test)
     "stall_at_ms": None,
+    "mem_report_s": None,  # print micropython.mem_info() this often (make bench-mem)
 }
 
 

@@ -1,0 +1,58 @@
+# What both roles' shells share: a control loop at a fixed period that alone feeds the
+# watchdog, and side tasks whose failure stops that feeding (so the board resets).
+import sys
+import time
+
+import asyncio
+
+
+class Shell:
+    period_ms = 100
+    watchdog_ms = 2000
+
+    def __init__(self, settings, board, now_ms):
+        self.s = settings
+        self.board = board
+        self.started = now_ms
+        self.failed = None
+
+    def step(self, now_ms):
+        raise NotImplementedError
+
+    def tasks(self):
+        """The side tasks' coroutines (receiving, polling)."""
+        return ()
+
+    async def _guard(self, coro):
+        try:
+            await coro
+        except Exception as e:  # a dead side task is as fatal as a dead loop
+            sys.print_exception(e)
+            self.failed = e
+
+    async def control(self):
+        b = self.board
+        b.start_watchdog(self.watchdog_ms)
+        due = time.ticks_ms()
+        stall = self.s["stall_at_ms"]
+        while self.failed is None:
+            now = time.ticks_ms()
+            self.step(now)
+            b.keepalive()
+            if stall is not None and time.ticks_diff(now, self.started) >= stall:
+                while True:  # a test's stalled loop: the watchdog must reset the board
+                    time.sleep_ms(1000)
+            b.feed()
+            due = time.ticks_add(due, self.period_ms)
+            wait = time.ticks_diff(due, time.ticks_ms())
+            if wait < 0:  # overran: start a fresh period rather than run several at once
+                due = time.ticks_ms()
+                wait = 0
+            await asyncio.sleep_ms(wait)
+        raise self.failed
+
+    async def main(self):
+        for coro in self.tasks():
+            asyncio.create_task(self._guard(coro))
+        asyncio.create_task(self._guard(self.board.run()))
+        await self.control()

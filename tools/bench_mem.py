@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""make bench-mem: a leader with 64 followers, each its own `micropython` process, run with
+the heaps of a board without PSRAM (-X heapsize=64wK for the leader, 24wK for a follower).
+Prints each role's peak heap (micropython.mem_info()'s peak) and any MemoryError.
+
+    python3 tools/bench_mem.py [--seconds 120] [--followers 64]
+"""
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sim import ROOT, Sim  # noqa: E402
+
+HEAPS = {"leader": "64wK", "follower": "24wK"}
+
+
+def peaks(log):
+    return [int(m) for m in re.findall(r"peak=(\d+)", log)]
+
+
+def main(argv):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=120)
+    ap.add_argument("--followers", type=int, default=64)
+    ap.add_argument("--site", default=str(ROOT / "examples" / "garage-64.json"))
+    args = ap.parse_args(argv[1:])
+    sim = Sim(args.site, args.followers, work=ROOT / "build" / "bench-mem", base_port=46300, heap=HEAPS,
+              settings={"mem_report_s": 10})
+    try:
+        sim.start_all()
+        end = time.monotonic() + args.seconds
+        while time.monotonic() < end:
+            time.sleep(5)
+            dead = [n for n, p in sim.procs.items() if p.poll() is not None]
+            if dead:
+                print("stopped early: %s" % ", ".join(dead))
+                break
+    finally:
+        sim.stop()
+    rows = {"leader": [], "follower": []}
+    errors = []
+    for d in sorted(sim.work.iterdir()):
+        if d.name == "plant":
+            continue
+        log = (d / "log.txt").read_text()
+        if "MemoryError" in log:
+            errors.append(d.name)
+        rows["leader" if d.name == "leader" else "follower"] += [max(peaks(log) or [0])]
+    print("%d s, %d followers" % (args.seconds, args.followers))
+    print("role      heap    peak_B (worst of the processes)")
+    for role, vals in rows.items():
+        print("%-8s  %-6s  %d" % (role, HEAPS[role], max(vals) if vals else 0))
+    print("MemoryError: %s" % (", ".join(errors) if errors else "none"))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
