@@ -53,7 +53,7 @@ class Reference:
                 "wire": ROT.get(rot), "prio": c.get("priority", 0),
                 "wants": letter in "BCD" and c.get("mode", "fast") != "off",
                 "charging": letter in "CD", "meas": meas,
-                "offered": ma(st.get("offered_a", 0)),
+                "offered": ma(st["offered_a"]) if "offered_a" in st else (hi if meas is not None else 0),
             }
 
     def ancestors(self, gid):
@@ -75,10 +75,9 @@ class Reference:
         c = self.chargers[cid]
         own = []
         for k in range(c["phases"]):
-            if c["meas"] is not None:
-                own.append(max(0, min(c["meas"][k], c["hi"])))
-            else:
-                own.append(min(c["offered"], c["hi"]) if c["charging"] else 0)
+            # Credited at most the offer in force, and nothing while not charging.
+            cap = min(c["offered"], c["hi"]) if c["charging"] else 0
+            own.append(max(0, min(c["meas"][k], cap)) if c["meas"] is not None else cap)
         if c["wire"] is None:
             # Only a 3-phase charger surely draws its least on every site phase.
             return [min(own) if c["phases"] == 3 else 0] * 3

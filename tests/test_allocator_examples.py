@@ -149,6 +149,18 @@ def test_an_offer_above_the_chargers_maximum_is_credited_at_its_maximum(vm):
     assert amps(vm, cfg, state) == {"wb1": 15.0}
 
 
+def test_a_measurement_above_the_offer_is_credited_at_the_offer(vm):
+    cfg = site([{"id": "main", "limit_a": 40, "meter": "grid"}], [charger("wb1"), charger("wb2")],
+               meters=["grid"])
+    # wb1 was told 10 A; its last report (20 A) is from before its car followed, and the meter
+    # already shows 10 A. Crediting 20 A would take 10 A of real other load for headroom.
+    state = {"meters": {"grid": [20, 20, 20]},
+             "chargers": {"wb1": {"state": "C", "offered_a": 10, "measured_a": [20, 20, 20]},
+                          "wb2": {"state": "C", "measured_a": [0, 0, 0]}}}
+    snap = json.loads(vm.call("snapshot", site=cfg, state=state)["json"])
+    assert snap["groups"]["main"]["other_a"] == [10.0, 10.0, 10.0]
+
+
 def test_the_last_steps_go_to_who_has_least_not_to_a_high_minimum(vm):
     cfg = site([{"id": "main", "limit_a": [45.3, 16, 40]}],
                [charger("h", phases=1, max_a=14, min_a=13), charger("x1", phases=1, max_a=16),

@@ -134,3 +134,26 @@ def test_state_on_every_change_and_at_least_once_a_second(vm):
     assert max(gaps) <= 1000
     assert 5000 in sent and 5100 in sent  # the periodic one, then the new offer at once
     assert 5200 not in sent  # nothing changed since: the next one a second later
+
+
+def test_a_report_says_the_command_held_while_its_increase_waits(vm):
+    # The leader counts a decrease as followed only once nothing above it is held: a follower
+    # whose 20 A waits out its 5 s gap must not report its 10 A offer alone.
+    new_follower(vm)
+    events = [(0, "recv", cmd(1, 10))] + car(0, 1000, C_MV, step=100)
+    events += [(1000, "recv", cmd(2, 20))] + car(1000, 2100, C_MV, step=100)
+    res = run(vm, *events)
+    assert res["end"]["offered"] == 10000
+    applied = [wire.read_state(bytes.fromhex(t["sent"]), KEY)["applied_da"] * 100
+               for e, t in zip(events, res["trace"]) if e[1] == "tick" and t["sent"]]
+    assert applied[-1] == 20000
+
+
+def test_a_pilot_fault_forgets_the_diode_check(vm):
+    new_follower(vm)
+    events = [(0, "recv", cmd(1, 16))] + car(0, 500, C_MV)  # checked, closed
+    events += car(500, 700, 0) + [(700, "recv", cmd(2, 16))]  # E: a short; open
+    events += [(800, "sample", C_MV, NO_DIODE), (800, "tick")]  # C again, now without a diode
+    res = run(vm, *events)
+    assert res["trace"][len(car(0, 500, C_MV))]["contactor"]  # the first check passed
+    assert not res["trace"][-1]["contactor"] and not res["trace"][-2]["contactor"]

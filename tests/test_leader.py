@@ -19,10 +19,10 @@ def site(limit=32, meter=False, reserve=None):
 class Site:
     """A leader core in the VM, and two followers played from here with tests/wire.py."""
 
-    def __init__(self, vm, cfg, l_epoch=1):
+    def __init__(self, vm, cfg, l_epoch=1, seq=0):
         self.vm = vm
         self.seq = [0, 0]
-        vm.call("leader_new", site=cfg, l_epoch=l_epoch,
+        vm.call("leader_new", site=cfg, l_epoch=l_epoch, seq=seq,
                 followers=[[i, UIDS[i].hex(), KEYS[i].hex()] for i in range(2)])
 
     def report(self, i, t, pilot=b"C", applied=0, meas=0, fallback=0):
@@ -85,24 +85,30 @@ def test_without_a_measurement_the_ev_gets_5_s_to_follow(vm):
 def test_a_silent_followers_share_stays_reserved_until_it_must_have_fallen_back(vm):
     # Metered, with a 20 A worst case of other load: fallbacks are 6 A each, shares 16 A.
     s = Site(vm, site(limit=32, meter=True, reserve=20))
-    events = [(0, "meter", 0, 32000, 32000, 32000), s.report(0, 0, applied=16000, meas=16000, fallback=6000),
-              s.report(1, 0, applied=16000, meas=16000, fallback=6000), (0, "tick")]
+    first = s.run((0, "meter", 0, 32000, 32000, 32000), s.report(0, 0, applied=16000, meas=16000, fallback=6000),
+                  s.report(1, 0, applied=16000, meas=16000, fallback=6000), (0, "tick"))["trace"][-1]
+    assert first["sent_fb"] == [6000, 6000]
+    by_t, wb0 = {}, 16000
     for t in range(1000, 21000, 1000):  # wb1 goes silent after t=0, and falls back at 10 s
         wb1 = 16000 if t < 10000 else 6000
-        events += [(t, "meter", 0, 16000 + wb1, 16000 + wb1, 16000 + wb1),
-                   s.report(0, t, applied=16000, meas=16000, fallback=6000), (t, "tick")]
-    res = s.run(*events)
-    by_t = {ev[0]: tr for ev, tr in zip(events, res["trace"]) if ev[1] == "tick"}
-    assert by_t[0]["sent_fb"] == [6000, 6000]
+        tick = s.run((t, "meter", 0, wb0 + wb1, wb0 + wb1, wb0 + wb1),
+                     s.report(0, t, applied=wb0, meas=wb0, fallback=min(wb0, 6000)), (t, "tick"))["trace"][-1]
+        by_t[t] = tick
+        if 0 in tick["commands"]:
+            wb0 = current(tick, 0)  # wb0's car follows at once
     # Silent, wb1 keeps its 16 A on the fuse. What it draws now is not credited back from the
     # meter (its car may have stopped, and may start again up to 16 A): the meter's 32 A less
     # wb0's 16 A is other load, and nothing is left for wb0. Safe, at that price.
     assert by_t[9000]["held"][1] == 16000 and current(by_t[9000], 0) == 0
-    assert by_t[14000]["held"][1] == 16000  # kept, though the meter shows it fell back
-    # 15 s silent: it must be at its fallback (6 A), pinned; its 6 A draw stays other load:
-    # 32 - 6 - 6 = 20 A for wb0.
-    assert by_t[15000]["held"][1] == 6000
-    assert max(current(by_t[t], 0) for t in range(15000, 21000, 1000)) == 20000
+    # Kept, though the meter shows it fell back: COMMANDs went to it until it was silent
+    # (3 s), and each restarted its 10 s watchdog; then the EV's 5 s and 1 s for the network.
+    last_cmd = max([0] + [t for t, tr in by_t.items() if 1 in tr["commands"]])
+    assert last_cmd == 2000
+    assert by_t[17000]["held"][1] == 16000
+    # 16 s after the last COMMAND it must be at its fallback (6 A), pinned; its 6 A draw stays
+    # other load: 32 - 6 - 6 = 20 A for wb0.
+    assert by_t[18000]["held"][1] == 6000
+    assert max(current(by_t[t], 0) for t in range(18000, 21000, 1000)) == 20000
 
 
 def test_a_silent_meter_counts_its_reserve_after_5_s(vm):
@@ -134,3 +140,27 @@ def test_hello_is_listed_but_carries_no_authority(vm):
     res = s.run((0, "recv", wire.hello(bytes.fromhex("aabbccddeeff")).hex()))
     assert res["trace"][0]["accepted"] is False
     assert res["end"]["discovered"] == ["aabbccddeeff"] and res["end"]["n_accepted"] == 0
+
+
+def test_a_report_of_more_than_counted_is_counted(vm):
+    # A new leader adopts whatever report it hears first, a replayed old one included. When
+    # the follower then says it holds more, that is what counts on the fuse.
+    s = Site(vm, site(limit=32), l_epoch=2)
+    res = s.run(s.report(0, 0, applied=0, meas=0), s.report(1, 0, applied=16000, meas=16000), (0, "tick"),
+                s.report(0, 500, applied=32000, meas=32000), (1000, "tick"))
+    first = res["trace"][2]
+    assert current(first, 0) == 16000 and current(first, 1) == 16000  # believing wb0 at 0
+    end = res["trace"][-1]
+    assert end["permitted"][0] == 32000  # what wb0 says it may offer now counts
+    assert current(end, 0) == 16000  # told again to come down
+    assert current(end, 1) <= 16000  # and nobody raised on the strength of the old report
+
+
+def test_the_command_sequence_rolls_into_a_new_epoch_before_2_30(vm):
+    s = Site(vm, site(limit=32), l_epoch=5, seq=2**30 - 2)
+    res = s.run(s.report(0, 0), s.report(1, 0), (0, "tick"), (1000, "tick"))
+    cmds = [c for tr in res["trace"] if tr.get("commands") for c in tr["commands"].values()]
+    seen = [(c["epoch"], c["seq"]) for c in cmds]
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)  # always newer
+    assert max(seq for _, seq in seen) < 2**30
+    assert seen[-1][0] == 6  # a new epoch once the numbers ran out

@@ -88,21 +88,6 @@ def test_pilots_settle_to_the_allocators_currents(site, vm):
     assert sum(want.values()) > 0
 
 
-def test_a_killed_followers_share_stays_reserved(site):
-    before = settled(site)
-    held = leader_says(site)["groups"]["main"]["allocated"]
-    site.kill("f0")  # office-1; its board dead, its car stops within the plant's 3 s
-    time.sleep(8)  # silent (3 s), not yet lost (15 s): its last allocation is still held
-    view = leader_says(site)
-    assert view["chargers"]["office-1"]["link"] == "silent"
-    assert view["groups"]["main"]["allocated"] == held  # office-1's share still counted
-    during = offers(site)
-    assert during["office-2"] <= before["office-2"] and during["carport-1"] <= before["carport-1"]
-    site.start("f0")
-    assert wait_for(lambda: offers(site)["office-1"] > 0, 60), "the restarted follower never charged again"
-    assert leader_says(site)["chargers"]["office-1"]["link"] == "online"
-
-
 def test_followers_fall_back_without_the_leader_and_are_readopted_without_a_pause(site):
     assert settled(site)
     fallback = {cid: c["fallback"] for cid, c in leader_says(site)["chargers"].items()}
@@ -141,3 +126,40 @@ def test_forged_and_replayed_commands_change_nothing(site):
         assert offers(site) == before
     finally:
         rogue.close()
+
+
+def test_a_killed_followers_share_stays_reserved(site):
+    before = settled(site)
+    held = leader_says(site)["groups"]["main"]["allocated"]
+    site.kill("f0")  # office-1; its board dead, its car stops within the plant's 3 s
+    time.sleep(8)  # silent (3 s), not yet lost (15 s): its last allocation is still held
+    view = leader_says(site)
+    assert view["chargers"]["office-1"]["link"] == "silent"
+    assert view["groups"]["main"]["allocated"] == held  # office-1's share still counted
+    # Its draw is not credited back from the meter while it is silent (its car may have
+    # stopped and may start again), so the others get no more, and may get less: safe, and
+    # the reason this test runs last (a paused car waits out its minimum pause).
+    during = offers(site)
+    assert during["office-2"] <= before["office-2"] and during["carport-1"] <= before["carport-1"]
+    site.start("f0")
+    assert wait_for(lambda: offers(site)["office-1"] > 0, 60), "the restarted follower never charged again"
+    assert leader_says(site)["chargers"]["office-1"]["link"] == "online"
+
+
+def test_a_stalled_control_loop_is_reset_by_the_watchdog(tmp_path):
+    sim = Sim(ROOT / "examples" / "home.json", followers=1, work=tmp_path / "sim", base_port=46200,
+              settings={"stall_at_ms": 1500})
+    sim.setup()
+    sim.start("plant")
+    sim.start("f0")
+    try:
+        proc = sim.procs["f0"]
+        t0 = time.monotonic()
+        proc.wait(timeout=10)
+        took = time.monotonic() - t0
+    finally:
+        sim.stop()
+    log = (sim.work / "f0" / "log.txt").read_text()
+    assert "watchdog: the control loop stalled" in log
+    assert proc.returncode == -9  # stopped as a reset stops a board: no clean exit
+    assert 1.5 + 2.0 <= took + 0.5 and took <= 1.5 + 2.0 + 1.5  # the stall, then the 2 s watchdog

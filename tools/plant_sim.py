@@ -50,7 +50,7 @@ class PlantSim:
         self.boards = {}  # charger index -> Board
         self.link = Link("127.0.0.1", port)
         self.t0 = time.ticks_ms()
-        self.extra = []  # loads added by command
+        self.extra = {}  # group id -> the load set by command
         self.step_at = None  # ticks of the last load step by command
 
     def _charger(self, cid):
@@ -66,8 +66,8 @@ class PlantSim:
             if b is None:
                 b = self.boards[c] = Board(addr)
             b.addr = addr
-            if pilot.offered_by(msg["duty"]) < pilot.offered_by(b.duty):
-                b.reduced_at = now
+            if pilot.offered_by(msg["duty"]) < pilot.offered_by(b.duty) and b.reduced_at is None:
+                b.reduced_at = now  # the first reduction since the last load step
             b.duty = msg["duty"]
             b.contactor = bool(msg["contactor"])
             b.heard_at = now
@@ -81,10 +81,16 @@ class PlantSim:
         elif msg.get("cmd") == "status":
             self.link.send(json.dumps(self.status(now)), addr)
         elif msg.get("cmd") == "load":
-            amps = msg["amps"]
-            self.plant.loads.append({"group": msg["group"], "profile": [[self._now_s(now), amps]]})
+            # One commanded load per group, replaced by the next command.
+            load = self.extra.get(msg["group"])
+            if load is None:
+                load = self.extra[msg["group"]] = {"group": msg["group"]}
+                self.plant.loads.append(load)
+            load["profile"] = [[0, msg["amps"]]]
             self.plant._other_s = -1  # from this step, not the next second
             self.step_at = now
+            for b in self.boards.values():
+                b.reduced_at = None
             self.link.send(b'{"ok": 1}', addr)
         elif msg.get("cmd") == "car":
             c = self._charger(msg["charger"])

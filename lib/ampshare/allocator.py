@@ -194,7 +194,7 @@ class Allocator:
             charging = self.pilot[c] == _PILOT_C or self.pilot[c] == _PILOT_D
             cmax = site.cmax[c]
             n = site.cphases[c]
-            held = self.offered[c] if charging else 0
+            held = self.offered[c] if charging else 0  # not charging: a draw is a fault
             d0 = _draw(meas[base], held, cmax)
             least = d0
             if n == 3:
@@ -466,9 +466,10 @@ class Allocator:
 
 
 def _draw(measured, held, cmax):
-    # Unmeasured (-1): the current in force while it charges. Either above the charger's
-    # own maximum is a fault; crediting less is the safe side.
-    if measured < 0:
+    # Unmeasured (-1): the current in force while it charges. A measurement is credited at
+    # most at that current (a report from before the car followed a decrease reads high) and
+    # at the charger's own maximum (above it is a fault): crediting less is the safe side.
+    if measured < 0 or measured > held:
         measured = held
     return measured if measured < cmax else cmax
 

@@ -2,7 +2,7 @@
 # Sans-I/O: the shell feeds pilot levels, measured currents and datagrams, each with now_ms,
 # and reads back the duty, the contactor and the datagrams to send.
 from array import array
-from time import ticks_add, ticks_diff
+from ampshare.clock import ticks_add, ticks_diff
 
 from micropython import const
 
@@ -19,6 +19,7 @@ MIN_PAUSE_MS = const(60_000)
 REPORT_MS = const(1_000)  # STATE at least once a second, and at once on a change
 HELLO_MS = const(2_000)  # announce while unpaired: found within a page refresh
 PAIR_WINDOW_MS = const(300_000)  # PAIR accepted 5 min after power-up or a button press
+_COUNT_MAX = const(0x3FFFFFFF)
 _ON_A = const(1_000)  # mA per phase above which a phase counts as in use (above noise)
 # A measured change this large is reported at once: the leader subtracts the cars' draw from
 # the meter, and a stale report would read as other load.
@@ -44,8 +45,10 @@ class Follower:
         self.key = P.Key(key) if key else None
         self.charger = charger
         self.charger_id = ""
-        self.boot_ms = now_ms
+        self._up_at = now_ms
+        self.uptime_s = 0
         self.window_until = ticks_add(now_ms, PAIR_WINDOW_MS)
+        self.window_open = True
         self.fresh = P.Freshness()
         self.rejected = array("i", [0] * len(P.REASONS))
         self.accepted = 0
@@ -78,12 +81,13 @@ class Follower:
 
     def press_pair(self, now_ms):
         self.window_until = ticks_add(now_ms, PAIR_WINDOW_MS)
+        self.window_open = True
 
     def sample(self, now_ms, high_mv, low_mv):
         """One reading of the pilot's positive and negative levels (the shell: >= 10 Hz)."""
         state = pilot.classify(high_mv, self.state)
-        if state == pilot.A:
-            self.diode = False
+        if state == pilot.A or state >= pilot.E:
+            self.diode = False  # unplugged or a fault: check again before closing
         if self.duty < pilot.DUTY_FULL and pilot.B <= state <= pilot.D:
             # Oscillating with a car: the negative half is there to check.
             ok = pilot.diode_ok(low_mv)
@@ -118,9 +122,11 @@ class Follower:
             else:
                 raise P.Rejected(P.R_TYPE)
         except P.Rejected as e:
-            self.rejected[e.reason] += 1
+            if self.rejected[e.reason] < _COUNT_MAX:  # a flood must not grow a big int
+                self.rejected[e.reason] += 1
             return False
-        self.accepted += 1
+        if self.accepted < _COUNT_MAX:
+            self.accepted += 1
         return True
 
     def _command(self, now_ms, data):
@@ -141,7 +147,7 @@ class Follower:
         self._drive(now_ms)
 
     def _pair(self, now_ms, data):
-        if self.key is not None and ticks_diff(self.window_until, now_ms) <= 0:
+        if self.key is not None and not self.window_open:
             raise P.Rejected(P.R_WINDOW)
         _, _, l_epoch, charger, ident, key = P.read_pair(data, self.code)
         if self.key is not None and key == self.key.raw:
@@ -152,12 +158,13 @@ class Follower:
         self.charger = charger
         self.charger_id = ident
         self.fresh = P.Freshness()
-        self.window_until = now_ms  # one pairing per window
+        self.window_open = False  # one pairing per window
         self.paired_event = True
         self._changed = True
 
     def tick(self, now_ms):
         """Timers; returns a datagram to send to the leader, or None."""
+        self._age(now_ms)
         if self.heard or self.key is not None:
             if not self.at_fallback and ticks_diff(now_ms, self.last_cmd) >= WATCHDOG_MS:
                 self.at_fallback = True
@@ -173,6 +180,20 @@ class Follower:
             self._changed = False
             return self.report()
         return None
+
+    def _age(self, now_ms):
+        # Times are kept only while they decide something: past that they are closed or moved
+        # up, so no difference ever nears half the ticks period (6 days on the ESP32).
+        if self.window_open and ticks_diff(now_ms, self.window_until) >= 0:
+            self.window_open = False
+        if ticks_diff(now_ms, self.last_increase) > INCREASE_GAP_MS:
+            self.last_increase = ticks_add(now_ms, -INCREASE_GAP_MS)
+        if self.paused_at is not None and not self.contactor and \
+                ticks_diff(now_ms, self.paused_at) >= MIN_PAUSE_MS:
+            self.paused_at = None
+        while ticks_diff(now_ms, self._up_at) >= 1000:
+            self._up_at = ticks_add(self._up_at, 1000)
+            self.uptime_s += 1
 
     # ---- the pilot's offer and the contactor ----------------------------------------
 
@@ -218,7 +239,7 @@ class Follower:
             # Paused: the car should stop within 5 s; open after 6 s even if it does not.
             if not self.contactor:
                 return False
-            return ticks_diff(now_ms, self.paused_at) < PAUSE_OPEN_MS
+            return self.paused_at is not None and ticks_diff(now_ms, self.paused_at) < PAUSE_OPEN_MS
         return self.contactor or self.diode
 
     def _flag(self, bit, on):
@@ -245,7 +266,10 @@ class Follower:
         for k in range(3):
             self._reported[k] = self.meas[k]
         flags = (AT_FALLBACK if self.at_fallback else 0) | (CONTACTOR if self.contactor else 0)
-        uptime = ticks_diff(self._last_report, self.boot_ms) // 1000
+        # What it may offer: its offer, or the command it holds if higher (an increase
+        # waiting out its gap). A decrease counts as followed only once this is down.
+        held = self.allowed()
         return P.state(self.key, self.uid, self.f_epoch, self.seq, self.l_epoch, self.state,
-                       self.errors, self.offered, self.fallback if self.heard else 0, self.meas,
-                       self.in_use(), flags, self.energy_wh, uptime)
+                       self.errors, held if held > self.offered else self.offered,
+                       self.fallback if self.heard else 0, self.meas, self.in_use(), flags,
+                       self.energy_wh, self.uptime_s)

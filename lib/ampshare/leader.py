@@ -3,7 +3,7 @@
 # letting what the cars may still draw exceed a fuse. Sans-I/O: datagrams, meter readings and
 # now_ms in; datagrams out.
 from array import array
-from time import ticks_add, ticks_diff
+from ampshare.clock import ticks_add, ticks_diff
 
 from micropython import const
 
@@ -13,8 +13,10 @@ from ampshare.allocator import Allocator
 PERIOD_MS = const(1_000)  # DESIGN.md: the control period
 EV_FOLLOW_MS = const(5_000)  # IEC 61851-1: an EV has up to 5 s to follow its pilot
 FOLLOWER_WATCHDOG_MS = const(10_000)  # the follower's own watchdog (follower.WATCHDOG_MS)
-# Silent this long, a follower must be at its fallback: its watchdog plus the EV's 5 s.
-LOST_MS = const(15_000)
+# This long after the last COMMAND sent to a silent follower, it must be at its fallback: its
+# watchdog restarts on each COMMAND (10 s), then the EV's 5 s, and 1 s for a datagram held
+# up in the network.
+LOST_MS = const(16_000)
 SILENT_MS = const(3_000)  # three missed reports: shown as silent, its share kept reserved
 METER_SILENT_MS = const(5_000)  # DESIGN.md: then its group counts its reserve_a
 FREED_MARGIN_MA = const(1_000)  # a measured draw this close to the new value confirms it
@@ -28,6 +30,10 @@ ADOPT_MS = const(3_000)
 RESEND_MS = const(200)  # an unconfirmed decrease is repeated this often until confirmed
 STATUS_MS = const(500)  # how often follower timers (silent, lost, freed) are looked at
 
+# The COMMAND sequence stays a small int: at this the leader starts a new epoch (the shell
+# saves it), and every follower takes the fresh numbers as newer.
+SEQ_MAX = const(0x3FFFFFFF)
+COUNT_MAX = const(0x3FFFFFFF)  # counters stop here rather than grow into big ints
 DISCOVERED_MAX = const(16)  # unpaired units listed on the page; bounds RAM against a flood
 UNKNOWN = const(0)  # not heard since this leader started
 ONLINE = const(1)
@@ -61,6 +67,7 @@ class Leader:
         self.freed_at = [0] * nc  # when a decrease counts as followed
         self.pending = bytearray(nc)  # 1 while a decrease is not yet confirmed
         self.resent = [now_ms] * nc
+        self.cmd_at = [now_ms] * nc  # the last COMMAND sent: when its watchdog started
         self.last_increase = [ticks_add(now_ms, -INCREASE_GAP_MS)] * nc
         self.phases = bytearray(site.cphases)
         self.meter_at = [0] * len(site.meter_ids)
@@ -110,15 +117,18 @@ class Leader:
                 raise P.Rejected(P.R_TYPE)
             self._state(now_ms, data)
         except P.Rejected as e:
-            self.rejected[e.reason] += 1
+            if self.rejected[e.reason] < COUNT_MAX:
+                self.rejected[e.reason] += 1
             return False
-        self.accepted += 1
+        if self.accepted < COUNT_MAX:
+            self.accepted += 1
         return True
 
     def _hello(self, data):
         # Remembered for the commissioning page; a full list forgets its oldest entry.
         found = P.read_hello(data)
-        self.hellos += 1
+        if self.hellos < COUNT_MAX:
+            self.hellos += 1
         for i, seen in enumerate(self.discovered):
             if seen[0] == found[0]:
                 self.discovered[i] = found
@@ -157,6 +167,11 @@ class Leader:
             self.fb_allowed[c] = fb
             self.pending[c] = 0
             self._due = now_ms
+        elif applied > self.permitted[c]:
+            # It holds more than we counted (a report we had not seen, a replay adopted
+            # first): count what it says it may offer, and resend the decrease.
+            self.permitted[c] = applied
+            self.pending[c] = 1
         elif self.pending[c] and applied <= self.sent[c]:
             if self._drawn(c) <= self.sent[c] + FREED_MARGIN_MA:
                 self._free(c)  # measured: the car already follows
@@ -208,7 +223,7 @@ class Leader:
             if self.status[c] == ONLINE and self.applied[c] > self.sent[c] and \
                     ticks_diff(now_ms, self.resent[c]) >= RESEND_MS:
                 self.resent[c] = now_ms
-                self._out.append((c, self._command(c)))
+                self._out.append((c, self._command(c, now_ms)))
 
     def _timers(self, now_ms):
         for m in range(len(self.meter_at)):
@@ -222,10 +237,16 @@ class Leader:
         for c in range(self.nc):
             if self.pending[c] and self.freed_at[c] and ticks_diff(now_ms, self.freed_at[c]) >= 0:
                 self._free(c)
+            if ticks_diff(now_ms, self.last_increase[c]) > INCREASE_GAP_MS:
+                self.last_increase[c] = ticks_add(now_ms, -INCREASE_GAP_MS)  # aged: see clock.py
             s = self.status[c]
             if s == ONLINE or s == SILENT:
-                quiet = ticks_diff(now_ms, self.heard[c])
-                new = LOST if quiet >= LOST_MS else SILENT if quiet >= SILENT_MS else ONLINE
+                if ticks_diff(now_ms, self.heard[c]) < SILENT_MS:
+                    new = ONLINE
+                elif ticks_diff(now_ms, self.cmd_at[c]) >= LOST_MS:
+                    new = LOST
+                else:
+                    new = SILENT
                 if new != s:
                     self.status[c] = new
                     self._due = now_ms
@@ -258,7 +279,9 @@ class Leader:
                 for k in range(3):
                     a.meas[c * 3 + k] = 0
             else:
-                a.offered[c] = self.permitted[c]
+                # A measured draw is credited at most at the current sent: a report from
+                # before the car followed a decrease must not read as less other load.
+                a.offered[c] = self.sent[c]
 
     def _apply(self, now_ms):
         # Decreases at once; increases only where what every car may still draw leaves room.
@@ -284,7 +307,7 @@ class Leader:
                     self._raise(c, grant)
                     self.last_increase[c] = now_ms
             self._send_fallback(c)
-            self._out.append((c, self._command(c)))
+            self._out.append((c, self._command(c, now_ms)))
 
     def _usage(self):
         # What every car may still draw, and every fallback a follower may still hold, per
@@ -344,7 +367,11 @@ class Leader:
             self.fb_allowed[c] = fb
         self.sent_fb[c] = fb
 
-    def _command(self, c):
+    def _command(self, c, now_ms):
+        self.cmd_at[c] = now_ms
+        if self.seq >= SEQ_MAX:
+            self.l_epoch += 1
+            self.seq = 0
         self.seq += 1
         return P.command(self.key[c], self.uid[c], self.l_epoch, self.seq, self.f_epoch[c],
                          self.sent[c], self.sent_fb[c], self.phases[c])

@@ -51,6 +51,8 @@ def _charger(alloc, c, ch, where):
             alloc.meas[c * 3 + k] = v
     if "offered_a" in ch:
         alloc.offered[c] = ma(ch["offered_a"], where + ".offered_a", 0, 80, 3)
+    elif "measured_a" in ch:
+        alloc.offered[c] = alloc.site.cmax[c]  # no offer given: the measurement stands alone
 
 
 def _seconds(ch, name, where):

@@ -63,6 +63,7 @@ def follower_run(req):
 def leader_new(req):
     site = sitemod.parse(req["site"])
     L = Leader(site, req.get("l_epoch", 1), req.get("now", 0))
+    L.seq = req.get("seq", 0)
     for c, uid, key in req.get("followers", []):
         L.add_follower(c, unhexlify(uid), unhexlify(key))
     _objs["L"] = L
