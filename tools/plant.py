@@ -69,6 +69,18 @@ def _cloud(minute):
     return (x >> 7) % 1000
 
 
+def site_of(scenario):
+    """The scenario's site, parsed: given inline or as a path to its JSON file."""
+    import json
+
+    from ampshare import site as sitemod
+    cfg = scenario["site"]
+    if isinstance(cfg, str):
+        with open(cfg) as f:
+            cfg = json.load(f)
+    return sitemod.parse(cfg)
+
+
 class Plant:
     """Loads under each group, every fuse's overload accounting, every meter's reading."""
 

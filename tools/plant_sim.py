@@ -13,10 +13,9 @@ import time
 import asyncio
 
 sys.path.append("tools")
-from plant import Car, Plant  # noqa: E402
+from plant import Car, Plant, site_of  # noqa: E402
 
 from ampshare import pilot  # noqa: E402
-from ampshare import site as sitemod  # noqa: E402
 from ampshare.udp import Link  # noqa: E402
 
 STEP_MS = 100  # the boards sample the pilot at 10 Hz
@@ -40,11 +39,7 @@ class Board:
 
 class PlantSim:
     def __init__(self, scenario, port):
-        cfg = scenario["site"]
-        if isinstance(cfg, str):
-            with open(cfg) as f:
-                cfg = json.load(f)
-        self.site = sitemod.parse(cfg)
+        self.site = site_of(scenario)
         self.scn = scenario
         self.plant = Plant(self.site, scenario)
         self.boards = {}  # charger index -> Board

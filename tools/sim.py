@@ -26,9 +26,9 @@ def micropython():
     return exe if Path(exe).exists() else (shutil.which("micropython") or exe)
 
 
-def mp_env():
+def mp_env(code=None):
     env = dict(os.environ)
-    env["MICROPYPATH"] = ".frozen:%s" % (ROOT / "lib")
+    env["MICROPYPATH"] = ".frozen:%s" % (code or ROOT / "lib")
     return env
 
 
@@ -50,7 +50,7 @@ class Sim:
     """Starts and stops the processes of one simulated site in a work folder."""
 
     def __init__(self, site_path, followers=None, work=None, base_port=45500, cars=None, loads=None,
-                 heap=None, settings=None):
+                 heap=None, settings=None, code=None, monitor=True):
         self.site_path = Path(site_path)
         self.site = json.loads(self.site_path.read_text())
         n = len(self.site["chargers"])
@@ -66,6 +66,8 @@ class Sim:
         self.loads = [{"group": root, "profile": [[0, 5]]}] if loads is None else loads
         self.heap = heap
         self.extra = settings or {}  # more settings for every board
+        self.code = code  # where the boards' ampshare comes from: lib/, or compiled .mpy
+        self.monitor_on = monitor  # the leader's status datagram for the live view
         self.procs = {}
         self.ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.ctl.bind(("127.0.0.1", 0))
@@ -83,7 +85,7 @@ class Sim:
                        "plant": ["127.0.0.1", self.plant_port], "state_dir": "."}, **self.extra)
         pair = {c["id"]: {"uid": uid_of(i), "code": "code-%d" % i} for i, c in enumerate(self.site["chargers"][:self.n])}
         self._write("leader", dict(common, role="leader", site="site.json", pair=pair,
-                                   monitor=["127.0.0.1", self.monitor_port]))
+                                   monitor=["127.0.0.1", self.monitor_port] if self.monitor_on else None))
         (self.work / "leader" / "site.json").write_text(json.dumps(self.site))
         for i, c in enumerate(self.site["chargers"][:self.n]):
             self._write("f%d" % i, dict(common, role="follower", uid=uid_of(i), code="code-%d" % i,
@@ -104,7 +106,7 @@ class Sim:
         else:
             args += ["-c", "from ampshare import app\napp.main('settings.json')"]
         log = open(self.work / name / "log.txt", "a")
-        env = mp_env()
+        env = mp_env(None if name == "plant" else self.code)
         if name == "plant":
             env["MICROPYPATH"] += ":" + str(ROOT / "tools")
         self.procs[name] = subprocess.Popen(args, cwd=self.work / name, env=env, stdout=log, stderr=subprocess.STDOUT)

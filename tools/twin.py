@@ -7,13 +7,12 @@ import sys
 import time
 from time import ticks_add
 
-from ampshare import site as sitemod
 from ampshare.follower import Follower
 from ampshare.leader import Leader
 from ampshare import pilot
 
 sys.path.append("tools")
-from plant import Car, Plant  # noqa: E402
+from plant import Car, Plant, site_of  # noqa: E402
 
 # The shells sample the pilot at 10 Hz (a contactor opens within 100 ms); a scenario may take
 # a coarser step ("step_ms") for long runs: the control period (1 s) and the EVs' 1-5 s stay
@@ -64,11 +63,7 @@ class Net:
 
 class Twin:
     def __init__(self, scenario):
-        cfg = scenario["site"]
-        if isinstance(cfg, str):
-            with open(cfg) as f:
-                cfg = json.load(f)
-        self.site = sitemod.parse(cfg)
+        self.site = site_of(scenario)
         self.scn = scenario
         self.step_ms = scenario.get("step_ms", STEP_MS)
         if 1000 % self.step_ms:

@@ -19,7 +19,8 @@
 # fairness across the tree, phase by phase); when a constraint cannot give each of its
 # rising users another quantum, its last quanta go one each in order before they stop.
 # (3) Top-up: what is left goes a quantum at a time to whoever has least, so no charger stays
-# below its maximum while every constraint it uses still has a quantum of room.
+# below its maximum while every constraint it uses still has a quantum of room; one that is
+# blocked by a single full constraint may take a quantum from a user of it that has more.
 #
 # Fallbacks are the same sharing over the capacities that remain when every meter is
 # ignored and every group's other load is its reserve, each charger capped at its
@@ -427,26 +428,62 @@ class Allocator:
     def _top_up(self, cap):
         # Whatever water-filling left, a quantum at a time to whoever has least (first in
         # order among equals) below its maximum with a quantum of room on every constraint
-        # it uses: max-min fair to the last quantum. Room only shrinks, so a charger found
-        # without it is out for good (rise[] marks who is still in).
+        # it uses: max-min fair to the last quantum. One without room may take a quantum
+        # from a user of its one full constraint that has more (_steal); else it is out
+        # (rise[] marks who is still in) until a steal frees room elsewhere.
         a, hi, rise = self._a, self._hi, self._rise
         order = self._order
-        for c in range(self.nc):
-            rise[c] = 1 if 0 < a[c] < hi[c] else 0
+        self._rejoin()
         while True:
             best = -1
             for i in range(self.nc):
                 c = order[i]
                 if rise[c] and (best < 0 or a[c] < a[best]):
-                    if self._room(c, cap) >= QUANTUM:
-                        best = c
-                    else:
-                        rise[c] = 0
+                    best = c
             if best < 0:
                 return
-            self._add(best, QUANTUM)
-            if a[best] >= hi[best]:
+            if self._room(best, cap) >= QUANTUM:
+                self._add(best, QUANTUM)
+                if a[best] >= hi[best]:
+                    rise[best] = 0
+            elif self._steal(best, cap):
+                self._rejoin()  # the giver's other constraints have room again
+            else:
                 rise[best] = 0
+
+    def _rejoin(self):
+        a, hi, rise = self._a, self._hi, self._rise
+        for c in range(self.nc):
+            rise[c] = 1 if 0 < a[c] < hi[c] else 0
+
+    def _steal(self, c, cap):
+        # c has least and lacks room. If exactly one of its constraints is full and a user of
+        # it has more than c by over a quantum (and keeps its minimum), that user gives c a
+        # quantum: the spread shrinks every time, so this ends.
+        ck, used, coff = self._ck, self._used, self._coff
+        a, lo = self._a, self._lo
+        full = -1
+        for j in range(coff[c], coff[c + 1]):
+            k = ck[j]
+            if cap[k] - used[k] < QUANTUM:
+                if full >= 0:
+                    return False
+                full = k
+        if full < 0:
+            return False
+        d = -1
+        for e in range(self.nc):
+            if e == c or a[e] <= a[c] + QUANTUM or a[e] - QUANTUM < lo[e] or (d >= 0 and a[e] <= a[d]):
+                continue
+            for j in range(coff[e], coff[e + 1]):
+                if ck[j] == full:
+                    d = e
+                    break
+        if d < 0:
+            return False
+        self._add(d, -QUANTUM)
+        self._add(c, QUANTUM)
+        return True
 
     # ---- audit ---------------------------------------------------------------------
 

@@ -1,12 +1,11 @@
 # The application's start: read the board's settings, load the site (a leader), bring up the
 # network and the hardware, and run the role's shell until something fatal happens.
-import json
 import time
 
 import asyncio
 
 from ampshare import settings as settingsmod
-from ampshare.units import ConfigError
+from ampshare.units import ConfigError, read_json
 
 SITE_FILE = "site.json"
 
@@ -14,14 +13,7 @@ SITE_FILE = "site.json"
 def load_site(path=SITE_FILE):
     """The configuration in force, or a ConfigError naming what is wrong with the file."""
     from ampshare.site import SiteHolder  # the leader's alone: a follower keeps the RAM
-    try:
-        with open(path) as f:
-            cfg = json.load(f)
-    except OSError:
-        raise ConfigError(path, "cannot be read")
-    except ValueError:
-        raise ConfigError(path, "is not valid JSON")
-    return SiteHolder(cfg)
+    return SiteHolder(read_json(path))
 
 
 def _network(s):

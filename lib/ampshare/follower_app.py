@@ -1,7 +1,6 @@
 # The follower's shell: a control loop that samples the pilot, drives the PWM and the
 # contactor and feeds the watchdog, and a task that takes datagrams from the leader. The
 # core decides; this file only moves values between it, the board and the network.
-import json
 import time
 
 import asyncio
@@ -27,11 +26,11 @@ class FollowerApp(Shell):
     def __init__(self, settings, board, now_ms):
         super().__init__(settings, board, now_ms)
         self.path = settings["state_dir"] + "/" + STATE_FILE
-        saved = json.loads(store.load(self.path) or "{}")
+        saved = store.load_json(self.path) or {}
         # A boot counter, saved before anything is sent: the leader tells this boot's
         # packets from an earlier one's.
         saved["f_epoch"] = saved.get("f_epoch", 0) + 1
-        store.save(self.path, json.dumps(saved))
+        store.save_json(self.path, saved)
         self.saved = saved
         key = unhexlify(saved["key"]) if "key" in saved else None
         f = Follower(unhexlify(settings["uid"]), settings["nameplate_a"] * 1000, settings["phases"], False,
@@ -52,7 +51,7 @@ class FollowerApp(Shell):
         f = self.core
         f.paired_event = False
         self.saved.update(key=hexlify(f.key.raw).decode(), charger=f.charger, charger_id=f.charger_id)
-        store.save(self.path, json.dumps(self.saved))
+        store.save_json(self.path, self.saved)
 
     def step(self, now_ms):
         """One control period: pilot in, core timers, outputs and a report out."""

@@ -30,10 +30,10 @@ class LeaderApp(Shell):
         super().__init__(settings, board, now_ms)
         self.site = site
         self.path = settings["state_dir"] + "/" + STATE_FILE
-        saved = json.loads(store.load(self.path) or "{}")
+        saved = store.load_json(self.path) or {}
         saved["l_epoch"] = saved.get("l_epoch", 0) + 1  # saved before the first COMMAND
         saved.setdefault("keys", {})
-        store.save(self.path, json.dumps(saved))
+        store.save_json(self.path, saved)
         self.saved = saved
         self.core = Leader(site, saved["l_epoch"], now_ms)
         for cid, rec in saved["keys"].items():
@@ -68,7 +68,7 @@ class LeaderApp(Shell):
             if rec is None or unhexlify(rec["uid"]) != uid:
                 rec = {"uid": want["uid"], "key": hexlify(os.urandom(P.KEY_LEN)).decode()}
                 self.saved["keys"][cid] = rec
-                store.save(self.path, json.dumps(self.saved))  # kept before it is handed out
+                store.save_json(self.path, self.saved)  # kept before it is handed out
             c = self.site.charger_ids.index(cid)
             self.addr[c] = addr
             data = self.core.pair(c, uid, want["code"].encode(), os.urandom(NONCE_LEN), unhexlify(rec["key"]))
@@ -86,7 +86,7 @@ class LeaderApp(Shell):
             # The sequence ran out and the core began a new epoch: a restart must start
             # above it, or its followers would take every COMMAND for a replay.
             self.saved["l_epoch"] = core.l_epoch
-            store.save(self.path, json.dumps(self.saved))
+            store.save_json(self.path, self.saved)
 
     async def meters(self):
         while True:

@@ -1,8 +1,7 @@
 # The board's own settings (settings.json beside main.py): its role, its hardware, its ports.
 # The site configuration (site.json) is separate: it is the leader's, edited by the page.
-import json
 
-from ampshare.units import ConfigError
+from ampshare.units import ConfigError, read_json
 
 SETTINGS_FILE = "settings.json"
 # UDP ports, each configurable: the leader listens on one, every follower on the other (a
@@ -63,11 +62,4 @@ def parse(cfg):
 
 
 def load(path=SETTINGS_FILE):
-    try:
-        with open(path) as f:
-            cfg = json.load(f)
-    except OSError:
-        raise ConfigError(path, "cannot be read")
-    except ValueError:
-        raise ConfigError(path, "is not valid JSON")
-    return parse(cfg)
+    return parse(read_json(path))

@@ -3,6 +3,7 @@
 # over the old. The rename is atomic on LittleFS (the ESP32 port's filesystem) and on POSIX
 # (the unix port). FAT cannot rename onto an existing name: there save() raises OSError and
 # the old file stays as it was.
+import json
 import os
 
 _NEW = ".new"
@@ -14,6 +15,23 @@ def save(path, data):
     with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
         f.write(data)
     os.rename(tmp, path)
+
+
+def save_json(path, obj):
+    """save() for a JSON value, streamed to the file: no string of its size on the heap."""
+    tmp = path + _NEW
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.rename(tmp, path)
+
+
+def load_json(path):
+    """The JSON value in the file, parsed as it is read; None when there is none."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError:
+        return None
 
 
 def load(path, binary=False):

@@ -14,6 +14,18 @@ class ConfigError(ValueError):
         self.reason = reason
 
 
+def read_json(path):
+    """A JSON file's value, or a ConfigError naming the file and what is wrong with it."""
+    import json
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError:
+        raise ConfigError(path, "cannot be read")
+    except ValueError:
+        raise ConfigError(path, "is not valid JSON")
+
+
 def ma(value, field, lo_a, hi_a, decimals=1):
     # Configured amps carry at most one decimal (DESIGN.md); readings may carry three.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
