@@ -94,6 +94,7 @@ class Twin:
         self._offered = [0] * n
         self._level = [0] * n
         self._duty = [0] * n
+        self._drawn = [-1] * n
 
     def _new_leader(self, now_ms):
         leader = Leader(self.site, self.l_epoch, self._t(now_ms))
@@ -150,12 +151,13 @@ class Twin:
 
     def step(self, now_ms):
         self._events(now_ms)
+        t = self._t(now_ms)  # the cores' clock
         plant = self.plant
         for when, to, data in self.net.due(now_ms):
             if to == LEADER:
-                if self.leader is not None and not self.leader.receive(self._t(now_ms), data):
+                if self.leader is not None and not self.leader.receive(t, data):
                     self.rejected += 1
-            elif self.followers[to] is not None and not self.followers[to].receive(self._t(now_ms), data):
+            elif self.followers[to] is not None and not self.followers[to].receive(t, data):
                 self.rejected += 1
         if self.leader is not None and now_ms % METER_MS == 0:
             for g, m in enumerate(self.site.gmeter):
@@ -165,15 +167,15 @@ class Twin:
                 if self.meter_silent.get(mid, -1) > now_ms:
                     continue
                 l1, l2, l3 = plant.meter(g)
-                self.leader.meter(self._t(now_ms), m, l1, l2, l3)
+                self.leader.meter(t, m, l1, l2, l3)
         if self.leader is not None:
-            for c, data in self.leader.tick(self._t(now_ms)):
+            for c, data in self.leader.tick(t):
                 self.net.send(now_ms, c, c, data, self.cids)
         for c, f in enumerate(self.followers):
-            self._follower(now_ms, c, f)
+            self._follower(now_ms, t, c, f)
         plant.step(now_ms, self.step_ms)
 
-    def _follower(self, now_ms, c, f):
+    def _follower(self, now_ms, t, c, f):
         car = self.plant.cars[c]
         if f is None:
             if car is not None:
@@ -183,16 +185,21 @@ class Twin:
         if level != self._level[c] or f.duty != self._duty[c]:
             # The pilot's levels only change with the car or the duty: sampling an unchanged
             # pilot again tells the follower nothing new, so the twin skips it.
-            f.sample(self._t(now_ms), level, -12000)
+            f.sample(t, level, -12000)
             self._level[c], self._duty[c] = level, f.duty
         if car is not None:
             car.step(now_ms, self.step_ms, pilot.offered_by(f.duty), f.contactor)
-            m = self.plant.charger_meas(c)
-            f.measure(m[0], m[1], m[2], car.delivered_mwh // 1000)
+            d = car.draw
+            if d != self._drawn[c] or now_ms % 1000 == 0:
+                # The charger's own meter (plant.charger_meas), read when it changed and each
+                # second for the energy: reading it again unchanged tells the follower nothing.
+                self._drawn[c] = d
+                n = car.phases
+                f.measure(d, d if n > 1 else 0, d if n > 2 else 0, car.delivered_mwh // 1000)
         if self._offered[c] and not f.offered:
             self.pauses[c] += 1
         self._offered[c] = f.offered
-        out = f.tick(self._t(now_ms))
+        out = f.tick(t)
         if out is not None:
             self.net.send(now_ms, c, LEADER, out, self.cids)
         if f.at_fallback:

@@ -183,7 +183,10 @@ class Follower:
 
     def _age(self, now_ms):
         # Times are kept only while they decide something: past that they are closed or moved
-        # up, so no difference ever nears half the ticks period (6 days on the ESP32).
+        # up, so no difference ever nears half the ticks period (6 days on the ESP32). Once
+        # a second is often enough, and keeps the 10 Hz tick cheap.
+        if ticks_diff(now_ms, self._up_at) < 1000:
+            return
         if self.window_open and ticks_diff(now_ms, self.window_until) >= 0:
             self.window_open = False
         if ticks_diff(now_ms, self.last_increase) > INCREASE_GAP_MS:
