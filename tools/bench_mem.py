@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """make bench-mem: a leader with 64 followers, each its own `micropython` process, run with
 the heaps of a board without PSRAM (-X heapsize=64wK for the leader, 24wK for a follower).
-Prints the most heap each role used (micropython.mem_info() every 5 s) and any MemoryError.
+Prints the most each role kept in its heap (after a collection, every 5 s) and any
+MemoryError: a role that fits runs to the end without one.
 
     python3 tools/bench_mem.py [--seconds 120] [--followers 64]
 """
@@ -18,8 +19,8 @@ HEAPS = {"leader": "64wK", "follower": "24wK"}
 
 
 def peaks(log):
-    # mem_info()'s "GC: total: T, used: U": the heap in use at each report (bytes of this
-    # 64-bit port; a 32-bit board's are about half).
+    # mem_info()'s "GC: total: T, used: U" right after a collection: what stays in the heap,
+    # code included (bytes of this 64-bit port; a 32-bit board's are about half).
     return [int(m) for m in re.findall(r"GC: total: \d+, used: (\d+)", log)]
 
 
@@ -57,7 +58,7 @@ def main(argv):
             errors.append(d.name)
         rows["leader" if d.name == "leader" else "follower"] += [max(peaks(log) or [0])]
     print("%d s, %d followers" % (args.seconds, args.followers))
-    print("role      heap    most_used_B (worst of the processes, 64-bit port)")
+    print("role      heap    live_B (most after a collection, worst process, 64-bit port)")
     for role, vals in rows.items():
         print("%-8s  %-6s  %d" % (role, heaps[role], max(vals) if vals else 0))
     print("MemoryError: %s" % (", ".join(errors) if errors else "none"))
