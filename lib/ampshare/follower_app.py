@@ -1,9 +1,8 @@
-# The follower's shell: a control loop that samples the pilot, drives the PWM and the
-# contactor and feeds the watchdog, and a task that takes datagrams from the leader. The
-# core decides; this file only moves values between it, the board and the network.
+# The follower's shell: each control period (shell.py) samples the pilot and drives the PWM
+# and the contactor; a task takes datagrams from the leader. The core decides; this file only
+# moves values between it, the board and the network.
 import time
 
-import asyncio
 from binascii import hexlify, unhexlify
 from micropython import const
 
