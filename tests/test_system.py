@@ -130,12 +130,14 @@ def test_forged_and_replayed_commands_change_nothing(site):
 
 def test_a_killed_followers_share_stays_reserved(site):
     before = settled(site)
-    held = leader_says(site)["groups"]["main"]["allocated"]
+    office_1 = leader_says(site)["chargers"]["office-1"]["offered"]
+    assert office_1 > 0
     site.kill("f0")  # office-1; its board dead, its car stops within the plant's 3 s
     time.sleep(8)  # silent (3 s), not yet lost (15 s): its last allocation is still held
     view = leader_says(site)
     assert view["chargers"]["office-1"]["link"] == "silent"
-    assert view["groups"]["main"]["allocated"] == held  # office-1's share still counted
+    # Still counted on L1, which only office-1 and carport-1 use: its share stays reserved.
+    assert view["groups"]["main"]["allocated"][0] >= office_1 + view["chargers"]["carport-1"]["offered"]
     # Its draw is not credited back from the meter while it is silent (its car may have
     # stopped and may start again), so the others get no more, and may get less: safe, and
     # the reason this test runs last (a paused car waits out its minimum pause).
@@ -162,4 +164,5 @@ def test_a_stalled_control_loop_is_reset_by_the_watchdog(tmp_path):
     log = (sim.work / "f0" / "log.txt").read_text()
     assert "watchdog: the control loop stalled" in log
     assert proc.returncode == -9  # stopped as a reset stops a board: no clean exit
-    assert 1.5 + 2.0 <= took + 0.5 and took <= 1.5 + 2.0 + 1.5  # the stall, then the 2 s watchdog
+    # The stall (1.5 s after start), then the 2 s watchdog; a slow start-up may add a little.
+    assert 1.5 + 2.0 <= took + 0.5 and took <= 1.5 + 2.0 + 3.0
