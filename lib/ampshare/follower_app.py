@@ -64,8 +64,6 @@ class FollowerApp(Shell):
         self._outputs()
         if out is not None:
             self.link.send(out, self.leader)
-        if f.paired_event:
-            self._save_pairing()
 
     async def receive(self):
         while True:
@@ -73,6 +71,8 @@ class FollowerApp(Shell):
             if self.core.receive(time.ticks_ms(), data):
                 self.leader = addr  # authentic: the leader is where it came from
                 self._outputs()  # a decrease reaches the pilot now, not next period
+                if self.core.paired_event:
+                    self._save_pairing()  # flash is written here, never in the control loop
 
     def tasks(self):
         return (self.receive(),)

@@ -78,18 +78,18 @@ class LeaderApp(Shell):
     # ---- the loops ------------------------------------------------------------------------
 
     def step(self, now_ms):
-        core = self.core
-        for c, data in core.tick(now_ms):
+        for c, data in self.core.tick(now_ms):
             if self.addr[c] is not None:
                 self.link.send(data, self.addr[c])
-        if core.l_epoch != self.saved["l_epoch"]:
-            # The sequence ran out and the core began a new epoch: a restart must start
-            # above it, or its followers would take every COMMAND for a replay.
-            self.saved["l_epoch"] = core.l_epoch
-            store.save_json(self.path, self.saved)
 
     async def meters(self):
         while True:
+            if self.core.l_epoch != self.saved["l_epoch"]:
+                # The sequence ran out and the core began a new epoch: a restart must start
+                # above it, or its followers would take every COMMAND for a replay. Saved
+                # here, once a second, never in the control loop.
+                self.saved["l_epoch"] = self.core.l_epoch
+                store.save_json(self.path, self.saved)
             self.board.ask_meters()
             if self.monitor is not None:
                 self.link.send(self.status(), self.monitor)
