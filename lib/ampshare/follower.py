@@ -135,7 +135,7 @@ class Follower:
         _, l_epoch, seq, f_epoch, cur, fb, phases, flags = P.read_command(data, self.key)
         if f_epoch != self.f_epoch:
             raise P.Rejected(P.R_EPOCH)  # addressed to an earlier boot of ours
-        self.fresh.admit(l_epoch, seq)
+        self.fresh.admit(0, l_epoch, seq)
         self.l_epoch = l_epoch
         self.heard = True
         self.last_cmd = now_ms
@@ -150,14 +150,14 @@ class Follower:
         if self.key is not None and not self.window_open:
             raise P.Rejected(P.R_WINDOW)
         _, _, l_epoch, charger, ident, key = P.read_pair(data, self.code)
-        if self.key is not None and key == self.key.raw:
+        if self.key is not None and key == self.key.raw():
             # A PAIR we already hold, replayed: taking it again would forget which COMMANDs
             # were already seen.
             raise P.Rejected(P.R_REPLAY)
         self.key = P.Key(key)
         self.charger = charger
         self.charger_id = ident
-        self.fresh = P.Freshness()
+        self.fresh.forget(0)
         self.window_open = False  # one pairing per window
         self.paired_event = True
         self._changed = True

@@ -49,7 +49,7 @@ class FollowerApp(Shell):
     def _save_pairing(self):
         f = self.core
         f.paired_event = False
-        self.saved.update(key=hexlify(f.key.raw).decode(), charger=f.charger, charger_id=f.charger_id)
+        self.saved.update(key=hexlify(f.key.raw()).decode(), charger=f.charger, charger_id=f.charger_id)
         store.save_json(self.path, self.saved)
 
     def step(self, now_ms):

@@ -51,8 +51,8 @@ class Leader:
         self.seq = 0
         self.boot_ms = now_ms
         self.uid = [None] * nc
-        self.key = [None] * nc
-        self.fresh = [P.Freshness() for _ in range(nc)]
+        self.keys = P.Keys(nc)  # a follower is paired when its uid is set
+        self.fresh = P.Freshness(nc)
         self.status = bytearray(nc)
         self.f_epoch = array("i", [-1] * nc)
         # Times are ticks, kept in lists: array("i") would cut the unix port's ticks, whose
@@ -87,8 +87,8 @@ class Leader:
 
     def add_follower(self, charger, uid, key):
         self.uid[charger] = bytes(uid)
-        self.key[charger] = P.Key(key)
-        self.fresh[charger] = P.Freshness()
+        self.keys.set(charger, key)
+        self.fresh.forget(charger)
 
     def pair(self, charger, uid, code, nonce, key):
         """The PAIR datagram that gives follower `uid` its key and charger; it is adopted."""
@@ -145,9 +145,9 @@ class Leader:
 
     def _state(self, now_ms, data):
         c = self._charger_of(P.uid_of(data))
-        r = P.read_state(data, self.key[c])
+        r = P.read_state(data, self.keys.at(c))
         _, f_epoch, seq, _, letter, errors, applied, fb, meas, _, flags, _, _ = r
-        self.fresh[c].admit(f_epoch, seq)
+        self.fresh.admit(c, f_epoch, seq)
         self.last_from = c
         first = self.status[c] == UNKNOWN or self.f_epoch[c] != f_epoch
         self.f_epoch[c] = f_epoch
@@ -212,7 +212,7 @@ class Leader:
 
     def _unheard(self):
         for c in range(self.nc):
-            if self.key[c] is not None and self.status[c] == UNKNOWN:
+            if self.uid[c] is not None and self.status[c] == UNKNOWN:
                 return True
         return False
 
@@ -268,7 +268,7 @@ class Leader:
                 a.held_fb[c] = self.fb_allowed[c]
             else:
                 off = site.cmode[c] == 3  # "off": the installer says it draws nothing
-                a.held[c] = 0 if off or self.key[c] is None else site.cmax[c]
+                a.held[c] = 0 if off or self.uid[c] is None else site.cmax[c]
                 a.held_fb[c] = a.held[c]
             if a.held[c]:
                 # Whatever it draws now is inside any meter above it; none of it is credited
@@ -373,5 +373,5 @@ class Leader:
             self.l_epoch += 1
             self.seq = 0
         self.seq += 1
-        return P.command(self.key[c], self.uid[c], self.l_epoch, self.seq, self.f_epoch[c],
+        return P.command(self.keys.at(c), self.uid[c], self.l_epoch, self.seq, self.f_epoch[c],
                          self.sent[c], self.sent_fb[c], self.phases[c])

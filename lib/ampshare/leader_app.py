@@ -31,19 +31,42 @@ class LeaderApp(Shell):
         self.site = site
         self.path = settings["state_dir"] + "/" + STATE_FILE
         saved = store.load_json(self.path) or {}
-        saved["l_epoch"] = saved.get("l_epoch", 0) + 1  # saved before the first COMMAND
-        saved.setdefault("keys", {})
-        store.save_json(self.path, saved)
-        self.saved = saved
-        self.core = Leader(site, saved["l_epoch"], now_ms)
-        for cid, rec in saved["keys"].items():
+        self.core = core = Leader(site, saved.get("l_epoch", 0) + 1, now_ms)
+        for cid, rec in saved.get("keys", {}).items():
+            if cid in site.charger_ids:  # a charger no longer configured is forgotten
+                core.add_follower(site.charger_ids.index(cid), unhexlify(rec["uid"]), unhexlify(rec["key"]))
+        saved = None  # the core holds the keys now, in one buffer
+        self._save()  # the new epoch, before the first COMMAND
+        # The units the installer listed, by charger: (uid, label code). Kept as bytes, and the
+        # settings' dict of dicts let go: 64 of them cost more heap than the core's keys.
+        self.listed = [None] * core.nc
+        for cid, want in settings["pair"].items():
             if cid in site.charger_ids:
-                self.core.add_follower(site.charger_ids.index(cid), unhexlify(rec["uid"]), unhexlify(rec["key"]))
-        self.addr = [None] * len(site.charger_ids)
+                self.listed[site.charger_ids.index(cid)] = (unhexlify(want["uid"]), want["code"].encode())
+        settings["pair"] = None
+        self.addr = [None] * core.nc
         self.link = Link(settings["bind"], settings["port_leader"], broadcast=True)
         mon = settings["monitor"]
         self.monitor = address(mon[0], mon[1]) if mon else None
         board.on_meter = self._meter
+
+    def _save(self):
+        # leader.json: {"l_epoch": n, "keys": {charger id: {"uid": hex, "key": hex}}}, written
+        # a line at a time from the core's buffers rather than from a dict of 64 dicts.
+        core, ids = self.core, self.site.charger_ids
+        self.saved_epoch = core.l_epoch
+
+        def lines():
+            yield '{"l_epoch": %d, "keys": {' % core.l_epoch
+            sep = ""
+            for c in range(core.nc):
+                if core.uid[c] is not None:
+                    yield '%s%s: {"uid": "%s", "key": "%s"}' % (
+                        sep, json.dumps(ids[c]), hexlify(core.uid[c]).decode(), hexlify(core.keys.raw(c)).decode())
+                    sep = ",\n"
+            yield "}}\n"
+
+        store.save_lines(self.path, lines())
 
     # ---- inputs -------------------------------------------------------------------------
 
@@ -61,17 +84,16 @@ class LeaderApp(Shell):
 
     def _maybe_pair(self, uid, addr):
         # A unit the installer listed (by its uid and label code) is paired when it is heard.
-        for cid, want in self.s["pair"].items():
-            if unhexlify(want["uid"]) != uid or cid not in self.site.charger_ids:
+        core = self.core
+        for c, want in enumerate(self.listed):
+            if want is None or want[0] != uid:
                 continue
-            rec = self.saved["keys"].get(cid)
-            if rec is None or unhexlify(rec["uid"]) != uid:
-                rec = {"uid": want["uid"], "key": hexlify(os.urandom(P.KEY_LEN)).decode()}
-                self.saved["keys"][cid] = rec
-                store.save_json(self.path, self.saved)  # kept before it is handed out
-            c = self.site.charger_ids.index(cid)
+            known = core.uid[c] == uid  # the same unit again: it keeps its key
+            key = core.keys.raw(c) if known else os.urandom(P.KEY_LEN)
+            data = core.pair(c, uid, want[1], os.urandom(NONCE_LEN), key)
+            if not known:
+                self._save()  # kept before it is handed out
             self.addr[c] = addr
-            data = self.core.pair(c, uid, want["code"].encode(), os.urandom(NONCE_LEN), unhexlify(rec["key"]))
             self.link.send(data, addr)
             return
 
@@ -84,12 +106,11 @@ class LeaderApp(Shell):
 
     async def meters(self):
         while True:
-            if self.core.l_epoch != self.saved["l_epoch"]:
+            if self.core.l_epoch != self.saved_epoch:
                 # The sequence ran out and the core began a new epoch: a restart must start
                 # above it, or its followers would take every COMMAND for a replay. Saved
                 # here, once a second, never in the control loop.
-                self.saved["l_epoch"] = self.core.l_epoch
-                store.save_json(self.path, self.saved)
+                self._save()
             self.board.ask_meters()
             if self.monitor is not None:
                 self.link.send(self.status(), self.monitor)

@@ -8,6 +8,7 @@
 # dropped. Both epochs are boot counters kept on flash by the shells.
 import hashlib
 import struct
+from array import array
 
 from micropython import const
 
@@ -89,20 +90,44 @@ def uid_of(data):
 
 # ---- HMAC --------------------------------------------------------------------------------
 
-class Key:
-    """A follower key with its HMAC pads prepared once (RFC 2104, SHA-256, 64-byte block)."""
+_BLOCK = const(64)  # SHA-256's block: each pad is one block
+_PADS = const(128)  # inner and outer pad, side by side
 
-    def __init__(self, key):
+
+class Keys:
+    """HMAC-SHA256 keys (RFC 2104) with their pads prepared once, n keys in one buffer:
+    128 bytes a key and no object per follower, so 64 followers cost 8 KB. `at(i)` picks
+    the key that tag() and check() use next, without allocating a view object."""
+
+    def __init__(self, n=1, key=None):
+        self._pads = bytearray(n * _PADS)
+        self._mv = memoryview(self._pads)
+        self._i = 0
+        if key is not None:
+            self.set(0, key)
+
+    def set(self, i, key):
         if len(key) != KEY_LEN:
             raise ValueError("key must be 32 bytes")
-        self.raw = bytes(key)
-        self._ipad = bytes(b ^ 0x36 for b in key) + b"\x36" * (64 - KEY_LEN)
-        self._opad = bytes(b ^ 0x5C for b in key) + b"\x5c" * (64 - KEY_LEN)
+        p, o = self._pads, i * _PADS
+        for j in range(_BLOCK):
+            b = key[j] if j < KEY_LEN else 0
+            p[o + j] = b ^ 0x36
+            p[o + _BLOCK + j] = b ^ 0x5C
+
+    def at(self, i):
+        self._i = i
+        return self
+
+    def raw(self, i=0):
+        o = i * _PADS
+        return bytes(b ^ 0x36 for b in self._pads[o:o + KEY_LEN])
 
     def tag(self, msg):
-        inner = hashlib.sha256(self._ipad)
+        o = self._i * _PADS
+        inner = hashlib.sha256(self._mv[o:o + _BLOCK])
         inner.update(msg)
-        outer = hashlib.sha256(self._opad)
+        outer = hashlib.sha256(self._mv[o + _BLOCK:o + _PADS])
         outer.update(inner.digest())
         return outer.digest()[:TAG_LEN]
 
@@ -117,6 +142,11 @@ class Key:
         if diff:
             raise Rejected(R_AUTH)
         return body
+
+
+def Key(key):
+    """One key on its own (a follower's, a pairing code's)."""
+    return Keys(1, key)
 
 
 def _sealed(key, fmt, mtype, *fields):
@@ -224,14 +254,22 @@ def read_state(data, key):
 
 
 class Freshness:
-    """The newest (epoch, seq) accepted from one peer; older or equal is a replay."""
+    """The newest (epoch, seq) accepted from each of n peers; older or equal is a replay.
+    Arrays, not an object per peer: both numbers are 32-bit on the wire."""
 
-    def __init__(self):
-        self.epoch = -1
-        self.seq = -1
+    def __init__(self, n=1):
+        self.epoch = array("I", bytes(4 * n))
+        self.seq = array("I", bytes(4 * n))
+        self.seen = bytearray(n)
 
-    def admit(self, epoch, seq):
-        if epoch < self.epoch or (epoch == self.epoch and seq <= self.seq):
-            raise Rejected(R_REPLAY)
-        self.epoch = epoch
-        self.seq = seq
+    def admit(self, i, epoch, seq):
+        if self.seen[i]:
+            e = self.epoch[i]
+            if epoch < e or (epoch == e and seq <= self.seq[i]):
+                raise Rejected(R_REPLAY)
+        self.epoch[i] = epoch
+        self.seq[i] = seq
+        self.seen[i] = 1
+
+    def forget(self, i):
+        self.seen[i] = 0

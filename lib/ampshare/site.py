@@ -278,7 +278,6 @@ def parse(cfg):
     for i, mid in enumerate(site.meter_ids):
         if i not in named:
             site.warnings.append("meters.%s: no group names this meter; it is not used" % mid)
-    site.config = cfg
     return site
 
 

@@ -25,6 +25,15 @@ def save_json(path, obj):
     os.rename(tmp, path)
 
 
+def save_lines(path, chunks):
+    """save() for text produced a piece at a time (any iterable of str)."""
+    tmp = path + _NEW
+    with open(tmp, "w") as f:
+        for chunk in chunks:
+            f.write(chunk)
+    os.rename(tmp, path)
+
+
 def load_json(path):
     """The JSON value in the file, parsed as it is read; None when there is none."""
     try:

@@ -35,10 +35,13 @@ def op_snapshot(req):
     return {"json": snapshot.to_json(snapshot.run(req["site"], req["state"]))}
 
 
-def op_parse(req):
-    s = sitemod.parse(req["site"])
+def _parsed(s):
     return {"warnings": s.warnings, "groups": s.group_ids, "chargers": s.charger_ids,
-            "cmin": list(s.cmin), "cmax": list(s.cmax), "wire": list(s.cwire)}
+            "cmin": list(s.cmin), "cmax": list(s.cmax), "wire": list(s.cwire), "limit": list(s.limit)}
+
+
+def op_parse(req):
+    return _parsed(sitemod.parse(req["site"]))
 
 
 def op_hold(req):
@@ -54,7 +57,7 @@ def op_held(req):
     alloc = Allocator(_held[0].site)
     snapshot.load(alloc, req["state"])
     alloc.run()
-    return {"config": _held[0].site.config, "out": list(alloc.out)}
+    return {"site": _parsed(_held[0].site), "out": list(alloc.out)}
 
 
 _OPS = {"allocate": op_allocate, "snapshot": op_snapshot, "parse": op_parse,
