@@ -8,6 +8,7 @@ from micropython import const
 
 from ampshare import pilot
 from ampshare import protocol as P
+from ampshare import protocol_follower as W
 
 # Defaults, each with its reason.
 WATCHDOG_MS = const(10_000)  # DESIGN.md: no valid COMMAND for 10 s -> the fallback current
@@ -132,7 +133,7 @@ class Follower:
     def _command(self, now_ms, data):
         if self.key is None:
             raise P.Rejected(P.R_PEER)
-        _, l_epoch, seq, f_epoch, cur, fb, phases, flags = P.read_command(data, self.key)
+        _, l_epoch, seq, f_epoch, cur, fb, phases, flags = W.read_command(data, self.key)
         if f_epoch != self.f_epoch:
             raise P.Rejected(P.R_EPOCH)  # addressed to an earlier boot of ours
         self.fresh.admit(0, l_epoch, seq)
@@ -149,7 +150,7 @@ class Follower:
     def _pair(self, now_ms, data):
         if self.key is not None and not self.window_open:
             raise P.Rejected(P.R_WINDOW)
-        _, _, l_epoch, charger, ident, key = P.read_pair(data, self.code)
+        _, _, l_epoch, charger, ident, key = W.read_pair(data, self.code)
         if self.key is not None and key == self.key.raw():
             # A PAIR we already hold, replayed: taking it again would forget which COMMANDs
             # were already seen.
@@ -255,7 +256,7 @@ class Follower:
 
     def hello(self):
         flags = (P.CAN_SWITCH if self.can_switch else 0) | (P.PAIRED if self.key else 0)
-        return P.hello(self.uid, 1, self.nameplate, self.phases, flags)
+        return W.hello(self.uid, 1, self.nameplate, self.phases, flags)
 
     def in_use(self):
         n = 0
@@ -272,7 +273,7 @@ class Follower:
         # What it may offer: its offer, or the command it holds if higher (an increase
         # waiting out its gap). A decrease counts as followed only once this is down.
         held = self.allowed()
-        return P.state(self.key, self.uid, self.f_epoch, self.seq, self.l_epoch, self.state,
+        return W.state(self.key, self.uid, self.f_epoch, self.seq, self.l_epoch, self.state,
                        self.errors, held if held > self.offered else self.offered,
                        self.fallback if self.heard else 0, self.meas, self.in_use(), flags,
                        self.energy_wh, self.uptime_s)

@@ -8,6 +8,7 @@ from ampshare.clock import ticks_add, ticks_diff
 from micropython import const
 
 from ampshare import protocol as P
+from ampshare import protocol_leader as W
 from ampshare.allocator import Allocator
 
 PERIOD_MS = const(1_000)  # DESIGN.md: the control period
@@ -94,7 +95,7 @@ class Leader:
         """The PAIR datagram that gives follower `uid` its key and charger; it is adopted."""
         self.add_follower(charger, uid, key)
         self.status[charger] = UNKNOWN
-        return P.pair(code, uid, nonce, self.l_epoch, charger, self.site.charger_ids[charger], key)
+        return W.pair(code, uid, nonce, self.l_epoch, charger, self.site.charger_ids[charger], key)
 
     def meter(self, now_ms, m, l1, l2, l3):
         a = self.alloc
@@ -126,7 +127,7 @@ class Leader:
 
     def _hello(self, data):
         # Remembered for the commissioning page; a full list forgets its oldest entry.
-        found = P.read_hello(data)
+        found = W.read_hello(data)
         if self.hellos < COUNT_MAX:
             self.hellos += 1
         for i, seen in enumerate(self.discovered):
@@ -145,7 +146,7 @@ class Leader:
 
     def _state(self, now_ms, data):
         c = self._charger_of(P.uid_of(data))
-        r = P.read_state(data, self.keys.at(c))
+        r = W.read_state(data, self.keys.at(c))
         _, f_epoch, seq, _, letter, errors, applied, fb, meas, _, flags, _, _ = r
         self.fresh.admit(c, f_epoch, seq)
         self.last_from = c
@@ -373,5 +374,5 @@ class Leader:
             self.l_epoch += 1
             self.seq = 0
         self.seq += 1
-        return P.command(self.keys.at(c), self.uid[c], self.l_epoch, self.seq, self.f_epoch[c],
+        return W.command(self.keys.at(c), self.uid[c], self.l_epoch, self.seq, self.f_epoch[c],
                          self.sent[c], self.sent_fb[c], self.phases[c])

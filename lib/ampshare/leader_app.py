@@ -37,13 +37,12 @@ class LeaderApp(Shell):
                 core.add_follower(site.charger_ids.index(cid), unhexlify(rec["uid"]), unhexlify(rec["key"]))
         saved = None  # the core holds the keys now, in one buffer
         self._save()  # the new epoch, before the first COMMAND
-        # The units the installer listed, by charger: (uid, label code). Kept as bytes, and the
-        # settings' dict of dicts let go: 64 of them cost more heap than the core's keys.
+        # The units the installer listed, by charger: (uid, label code), as settings.py keeps them.
         self.listed = [None] * core.nc
         for cid, want in settings["pair"].items():
             if cid in site.charger_ids:
-                self.listed[site.charger_ids.index(cid)] = (unhexlify(want["uid"]), want["code"].encode())
-        settings["pair"] = None
+                self.listed[site.charger_ids.index(cid)] = want
+        settings["pair"] = None  # the dict itself: its table is not needed again
         self.addr = [None] * core.nc
         self.link = Link(settings["bind"], settings["port_leader"], broadcast=True)
         mon = settings["monitor"]

@@ -1,5 +1,7 @@
 # The wire protocol between leader and followers: one UDP datagram per message, struct-packed,
 # little-endian, documented byte by byte in docs/protocol.md. Sans-I/O: bytes in, bytes out.
+# This module holds what both sides share; what each side sends and reads is in
+# protocol_leader.py and protocol_follower.py, so neither role keeps the other's code in RAM.
 #
 # After pairing every message ends in a 16-byte HMAC-SHA256 tag under the follower's own key.
 # Freshness: the leader numbers its COMMANDs under its boot epoch and echoes the follower's
@@ -24,18 +26,18 @@ KEY_LEN = const(32)
 UID_LEN = const(6)  # the follower's Wi-Fi MAC
 ID_MAX = const(24)  # charger ids on the wire: long enough for "carport-west-12"
 
-_HEAD = "<2sBB"  # magic, version, type
-_HEAD_LEN = const(4)
+HEAD = "<2sBB"  # magic, version, type
+HEAD_LEN = const(4)
 # Bodies after the header (the tag, where there is one, follows the body).
-_HELLO = "<6sHHBB"  # uid, firmware, nameplate dA, phases, flags
-_PAIR = "<6s8sIBB24s32s"  # uid, nonce, leader epoch, charger index, id length, id, wrapped key
-_COMMAND = "<6sIIIHHBB"  # uid, leader epoch, seq, follower epoch echo, current dA, fallback dA, phases, flags
-_STATE = "<6sIIIBBHHHHHBBII"  # uid, f-epoch, seq, l-epoch echo, pilot, errors, applied dA,
+FMT_HELLO = "<6sHHBB"  # uid, firmware, nameplate dA, phases, flags
+FMT_PAIR = "<6s8sIBB24s32s"  # uid, nonce, leader epoch, charger index, id length, id, wrapped key
+FMT_COMMAND = "<6sIIIHHBB"  # uid, leader epoch, seq, follower epoch echo, current dA, fallback dA, phases, flags
+FMT_STATE = "<6sIIIBBHHHHHBBII"  # uid, f-epoch, seq, l-epoch echo, pilot, errors, applied dA,
 #                              fallback dA, measured cA x3, phases in use, flags, energy Wh, uptime s
-HELLO_LEN = _HEAD_LEN + struct.calcsize(_HELLO)
-PAIR_LEN = _HEAD_LEN + struct.calcsize(_PAIR) + TAG_LEN
-COMMAND_LEN = _HEAD_LEN + struct.calcsize(_COMMAND) + TAG_LEN
-STATE_LEN = _HEAD_LEN + struct.calcsize(_STATE) + TAG_LEN
+HELLO_LEN = HEAD_LEN + struct.calcsize(FMT_HELLO)
+PAIR_LEN = HEAD_LEN + struct.calcsize(FMT_PAIR) + TAG_LEN
+COMMAND_LEN = HEAD_LEN + struct.calcsize(FMT_COMMAND) + TAG_LEN
+STATE_LEN = HEAD_LEN + struct.calcsize(FMT_STATE) + TAG_LEN
 
 # HELLO flags
 CAN_SWITCH = const(1)
@@ -70,9 +72,9 @@ class Rejected(Exception):
 
 def header(data):
     """The message type of a datagram, or Rejected with the reason."""
-    if len(data) < _HEAD_LEN:
+    if len(data) < HEAD_LEN:
         raise Rejected(R_SHORT)
-    magic, version, mtype = struct.unpack_from(_HEAD, data, 0)
+    magic, version, mtype = struct.unpack_from(HEAD, data, 0)
     if magic != MAGIC:
         raise Rejected(R_MAGIC)
     if version < VERSION:
@@ -83,9 +85,9 @@ def header(data):
 
 def uid_of(data):
     """The follower uid right after the header (every message type carries it first)."""
-    if len(data) < _HEAD_LEN + UID_LEN:
+    if len(data) < HEAD_LEN + UID_LEN:
         raise Rejected(R_SHORT)
-    return bytes(data[_HEAD_LEN:_HEAD_LEN + UID_LEN])
+    return bytes(data[HEAD_LEN:HEAD_LEN + UID_LEN])
 
 
 # ---- HMAC --------------------------------------------------------------------------------
@@ -149,108 +151,38 @@ def Key(key):
     return Keys(1, key)
 
 
-def _sealed(key, fmt, mtype, *fields):
-    body = struct.pack(_HEAD, MAGIC, VERSION, mtype) + struct.pack(fmt, *fields)
+def sealed(key, fmt, mtype, *fields):
+    body = struct.pack(HEAD, MAGIC, VERSION, mtype) + struct.pack(fmt, *fields)
     return body + key.tag(body)
 
 
-def _open(data, need, key, fmt):
+def opened(data, need, key, fmt):
     if len(data) < need:
         raise Rejected(R_SHORT)
     key.check(data)
-    return struct.unpack_from(fmt, data, _HEAD_LEN)
+    return struct.unpack_from(fmt, data, HEAD_LEN)
 
 
-def _da(ma):
-    return min(U16_MAX, ma // DA)
+def ca(ma):
+    return 0 if ma < 0 else min(U16_MAX, ma // CA)
 
 
-# ---- HELLO: a follower announces itself. No authority: it only shows up on the page. ------
-
-def hello(uid, firmware, nameplate_ma, phases, flags):
-    return struct.pack(_HEAD, MAGIC, VERSION, HELLO) + struct.pack(
-        _HELLO, uid, firmware, _da(nameplate_ma), phases, flags)
-
-
-def read_hello(data):
-    if len(data) < HELLO_LEN:
-        raise Rejected(R_SHORT)
-    uid, firmware, nameplate, phases, flags = struct.unpack_from(_HELLO, data, _HEAD_LEN)
-    if phases not in (1, 3):
-        raise Rejected(R_FIELD)
-    return uid, firmware, nameplate * DA, phases, flags
-
-
-# ---- PAIR: the leader hands a follower its key and its charger id -------------------------
-# The key travels wrapped under the follower's pairing code (printed on its label, typed by
-# the installer on the leader's page) and tagged with a key derived from that code.
+# The PAIR's key travels wrapped under the follower's pairing code (printed on its label,
+# typed by the installer on the leader's page) and tagged with a key derived from that code.
 
 def pairing_key(code):
     return Key(hashlib.sha256(b"ampshare-pair" + code).digest())
 
 
-def _keystream(code, nonce, uid):
+def keystream(code, nonce, uid):
     h = hashlib.sha256(b"ampshare-wrap" + code)
     h.update(nonce)
     h.update(uid)
     return h.digest()
 
 
-def pair(code, uid, nonce, epoch, charger, charger_id, key):
-    ident = charger_id.encode()
-    if len(ident) > ID_MAX:
-        raise ValueError("charger id longer than %d bytes" % ID_MAX)
-    stream = _keystream(code, nonce, uid)
-    wrapped = bytes(key[i] ^ stream[i] for i in range(KEY_LEN))
-    return _sealed(pairing_key(code), _PAIR, PAIR, uid, nonce, epoch, charger, len(ident), ident, wrapped)
-
-
-def read_pair(data, code):
-    """(uid, nonce, epoch, charger index, charger id, key) from an authentic PAIR."""
-    uid, nonce, epoch, charger, n, ident, wrapped = _open(data, PAIR_LEN, pairing_key(code), _PAIR)
-    if n > ID_MAX:
-        raise Rejected(R_FIELD)
-    stream = _keystream(code, nonce, uid)
-    key = bytes(wrapped[i] ^ stream[i] for i in range(KEY_LEN))
-    return uid, nonce, epoch, charger, ident[:n].decode(), key
-
-
-# ---- COMMAND: leader -> follower --------------------------------------------------------
-
-def command(key, uid, epoch, seq, f_epoch, current_ma, fallback_ma, phases, flags=0):
-    return _sealed(key, _COMMAND, COMMAND, uid, epoch, seq, f_epoch, _da(current_ma), _da(fallback_ma),
-                   phases, flags)
-
-
-def read_command(data, key):
-    """(uid, epoch, seq, f_epoch, current mA, fallback mA, phases, flags); tag checked."""
-    uid, epoch, seq, f_epoch, cur, fb, phases, flags = _open(data, COMMAND_LEN, key, _COMMAND)
-    if phases not in (1, 3) or fb > cur:
-        raise Rejected(R_FIELD)
-    return uid, epoch, seq, f_epoch, cur * DA, fb * DA, phases, flags
-
-
-# ---- STATE: follower -> leader ----------------------------------------------------------
-
-def state(key, uid, f_epoch, seq, l_epoch, pilot, errors, applied_ma, fallback_ma, meas_ma,
-          phases, flags, energy_wh, uptime_s):
-    return _sealed(key, _STATE, STATE, uid, f_epoch, seq, l_epoch, pilot, errors, _da(applied_ma),
-                   _da(fallback_ma), _ca(meas_ma[0]), _ca(meas_ma[1]), _ca(meas_ma[2]), phases, flags,
-                   energy_wh, uptime_s)
-
-
-def _ca(ma):
-    return 0 if ma < 0 else min(U16_MAX, ma // CA)
-
-
-def read_state(data, key):
-    """A dict-free tuple: (uid, f_epoch, seq, l_epoch, pilot, errors, applied mA, fallback mA,
-    (m1, m2, m3) mA, phases, flags, energy Wh, uptime s); tag checked."""
-    f = _open(data, STATE_LEN, key, _STATE)
-    if f[4] not in b"ABCDEF" or f[11] not in (0, 1, 2, 3):
-        raise Rejected(R_FIELD)
-    return (f[0], f[1], f[2], f[3], f[4], f[5], f[6] * DA, f[7] * DA,
-            (f[8] * CA, f[9] * CA, f[10] * CA), f[11], f[12], f[13], f[14])
+def da(ma):
+    return min(U16_MAX, ma // DA)
 
 
 class Freshness:

@@ -3,7 +3,6 @@
 
 from ampshare.units import ConfigError, read_json
 
-SETTINGS_FILE = "settings.json"
 # UDP ports, each configurable: the leader listens on one, every follower on the other (a
 # follower answers on its own port, so one host can run many in the simulator).
 PORT_LEADER = 45450
@@ -29,7 +28,7 @@ DEFAULTS = {
     "phases": 3,
     # leader
     "site": "site.json",
-    "pair": {},  # charger id -> {"uid": hex, "code": label code}: paired when first heard
+    "pair": {},  # charger id -> {"uid": 12 hex digits, "code": label code}: paired when first heard
     "monitor": None,  # [host, port]: a status datagram once a second (the simulator's view)
     # unix hal
     "plant": ["127.0.0.1", 45460],  # the host plant simulator
@@ -58,8 +57,28 @@ def parse(cfg):
             raise ConfigError("settings." + name, "must be a UDP port, 1..65535")
     if s["phases"] not in (1, 3) or isinstance(s["phases"], bool):
         raise ConfigError("settings.phases", "must be 1 or 3")
+    s["pair"] = _listed(s["pair"])
     return s
 
 
-def load(path=SETTINGS_FILE):
+def _listed(pair):
+    # charger id -> (uid, label code) as bytes: a typo is refused at start-up rather than when
+    # the unit is heard, and 64 tuples hold a third of the heap that 64 dicts of strings would.
+    from binascii import unhexlify
+    if not isinstance(pair, dict):
+        raise ConfigError("settings.pair", "must map charger ids to {\"uid\": ..., \"code\": ...}")
+    out = {}
+    for cid, want in pair.items():
+        field = "settings.pair." + cid
+        try:
+            uid, code = unhexlify(want["uid"]), want["code"].encode()
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise ConfigError(field, "needs a \"uid\" of 12 hex digits and a label \"code\"")
+        if len(uid) != 6 or not code:
+            raise ConfigError(field, "needs a \"uid\" of 12 hex digits and a label \"code\"")
+        out[cid] = (uid, code)
+    return out
+
+
+def load(path):
     return parse(read_json(path))

@@ -21,6 +21,7 @@ sys.modules["ampshare.clock"] = Esp32Clock  # before any core is imported
 
 import drive  # noqa: E402
 from ampshare import protocol as P  # noqa: E402
+from ampshare import protocol_leader as W  # noqa: E402
 from ampshare.follower import Follower  # noqa: E402
 
 DAY = 86_400_000
@@ -39,7 +40,7 @@ seq = [0]
 
 def command(t, amps):
     seq[0] += 1
-    f.receive(ticks(t), P.command(P.Key(KEY), UID, 1, seq[0], 1, amps * 1000, 6000, 3))
+    f.receive(ticks(t), W.command(P.Key(KEY), UID, 1, seq[0], 1, amps * 1000, 6000, 3))
 
 
 def run(t0, t1, step, high):
@@ -57,7 +58,7 @@ out["duty_before"] = f.duty
 start = 7 * DAY
 run(start, start + 12_000, 100, 6000)  # a car arrives
 out["offered_after_12_s"] = f.offered
-pair = P.pair(b"label", UID, b"n" * 8, 1, 0, "wb", b"\x22" * 32)
+pair = W.pair(b"label", UID, b"n" * 8, 1, 0, "wb", b"\x22" * 32)
 out["pair_accepted"] = f.receive(ticks(start + 12_000), pair)
 out["uptime_s"] = f.uptime_s
 print(json.dumps(out))

@@ -60,7 +60,16 @@ def op_held(req):
     return {"site": _parsed(_held[0].site), "out": list(alloc.out)}
 
 
-_OPS = {"allocate": op_allocate, "snapshot": op_snapshot, "parse": op_parse,
+def op_settings(req):
+    from binascii import hexlify
+
+    from ampshare import settings
+    s = settings.parse(req["settings"])
+    s["pair"] = {cid: [hexlify(uid).decode(), code.decode()] for cid, (uid, code) in s["pair"].items()}
+    return s
+
+
+_OPS = {"settings": op_settings, "allocate": op_allocate, "snapshot": op_snapshot, "parse": op_parse,
         "hold": op_hold, "propose": op_propose, "held": op_held}
 _OPS.update(drive.OPS)
 

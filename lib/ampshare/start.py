@@ -1,0 +1,56 @@
+# The role's start-up: load the site (a leader), bring up the network and the hardware, and
+# build the role's shell. Used once: the application lets this module go afterwards.
+import gc
+import time
+
+SITE_FILE = "site.json"
+
+
+def load_site(path=SITE_FILE):
+    """The configuration in force, or a ConfigError naming what is wrong with the file."""
+    from ampshare.site import SiteHolder  # the leader's alone: a follower keeps the RAM
+    from ampshare.units import read_json
+    return SiteHolder(read_json(path))
+
+
+def _network(s):
+    if s["hal"] != "esp32":
+        return
+    from binascii import hexlify
+
+    from ampshare.hal import esp32
+    if s["ap"] and s["role"] == "leader":
+        esp32.access_point(s["ap"]["essid"], s["ap"]["password"])
+    if s["wifi"]:
+        esp32.station(s["wifi"]["ssid"], s["wifi"]["password"])
+    if s["uid"] is None:
+        s["uid"] = hexlify(esp32.uid()).decode()
+
+
+def build(s):
+    """The role's shell, ready to run."""
+    # Order matters on a small heap: the site's JSON is parsed first, and its garbage
+    # collected, so that the code loaded next fills the holes it leaves and the core's
+    # buffers (8 KB of keys for 64 followers) find room in one piece.
+    site = None
+    if s["role"] == "leader":
+        site = load_site(s["site"]).site
+        for w in site.warnings:
+            print("warning: " + w)
+    elif s["uid"] is None:
+        from ampshare.units import ConfigError
+        raise ConfigError("settings.uid", "required off the ESP32 (no MAC to take it from)")
+    gc.collect()
+    from ampshare import hal
+    _network(s)
+    board = hal.board(s)
+    if site is not None:
+        from ampshare.leader_app import LeaderApp as App
+    else:
+        from ampshare.follower_app import FollowerApp as App
+    gc.collect()
+    if site is not None:
+        return App(s, site, board, time.ticks_ms())
+    return App(s, board, time.ticks_ms())
+
+
