@@ -20,6 +20,9 @@ METER_MS = const(1000)  # DESIGN.md: meters are read every second
 BOARD_WATCHDOG_MS = const(5000)  # a stalled leader resets; followers ride it out on their fallback
 STATE_FILE = "leader.json"  # boot counter and the followers' keys, in the settings' state_dir
 NONCE_LEN = const(8)
+# PAIRs waiting for their save: bounds the heap against a flood of listed uids (a unit not
+# taken this second is taken on its next HELLO, two seconds later).
+PAIR_QUEUE_MAX = const(16)
 
 
 class LeaderApp(Shell):
@@ -44,6 +47,8 @@ class LeaderApp(Shell):
                 self.listed[site.charger_ids.index(cid)] = want
         settings["pair"] = None  # the dict itself: its table is not needed again
         self.addr = [None] * core.nc
+        self._to_pair = []  # (PAIR datagram, address) waiting for the keys to be saved
+        self._queued = bytearray(core.nc)
         self.link = Link(settings["bind"], settings["port_leader"], broadcast=True)
         mon = settings["monitor"]
         self.monitor = address(mon[0], mon[1]) if mon else None
@@ -87,13 +92,21 @@ class LeaderApp(Shell):
         for c, want in enumerate(self.listed):
             if want is None or want[0] != uid:
                 continue
+            if self._queued[c]:
+                return  # its PAIR waits for the save already
             known = core.uid[c] == uid  # the same unit again: it keeps its key
+            if not known and len(self._to_pair) >= PAIR_QUEUE_MAX:
+                return
             key = core.keys.raw(c) if known else os.urandom(P.KEY_LEN)
             data = core.pair(c, uid, want[1], os.urandom(NONCE_LEN), key)
-            if not known:
-                self._save()  # kept before it is handed out
             self.addr[c] = addr
-            self.link.send(data, addr)
+            if known:
+                self.link.send(data, addr)
+            else:
+                # A new key is saved before it is handed out, and 64 units heard at once are
+                # saved once: the PAIR waits for the next save (meters(), within a second).
+                self._to_pair.append((data, addr))
+                self._queued[c] = 1
             return
 
     # ---- the loops ------------------------------------------------------------------------
@@ -110,6 +123,12 @@ class LeaderApp(Shell):
                 # above it, or its followers would take every COMMAND for a replay. Saved
                 # here, once a second, never in the control loop.
                 self._save()
+            if self._to_pair:
+                self._save()
+                for data, addr in self._to_pair:
+                    self.link.send(data, addr)
+                self._to_pair = []
+                self._queued[:] = bytes(self.core.nc)
             self.board.ask_meters()
             if self.monitor is not None:
                 self.link.send(self.status(), self.monitor)

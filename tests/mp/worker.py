@@ -3,6 +3,7 @@
 import json
 import sys
 
+import ct_ops
 import drive
 import modbus_ops
 from ampshare import site as sitemod
@@ -73,6 +74,7 @@ def op_settings(req):
 _OPS = {"settings": op_settings, "allocate": op_allocate, "snapshot": op_snapshot, "parse": op_parse,
         "hold": op_hold, "propose": op_propose, "held": op_held}
 _OPS.update(drive.OPS)
+_OPS.update(ct_ops.OPS)
 _OPS.update(modbus_ops.OPS)
 
 
