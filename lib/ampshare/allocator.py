@@ -28,7 +28,7 @@
 from array import array
 from micropython import const
 
-from ampshare.site import MODE_OFF, PRIO_MAX
+from ampshare.site_arrays import MODE_OFF, PRIO_MAX
 
 # The granularity of an allocation: 0.1 A, the resolution of the configuration and finer
 # than any pilot duty step a charger can follow.

@@ -40,12 +40,16 @@ class LeaderApp(Shell):
                 core.add_follower(site.charger_ids.index(cid), unhexlify(rec["uid"]), unhexlify(rec["key"]))
         saved = None  # the core holds the keys now, in one buffer
         self._save()  # the new epoch, before the first COMMAND
-        # The units the installer listed, by charger: (uid, label code), as settings.py keeps them.
-        self.listed = [None] * core.nc
-        for cid, want in settings["pair"].items():
+        # The units the installer listed, by charger: uids side by side (no object each), and
+        # label codes. The settings' dict of tuples is let go.
+        self.listed_uid = bytearray(core.nc * P.UID_LEN)
+        self.listed_code = [None] * core.nc
+        for cid, (uid, code) in settings["pair"].items():
             if cid in site.charger_ids:
-                self.listed[site.charger_ids.index(cid)] = want
-        settings["pair"] = None  # the dict itself: its table is not needed again
+                c = site.charger_ids.index(cid)
+                self.listed_uid[c * P.UID_LEN:(c + 1) * P.UID_LEN] = uid
+                self.listed_code[c] = code
+        settings["pair"] = None
         self.addr = [None] * core.nc
         self._to_pair = []  # (PAIR datagram, address) waiting for the keys to be saved
         self._queued = bytearray(core.nc)
@@ -89,25 +93,31 @@ class LeaderApp(Shell):
     def _maybe_pair(self, uid, addr):
         # A unit the installer listed (by its uid and label code) is paired when it is heard.
         core = self.core
-        for c, want in enumerate(self.listed):
-            if want is None or want[0] != uid:
-                continue
-            if self._queued[c]:
-                return  # its PAIR waits for the save already
-            known = core.uid[c] == uid  # the same unit again: it keeps its key
-            if not known and len(self._to_pair) >= PAIR_QUEUE_MAX:
-                return
-            key = core.keys.raw(c) if known else os.urandom(P.KEY_LEN)
-            data = core.pair(c, uid, want[1], os.urandom(NONCE_LEN), key)
-            self.addr[c] = addr
-            if known:
-                self.link.send(data, addr)
-            else:
-                # A new key is saved before it is handed out, and 64 units heard at once are
-                # saved once: the PAIR waits for the next save (meters(), within a second).
-                self._to_pair.append((data, addr))
-                self._queued[c] = 1
+        c = self._listed(uid)
+        if c < 0:
             return
+        if self._queued[c]:
+            return  # its PAIR waits for the save already
+        known = core.uid[c] == uid  # the same unit again: it keeps its key
+        if not known and len(self._to_pair) >= PAIR_QUEUE_MAX:
+            return
+        key = core.keys.raw(c) if known else os.urandom(P.KEY_LEN)
+        data = core.pair(c, uid, self.listed_code[c], os.urandom(NONCE_LEN), key)
+        self.addr[c] = addr
+        if known:
+            self.link.send(data, addr)
+        else:
+            # A new key is saved before it is handed out, and 64 units heard at once are
+            # saved once: the PAIR waits for the next save (meters(), within a second).
+            self._to_pair.append((data, addr))
+            self._queued[c] = 1
+
+    def _listed(self, uid):
+        ids = memoryview(self.listed_uid)
+        for c in range(self.core.nc):
+            if self.listed_code[c] is not None and ids[c * P.UID_LEN:(c + 1) * P.UID_LEN] == uid:
+                return c
+        return -1
 
     # ---- the loops ------------------------------------------------------------------------
 

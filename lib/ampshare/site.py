@@ -1,8 +1,10 @@
-# The site model: a validated configuration (DESIGN.md) turned into flat integer arrays
-# that the allocator walks without allocating. Pure: a dict in, a Site or a ConfigError out.
+# The site configuration's parser: a validated configuration (DESIGN.md) turned into the flat
+# integer arrays of site_arrays.Site. Pure: a dict in, a Site or a ConfigError out. Only
+# start-up and a new configuration need it; a running leader lets this module go.
 from array import array
 from micropython import const
 
+from ampshare.site_arrays import MODE_OFF, PRIO_MAX, Site  # noqa: F401 (the model's names, here too)
 from ampshare.units import ConfigError, ma
 
 # Sanity bounds, each with its reason.
@@ -12,7 +14,6 @@ _IEC_MIN_A = const(6)  # IEC 61851-1: no less than 6 A may be advertised
 _SITE_MIN_MAX_A = const(32)  # DESIGN.md: the minimum is configurable up to 32 A
 _VOLT_MIN = const(100)  # below any public LV network's phase voltage
 _VOLT_MAX = const(480)  # above any public LV network's phase voltage
-PRIO_MAX = const(9)  # ten levels are plenty and keep the sort key small
 # A leader serves up to 64 followers (DESIGN.md); so many groups and chargers also bound
 # every sum the allocator forms far below 2**30 and its arrays to a few kilobytes.
 MAX_CHARGERS = const(64)
@@ -23,20 +24,7 @@ _MODBUS_ADDR_MAX = const(247)  # Modbus RTU: unicast addresses are 1..247
 ROTATIONS = ("L123", "L132", "L213", "L231", "L312", "L321")
 UNKNOWN = const(-1)
 MODES = ("fast", "pv", "min_pv", "off")
-MODE_OFF = const(3)
 METER_SOURCES = ("modbus", "ct")
-
-
-class Site:
-    """Everything the allocator needs, as arrays indexed by group, charger and meter.
-
-    Groups are stored parents first, so a reverse walk visits children before parents.
-    A phase limit sits at [group * 3 + site_phase]; a charger's wiring at
-    [charger * 3 + its_phase] holds the site phase (0..2) or -1 when unknown.
-    """
-
-    def __init__(self):
-        self.warnings = []
 
 
 def _field(obj, name, where, required=True, default=None):

@@ -8,9 +8,9 @@ SITE_FILE = "site.json"
 
 def load_site(path=SITE_FILE):
     """The configuration in force, or a ConfigError naming what is wrong with the file."""
-    from ampshare.site import SiteHolder  # the leader's alone: a follower keeps the RAM
+    from ampshare.site import parse  # the leader's alone, and let go once it runs
     from ampshare.units import read_json
-    return SiteHolder(read_json(path))
+    return parse(read_json(path))
 
 
 def _network(s):
@@ -34,7 +34,7 @@ def build(s):
     # buffers (8 KB of keys for 64 followers) find room in one piece.
     site = None
     if s["role"] == "leader":
-        site = load_site(s["site"]).site
+        site = load_site(s["site"])
         for w in site.warnings:
             print("warning: " + w)
     elif s["uid"] is None:

@@ -5,7 +5,9 @@ import socket
 
 from asyncio import core
 
-MAX_DATAGRAM = 256  # the longest message (PAIR) is 105 bytes; room for newer peers' fields
+# The longest message (PAIR) is 105 bytes: room for newer peers' fields, and each read
+# allocates this much, which a leader's full heap must find in one piece.
+MAX_DATAGRAM = 128
 
 
 def _readable(sock):

@@ -1,0 +1,19 @@
+# The site as the allocator sees it: flat integer arrays indexed by group, charger and meter,
+# filled by the parser (site.py). Kept apart from the parser so that a running leader holds
+# only this.
+from micropython import const
+
+PRIO_MAX = const(9)  # ten levels are plenty and keep the sort key small
+MODE_OFF = const(3)  # index of "off" in site.MODES
+
+
+class Site:
+    """Everything the allocator needs, as arrays indexed by group, charger and meter.
+
+    Groups are stored parents first, so a reverse walk visits children before parents.
+    A phase limit sits at [group * 3 + site_phase]; a charger's wiring at
+    [charger * 3 + its_phase] holds the site phase (0..2) or -1 when unknown.
+    """
+
+    def __init__(self):
+        self.warnings = []
