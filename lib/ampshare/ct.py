@@ -18,17 +18,23 @@ INVALID_MA = const(1 << 29)
 IMPORT_ONLY = "import_only"
 VOLTAGE = "voltage"
 
-# The first pass sums raw samples: 4096 of 16 bits stay below 2**28. It is also far more than a
-# MicroPython loop samples in 10 mains cycles (that would be 20 kHz per channel).
+# The first pass sums raw samples: 4096 of 16 bits stay below 2**28. In 10 mains cycles that
+# would be 20 kHz per channel, far beyond the few kHz a sampling loop is designed for.
 MAX_SAMPLES = const(4096)
 MAINS_HZ = const(50)
 # Ten cycles, 200 ms at 50 Hz: whole cycles cancel the ripple of a partial one, and five windows
 # still fit in the leader's 1 s control period.
 CYCLES = const(10)
-# Direction only changes when the active current (I cos phi) leaves this band. Inside it, noise
-# on a near-zero current, or a nearly reactive one, would flip the sign every window; the last
-# sign is kept instead. Two or three ADC steps of noise on a 100 A clamp read about 0.2 A.
+# A phase reads as export only when the real power clearly says so; anything else reads as
+# import, the safe side for the fuse. Clearly: the active current (I cos phi) beyond this band,
+# where two or three ADC steps of noise on a 100 A clamp (about 0.2 A) cannot reach...
 SIGN_DEADBAND_MA = const(300)
+# ...and at least half the current (|cos phi| >= 1/2). The sign of a nearly reactive current is
+# decided by small errors (the slots between a current and its voltage in a multiplexed loop,
+# the reference transformer's phase shift), and a reading of -I credits the fuse with all of I
+# while only I |cos phi| of it is real export: read as export, a reactive 10 A would credit
+# the fuse with 20 A it does not have.
+_EXPORT_COS_SHIFT = const(1)
 
 # Deviations are worked with in 14 bits: one squared is at most 2**28, so the accumulator can
 # take one more before it is folded, still below 2**30. A 16-bit reading (ADC.read_u16) loses
@@ -91,8 +97,10 @@ def per_count(rated, rated_mv, adc_uv_per_count):
     step is `adc_uv_per_count` microvolts: 30 A at 1000 mV on 50 uV steps is 1500 uA per step.
     A current-output clamp gives its secondary current times the burden resistor.
     """
-    if not (0 < rated <= 1000 and 0 < rated_mv < 1 << 19 and 0 < adc_uv_per_count < 1 << 17):
-        raise ValueError("calibration out of range")
+    # The bounds are _mul_div's, and 1000 A or V is beyond any clamp or phase voltage.
+    _whole(rated, "rated", 1, 1000)
+    _whole(rated_mv, "rated_mv", 1, (1 << 19) - 1)
+    _whole(adc_uv_per_count, "adc_uv_per_count", 1, (1 << 17) - 1)
     return _mul_div(adc_uv_per_count, rated * 1000, rated_mv)
 
 
@@ -112,7 +120,8 @@ def _scale(x16, per_count):
 def _mean(buf, i, n, step, lo, hi):
     # The DC offset (the burden's bias), rounded; or _CLIPPED_MEAN at the first sample on a rail.
     s = 0
-    for _ in range(n):
+    end = i + n * step
+    while i < end:
         x = buf[i]
         if x <= lo or x >= hi:
             return _CLIPPED_MEAN
@@ -141,7 +150,8 @@ def _rms16(buf, i, n, step, q, sh):
     q -= (1 << sh) >> 1  # so that >> sh rounds to nearest instead of down
     hi = 0
     acc = 0
-    for _ in range(n):
+    end = i + n * step
+    while i < end:
         d = (buf[i] - q) >> sh
         acc += d * d
         if acc >= _FOLD:
@@ -158,7 +168,8 @@ def _dot(buf, i, j, n, step, qi, qv, sh):
     qv -= half
     hi = 0
     acc = 0
-    for _ in range(n):
+    end = i + n * step
+    while i < end:
         acc += ((buf[i] - qi) >> sh) * ((buf[j] - qv) >> sh)
         if not -_FOLD < acc < _FOLD:
             hi += acc >> 16  # floors: acc = hi * 2**16 + low bits holds for negatives too
@@ -231,7 +242,7 @@ class Ct:
         self._i_at = array("B", [0] * k)
         self._upc = array("i", [0] * k)
         self._off = array("i", [0] * k)
-        self._band = array("i", [0] * k)  # the sign deadband in whole steps of each phase
+        self._band = array("i", [0] * k)  # SIGN_DEADBAND_MA in whole steps of each phase
         taken = []
         for p in range(k):
             where = "ct.phases[%d]" % p
@@ -252,7 +263,6 @@ class Ct:
         self.width = max(taken) + 1
         self.ma = array("i", [0] * k)
         self.mv = array("i", [0] * k)
-        self.sign = array("b", [1] * k)  # import until a voltage reference says otherwise
         self.fault = -1
 
     def _per_count(self, cfg, key, where):
@@ -267,7 +277,7 @@ class Ct:
         error; fills `ma` (and `mv`). Allocates nothing.
         """
         if not 1 <= n <= MAX_SAMPLES:
-            raise ValueError("n")
+            raise ValueError("n: %d frames; 1..%d" % (n, MAX_SAMPLES))
         step = stride or self.width
         for p in range(self.n_phases):
             err = self._phase(p, buf, start, n, step)
@@ -284,28 +294,33 @@ class Ct:
         q = _mean(buf, i, n, step, self._lo, self._hi)
         if q == _CLIPPED_MEAN:
             return CLIPPED
-        ma = _less_noise(_scale(_rms16(buf, i, n, step, q, self._sh), self._upc[p]), self._off[p])
+        rms16 = _rms16(buf, i, n, step, q, self._sh)
+        ma = _less_noise(_scale(rms16, self._upc[p]), self._off[p])
         if self._v_at is not None:
-            err = self._direction(p, buf, start, n, step, i, q)
-            if err:
-                return err
-        self.ma[p] = ma * self.sign[p]
+            export = self._export(p, buf, start, n, step, i, q, rms16 >> _FRAC)
+            if export < 0:
+                return -export
+            if export:
+                ma = -ma
+        self.ma[p] = ma
         return OK
 
-    def _direction(self, p, buf, start, n, step, i, qi):
-        # The sign of the real power, mean((i - mean_i) * (v - mean_v)), is the direction.
+    def _export(self, p, buf, start, n, step, i, qi, irms):
+        # 1 when the real power, mean((i - mean_i) * (v - mean_v)), is clearly negative; 0 when
+        # not; minus the error code when the reference cannot tell.
         j = start + self._v_at[p]
         qv = _mean(buf, j, n, step, self._lo, self._hi)
         if qv == _CLIPPED_MEAN:
-            return CLIPPED
+            return -CLIPPED
         sh = self._sh
         vrms16 = _rms16(buf, j, n, step, qv, sh)
         self.mv[p] = _scale(vrms16, self._uvpc[p])
         if self.mv[p] < _VREF_MIN_MV:
-            return NO_VOLTAGE
-        # 80 V at the largest calibration is still 76 steps: vrms below is never 0.
+            return -NO_VOLTAGE
         pm = _dot(buf, i, j, n, step, qi, qv, sh)
-        # The active current, I cos(phi) = P / V, in whole steps.
-        if (pm if pm >= 0 else -pm) // (vrms16 >> _FRAC) > self._band[p]:
-            self.sign[p] = 1 if pm > 0 else -1
-        return OK
+        if pm >= 0:
+            return 0
+        # The active current, I cos(phi) = P / V, in whole steps (80 V at the largest
+        # calibration is still 76 steps: never a division by 0).
+        active = -pm // (vrms16 >> _FRAC)
+        return 1 if active > self._band[p] and active >= irms >> _EXPORT_COS_SHIFT else 0
