@@ -78,3 +78,13 @@ def test_access_point_is_wpa2_and_station_connects_without_waiting():
                                ["password", "installer-pw"]]] in out["calls"]
     assert ["WLAN.connect", "site-wifi", "secret-pw"] in out["calls"]
     assert run(["ap", "x", "short"])["refused"] == ["ap.password: WPA2 needs at least 8 characters"]
+
+
+def test_rs485_line_on_a_uart_with_the_driver_on_only_while_sending():
+    out = run(["board", {"pilot": False}], ["rs485", {"baud": 9600}], ["send", "010400000002"],
+              ["recv", ["0104", ""]])
+    assert calls(out, "UART") == [[2, 9600, 17, 16, 0]]  # timeout 0: a read never waits
+    seq = [c for c in out["calls"] if c[0] in ("Pin.value", "UART.write") or c[:2] == ["Pin", 4]]
+    assert seq == [["Pin", 4, 1, 0], ["Pin.value", 4, 1], ["UART.write", 2, "010400000002"], ["Pin.value", 4, 0]]
+    assert out["tx_ms"] == 8 * 11 * 1000 // 9600 + 1  # eight 11-bit characters, then 1 ms
+    assert out["recv"] == [2, 0, 0]  # an empty UART reads as 0 bytes, not None

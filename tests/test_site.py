@@ -32,6 +32,8 @@ def _set(path, value):
 DELETE = object()
 
 REFUSALS = {
+    "unknown meter model": (_set(["meters", 0, "model"], "sdm999"), "meters[0].model", "'sdm999' is not one of"),
+    "meter address 0": (_set(["meters", 0, "address"], 0), "meters[0].address", "0 is outside 1..247"),
     "unknown parent": (
         lambda c: c["groups"].append({"id": "sub", "parent": "nowhere", "limit_a": 16}) or c,
         "groups[1].parent", "unknown parent 'nowhere'"),

@@ -50,7 +50,7 @@ class Sim:
     """Starts and stops the processes of one simulated site in a work folder."""
 
     def __init__(self, site_path, followers=None, work=None, base_port=45500, cars=None, loads=None,
-                 heap=None, settings=None, code=None, monitor=True):
+                 heap=None, settings=None, code=None, monitor=True, meter_line=False):
         self.site_path = Path(site_path)
         self.site = json.loads(self.site_path.read_text())
         n = len(self.site["chargers"])
@@ -68,6 +68,11 @@ class Sim:
         self.extra = settings or {}  # more settings for every board
         self.code = code  # where the boards' ampshare comes from: lib/, or compiled .mpy
         self.monitor_on = monitor  # the leader's status datagram for the live view
+        # The first meter served as an SDM630 on a socat pty pair, read by the leader's RS485
+        # master: the real Modbus path. Without it the plant hands out every reading over UDP.
+        self.meter_line = meter_line and bool(self.site.get("meters"))
+        self.meter = None  # the MeterSim, while it runs
+        self._line = None  # socat and the feeding thread
         self.procs = {}
         self.ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.ctl.bind(("127.0.0.1", 0))
@@ -85,7 +90,8 @@ class Sim:
                        "plant": ["127.0.0.1", self.plant_port], "state_dir": "."}, **self.extra)
         pair = {c["id"]: {"uid": uid_of(i), "code": "code-%d" % i} for i, c in enumerate(self.site["chargers"][:self.n])}
         self._write("leader", dict(common, role="leader", site="site.json", pair=pair,
-                                   monitor=["127.0.0.1", self.monitor_port] if self.monitor_on else None))
+                                   monitor=["127.0.0.1", self.monitor_port] if self.monitor_on else None,
+                                   rs485={"device": str(self.work / "rs485-leader")} if self.meter_line else None))
         (self.work / "leader" / "site.json").write_text(json.dumps(self.site))
         for i, c in enumerate(self.site["chargers"][:self.n]):
             self._write("f%d" % i, dict(common, role="follower", uid=uid_of(i), code="code-%d" % i,
@@ -113,6 +119,8 @@ class Sim:
 
     def start_all(self):
         self.setup()
+        if self.meter_line:
+            self._start_line()
         self.start("plant")
         time.sleep(0.3)
         self.start("leader")
@@ -128,6 +136,50 @@ class Sim:
     def stop(self):
         for name in list(self.procs):
             self.kill(name)
+        self._stop_line()
+
+    # ---- the site meter on an RS485 line -----------------------------------------------------
+
+    def _start_line(self):
+        import threading
+
+        from meter_sim import MeterSim
+        ends = [self.work / "rs485-leader", self.work / "rs485-meter"]
+        socat = subprocess.Popen(["socat"] + ["pty,raw,echo=0,link=%s" % e for e in ends], stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while not all(e.exists() for e in ends) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.meter = MeterSim(str(ends[1]), "sdm630").start()
+        stop = threading.Event()
+        feeder = threading.Thread(target=self._feed_meter, args=(stop,), daemon=True)
+        feeder.start()
+        self._line = (socat, stop, feeder)
+
+    def _feed_meter(self, stop):
+        # The plant's truth at the first meter, five times a second, as the SDM630's registers.
+        mid = self.site["meters"][0]["id"]
+        volts = self.site.get("voltage_v", 230)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(0.5)
+        while not stop.wait(0.2):
+            try:
+                sock.sendto(b'{"meters": 1}', ("127.0.0.1", self.plant_port))
+                ma = json.loads(sock.recvfrom(65536)[0])["meters"][mid]
+            except (OSError, ValueError, KeyError):
+                continue
+            self.meter.set(current_a=[abs(x) / 1000 for x in ma], power_w=[x * volts / 1000 for x in ma])
+        sock.close()
+
+    def _stop_line(self):
+        if self._line is None:
+            return
+        socat, stop, feeder = self._line
+        stop.set()
+        feeder.join(5)
+        self.meter.stop()
+        socat.kill()
+        socat.wait()
+        self._line = None
 
     def restart_dead(self):
         """A board whose watchdog fired boots again, as a real one would."""
@@ -184,6 +236,11 @@ def render(leader, plant):
         drawn = "/".join("%.1f" % (m / 1000) for m in c["meas"])
         lines.append("%-14s %-5s %7s %-20s %8s %-7s" % (cid, c["pilot"], amps(c["offered"]), drawn,
                                                         amps(c["fallback"]), c["link"]))
+    if leader.get("meters"):
+        lines.append("")
+    for mid, h in leader.get("meters", {}).items():
+        bad = ", ".join("%d %s" % (n, kind) for kind, n in h["errors"].items() if n)
+        lines.append("meter %s (Modbus): %d good reads%s" % (mid, h["good"], "; " + bad if bad else ""))
     if plant:
         over = sum(sum(g["ev_As"]) for g in plant["groups"].values())
         lines += ["", "plant: %d s, overload the EVs drew into: %d A s" % (plant["t_ms"] // 1000, over)]
@@ -196,7 +253,7 @@ def main(argv):
     ap.add_argument("--followers", type=int, default=None)
     ap.add_argument("--seconds", type=int, default=0, help="stop after this long (0: until Ctrl-C)")
     args = ap.parse_args(argv[1:])
-    sim = Sim(args.site, args.followers)
+    sim = Sim(args.site, args.followers, meter_line=True)
     mon = Monitor(sim.monitor_port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     start = time.monotonic()

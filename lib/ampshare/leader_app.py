@@ -25,6 +25,17 @@ NONCE_LEN = const(8)
 PAIR_QUEUE_MAX = const(16)
 
 
+def _implausible_ma(site, m):
+    # A meter reading more than twice the largest fuse it measures is broken, not loaded:
+    # twice its rating trips a fuse within seconds.
+    most = 0
+    for g, gm in enumerate(site.gmeter):
+        if gm == m:
+            for p in range(3):
+                most = max(most, site.limit[g * 3 + p])
+    return 2 * most if most else 2 * 1000 * 1000  # unnamed: a 1000 A site's
+
+
 class LeaderApp(Shell):
     period_ms = CONTROL_MS
     watchdog_ms = BOARD_WATCHDOG_MS
@@ -57,6 +68,21 @@ class LeaderApp(Shell):
         mon = settings["monitor"]
         self.monitor = address(mon[0], mon[1]) if mon else None
         board.on_meter = self._meter
+        self.line = self._modbus(settings["rs485"], site, board)
+
+    def _modbus(self, rs, site, board):
+        # The site's Modbus meters, polled on the RS485 line; without a line (the unix port's
+        # simulator) the board's on_meter brings every meter's readings.
+        if rs is None or "modbus" not in site.meter_source:
+            return None
+        from ampshare.meter_poll import MeterLine, ModbusMeter
+        from ampshare.rtu import Master
+        line = MeterLine(self._meter_at)
+        master = Master(board.serial(rs), rs.get("baud", 9600))
+        for m, source in enumerate(site.meter_source):
+            if source == "modbus":
+                line.add(m, ModbusMeter(master, site.meter_model[m], site.meter_addr[m], _implausible_ma(site, m)))
+        return line
 
     def _save(self):
         # leader.json: {"l_epoch": n, "keys": {charger id: {"uid": hex, "key": hex}}}, written
@@ -79,8 +105,14 @@ class LeaderApp(Shell):
     # ---- inputs -------------------------------------------------------------------------
 
     def _meter(self, mid, l1, l2, l3):
+        # The board's readings (the unix port's plant): a meter on the RS485 line is read there.
         if mid in self.site.meter_ids:
-            self.core.meter(time.ticks_ms(), self.site.meter_ids.index(mid), l1, l2, l3)
+            m = self.site.meter_ids.index(mid)
+            if self.line is None or self.site.meter_source[m] != "modbus":
+                self._meter_at(m, l1, l2, l3)
+
+    def _meter_at(self, m, l1, l2, l3):
+        self.core.meter(time.ticks_ms(), m, l1, l2, l3)
 
     def on_datagram(self, now_ms, data, addr):
         core = self.core
@@ -150,6 +182,8 @@ class LeaderApp(Shell):
             self.on_datagram(time.ticks_ms(), data, addr)
 
     def tasks(self):
+        if self.line is not None:
+            return (self.receive(), self.meters(), self.line.run())
         return (self.receive(), self.meters())
 
     # ---- the live view's figures ----------------------------------------------------------
@@ -181,4 +215,13 @@ class LeaderApp(Shell):
                     if w >= 0:
                         row["usage"][w] += meas[k]
                 g = site.parent[g]
-        return json.dumps({"epoch": core.l_epoch, "groups": groups, "chargers": chargers})
+        return json.dumps({"epoch": core.l_epoch, "groups": groups, "chargers": chargers, "meters": self._meter_health()})
+
+    def _meter_health(self):
+        # Per Modbus meter: good reads, failures by kind, and the last failure's words.
+        from ampshare.modbus import ERRORS
+        out = {}
+        for m, meter in (self.line.meters if self.line is not None else ()):
+            out[self.site.meter_ids[m]] = {"good": meter.good, "errors": dict(zip(ERRORS, meter.errors)),
+                                           "last_error": str(meter.last_error) if meter.last_error else None}
+        return out

@@ -50,3 +50,33 @@ class ModbusMeter:
         """(l1, l2, l3) mA of the last good reading; a 1-phase meter's other phases are 0."""
         v = self.reading.values
         return (v[meters.I1], v[meters.I2] if self.phases == 3 else 0, v[meters.I3] if self.phases == 3 else 0)
+
+
+class MeterLine:
+    """The Modbus meters on one RS485 line, read in turn once a period. A good reading goes to
+    feed(meter index, l1, l2, l3); a failed one is only counted, so the leader core's own
+    timer turns a meter without a good reading for 5 s into a silent one."""
+
+    def __init__(self, feed, period_ms=1000):
+        self.feed = feed
+        self.period_ms = period_ms
+        self.meters = []  # (site meter index, ModbusMeter)
+
+    def add(self, m, meter):
+        self.meters.append((m, meter))
+
+    async def run(self):
+        import time
+
+        import asyncio
+        while True:
+            began = time.ticks_ms()
+            for m, meter in self.meters:
+                try:
+                    await meter.poll()
+                except M.ModbusError:
+                    continue
+                l1, l2, l3 = meter.currents()
+                self.feed(m, l1, l2, l3)
+            wait = self.period_ms - time.ticks_diff(time.ticks_ms(), began)
+            await asyncio.sleep_ms(wait if wait > 0 else 0)

@@ -29,6 +29,10 @@ DEFAULTS = {
     # leader
     "site": "site.json",
     "pair": {},  # charger id -> {"uid": 12 hex digits, "code": label code}: paired when first heard
+    # {"baud": 9600, and the line: "device" (a tty, unix) or "uart", "tx", "rx", "de" (esp32,
+    # over hal.esp32.RS485)}: where the site's Modbus meters are; without it a leader on the
+    # unix port takes its meters' readings from the plant simulator.
+    "rs485": None,
     "monitor": None,  # [host, port]: a status datagram once a second (the simulator's view)
     # unix hal
     "plant": ["127.0.0.1", 45460],  # the host plant simulator

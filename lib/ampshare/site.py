@@ -19,6 +19,8 @@ _VOLT_MAX = const(480)  # above any public LV network's phase voltage
 MAX_CHARGERS = const(64)
 MAX_GROUPS = const(64)
 _MODBUS_ADDR_MAX = const(247)  # Modbus RTU: unicast addresses are 1..247
+_MODBUS_ADDR = const(1)  # every supported meter leaves the factory at address 1
+_MODBUS_MODEL = "sdm630"  # the meter of DESIGN.md's example, and the most common at a main fuse
 
 # A rotation names the site phase that the charger's L1, L2, L3 are wired to.
 ROTATIONS = ("L123", "L132", "L213", "L231", "L312", "L321")
@@ -87,14 +89,22 @@ def _choice(value, where, words):
 
 
 def _meters(site, cfg):
+    from ampshare.meters import MODELS
     seen = {}
+    site.meter_source, site.meter_model, site.meter_addr = [], [], []
     for i, m in enumerate(_list(cfg, "meters", False)):
         where = "meters[%d]" % i
         _id(m, where, seen)
-        _choice(_field(m, "source", where), where + ".source", METER_SOURCES)
-        addr = _field(m, "address", where, False)
-        if addr is not None:
-            _int(addr, where + ".address", 1, _MODBUS_ADDR_MAX)
+        source = _choice(_field(m, "source", where), where + ".source", METER_SOURCES)
+        model, addr = None, None
+        if METER_SOURCES[source] == "modbus":
+            model = _field(m, "model", where, False, _MODBUS_MODEL)
+            if model not in MODELS:
+                raise ConfigError(where + ".model", "'%s' is not one of %s" % (model, ", ".join(sorted(MODELS))))
+            addr = _int(_field(m, "address", where, False, _MODBUS_ADDR), where + ".address", 1, _MODBUS_ADDR_MAX)
+        site.meter_source.append(METER_SOURCES[source])
+        site.meter_model.append(model)
+        site.meter_addr.append(addr)
     site.meter_ids = _in_order(seen)
     return seen
 

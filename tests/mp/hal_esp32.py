@@ -30,6 +30,18 @@ for act in json.loads(sys.stdin.read()):
             b.start_watchdog(act[1])
         elif what == "feed":
             b.feed()
+        elif what == "rs485":
+            line = b.serial(act[1])
+            out["tx_ms"] = line.tx_ms(8)
+        elif what == "send":
+            line.de(True)
+            line.write(bytes.fromhex(act[1]))
+            line.de(False)
+        elif what == "recv":
+            machine.UART.RX[:] = [bytes.fromhex(h) for h in act[1]]
+            buf = bytearray(16)
+            got = [line.readinto(memoryview(buf)) for _ in range(len(act[1]) + 1)]
+            out["recv"] = got
         elif what == "ap":
             esp32.access_point(act[1], act[2])
         elif what == "sta":

@@ -79,11 +79,46 @@ class Board:
     def ask_meters(self):
         pass  # the meters' own shells (Modbus, CT) read them
 
+    def serial(self, settings):
+        """The RS485 line the settings' "rs485" describes (pins over RS485's)."""
+        return Rs485(settings)
+
     def start_watchdog(self, timeout_ms):
         self.wdt = machine.WDT(timeout=timeout_ms)
 
     def feed(self):
         self.wdt.feed()
+
+
+# The reference board's RS485 transceiver (a MAX3485-style driver): UART2 on its usual pins,
+# and one pin that enables the driver (DE) and disables the receiver (/RE) together.
+RS485 = {"uart": 2, "tx": 17, "rx": 16, "de": 4}
+_BITS_PER_CHAR = const(11)  # Modbus RTU frames a byte in 11 bits
+
+
+class Rs485:
+    """A half-duplex RS485 line on a UART: the same interface as hal/serial_unix.Serial."""
+
+    def __init__(self, settings):
+        rs = dict(RS485, **settings)
+        self.baud = rs.get("baud", 9600)
+        # timeout=0: a read returns what the UART's buffer holds, at once.
+        self.uart = machine.UART(rs["uart"], baudrate=self.baud, tx=rs["tx"], rx=rs["rx"], timeout=0)
+        self.pin = machine.Pin(rs["de"], machine.Pin.OUT, value=0)  # listening
+
+    def write(self, buf):
+        self.uart.write(buf)  # into the UART's FIFO: returns before the line has sent it
+
+    def readinto(self, mv):
+        return self.uart.readinto(mv) or 0
+
+    def de(self, on):
+        self.pin.value(1 if on else 0)
+
+    def tx_ms(self, n):
+        # The driver must stay on until the last stop bit is out, and off in time for the
+        # meter's answer (it may begin 3.5 characters later): the frame's time plus 1 ms.
+        return n * _BITS_PER_CHAR * 1000 // self.baud + 1
 
 
 def access_point(essid, password, channel=6):

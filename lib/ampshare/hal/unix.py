@@ -60,6 +60,11 @@ class Board:
     def ask_meters(self):
         self.link.send(b'{"meters": 1}', self.plant)
 
+    def serial(self, settings):
+        """The RS485 line: a tty ("device"), such as one end of a socat pty pair."""
+        from ampshare.hal.serial_unix import Serial
+        return Serial(settings["device"], settings.get("baud", 9600))
+
     # ---- inputs -----------------------------------------------------------------------
 
     def sample_pilot(self):

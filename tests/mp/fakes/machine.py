@@ -38,6 +38,25 @@ class ADC:
         return ADC_UV.pop(0) if ADC_UV else 0
 
 
+class UART:
+    RX = []  # what the next reads return, in turn
+
+    def __init__(self, n, baudrate=None, tx=None, rx=None, timeout=None):
+        self.n = n
+        _log("UART", n, baudrate, tx, rx, timeout)
+
+    def write(self, buf):
+        _log("UART.write", self.n, bytes(buf).hex())
+        return len(buf)
+
+    def readinto(self, mv):
+        if not UART.RX:
+            return None  # what a UART with nothing to read returns
+        data = UART.RX.pop(0)
+        mv[:len(data)] = data
+        return len(data)
+
+
 class WDT:
     def __init__(self, timeout):
         _log("WDT", timeout)
