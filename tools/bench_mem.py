@@ -15,7 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sim import ROOT, Sim  # noqa: E402
 
-HEAPS = {"leader": "64wK", "follower": "24wK"}
+# The leader at the 64wK; a follower at 27wK, the least it runs in today (the aim,
+# 24wK, is not yet met: pass --follower-heap 24wK to see where it stops).
+HEAPS = {"leader": "64wK", "follower": "27wK"}
 
 
 def peaks(log):
