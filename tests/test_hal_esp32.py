@@ -88,3 +88,53 @@ def test_rs485_line_on_a_uart_with_the_driver_on_only_while_sending():
     assert seq == [["Pin", 4, 1, 0], ["Pin.value", 4, 1], ["UART.write", 2, "010400000002"], ["Pin.value", 4, 0]]
     assert out["tx_ms"] == 8 * 11 * 1000 // 9600 + 1  # eight 11-bit characters, then 1 ms
     assert out["recv"] == [2, 0, 0]  # an empty UART reads as 0 bytes, not None
+
+
+def test_ct_clamps_sampled_on_adc1_in_frame_order():
+    import math
+    n, ua = 400, 4000  # 10 cycles at 2 kHz; 4 mA per step
+    amps = [20.0, 10.0, 5.0]
+    samples = []
+    for f in range(n):
+        for k, a in enumerate(amps):  # one frame: L1 L2 L3, in the order the pins are read
+            peak_steps = a * math.sqrt(2) * 1e6 / ua
+            samples.append(round(32768 + peak_steps * math.sin(2 * math.pi * f / 40 + k)))
+    out = run(["board", {"pilot": False}], ["ct", {"pins": [39, 34, 35], "n": n, "ua_per_count": ua,
+                                                   "samples": samples}])
+    assert calls(out, "ADC") == [[39, 3], [34, 3], [35, 3]]
+    err, ma, left = out["ct"]
+    assert err == 0 and left == 0  # every sample taken, none more
+    assert all(abs(m - a * 1000) <= a * 1000 * 0.02 for m, a in zip(ma, amps)), ma
+
+
+def _sine_frames(n, amps, ua, clip=False):
+    import math
+    out = []
+    for f in range(n):
+        for k, a in enumerate(amps):
+            peak = a * math.sqrt(2) * 1e6 / ua * (10 if clip else 1)  # clip: the clamp's range ten times over
+            v = round(32768 + peak * math.sin(2 * math.pi * f / 40 + 2 * math.pi * k / 3))
+            out.append(min(65535, max(0, v)))
+    return out
+
+
+@pytest.mark.parametrize("clip", [False, True])
+def test_a_leaders_ct_clamps_feed_its_core_and_a_clipped_window_does_not(tmp_path, clip):
+    site = {"version": 1, "groups": [{"id": "main", "limit_a": 40, "meter": "house"}],
+            "meters": [{"id": "house", "source": "ct"}],
+            "chargers": [{"id": "wb1", "group": "main", "max_a": 16, "phases": 3}]}
+    ua = 4000
+    req = {"dir": str(tmp_path), "site": site, "ct": {"pins": [39, 34, 35], "phases": [{"ua_per_count": ua}] * 3},
+           "samples": _sine_frames(400, [20.0, 10.0, 5.0], ua, clip)}
+    env = mp_env()
+    env["MICROPYPATH"] = str(ROOT / "tests" / "mp" / "fakes") + ":" + env["MICROPYPATH"]
+    proc = subprocess.run([micropython(), str(ROOT / "tests" / "mp" / "leader_ct.py")], input=json.dumps(req),
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=30)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    if clip:
+        assert (out["good"], out["errors"], out["ok"]) == (0, 1, 0), out
+        assert out["health"]["house"]["errors"]["clipped"] == 1
+    else:
+        assert out["good"] == 1 and out["ok"] == 1, out
+        assert all(abs(m - a) <= a * 0.02 for m, a in zip(out["meter"], [20000, 10000, 5000])), out

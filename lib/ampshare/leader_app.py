@@ -20,6 +20,7 @@ METER_MS = const(1000)  # DESIGN.md: meters are read every second
 BOARD_WATCHDOG_MS = const(5000)  # a stalled leader resets; followers ride it out on their fallback
 STATE_FILE = "leader.json"  # boot counter and the followers' keys, in the settings' state_dir
 NONCE_LEN = const(8)
+CT_RATE_HZ = const(2000)  # hal.esp32.CT_RATE_HZ: 40 frames a mains cycle
 # PAIRs waiting for their save: bounds the heap against a flood of listed uids (a unit not
 # taken this second is taken on its next HELLO, two seconds later).
 PAIR_QUEUE_MAX = const(16)
@@ -69,6 +70,7 @@ class LeaderApp(Shell):
         self.monitor = address(mon[0], mon[1]) if mon else None
         board.on_meter = self._meter
         self.line = self._modbus(settings["rs485"], site, board)
+        self.clamps = self._clamps(settings["ct"], site, board)
 
     def _modbus(self, rs, site, board):
         # The site's Modbus meters, polled on the RS485 line; without a line (the unix port's
@@ -83,6 +85,37 @@ class LeaderApp(Shell):
             if source == "modbus":
                 line.add(m, ModbusMeter(master, site.meter_model[m], site.meter_addr[m], _implausible_ma(site, m)))
         return line
+
+    def _clamps(self, cfg, site, board):
+        # The board's CT clamps measure the site's (first) "ct" meter.
+        if cfg is None or "ct" not in site.meter_source:
+            return None
+        from array import array
+
+        from ampshare import ct
+        from ampshare.units import ConfigError
+        meter = ct.Ct(cfg["phases"], cfg.get("mode", ct.IMPORT_ONLY), cfg.get("voltages"))
+        if len(cfg["pins"]) != meter.width:
+            raise ConfigError("settings.ct.pins", "%d pins for a frame of %d channels" % (len(cfg["pins"]), meter.width))
+        rate = cfg.get("rate_hz", CT_RATE_HZ)
+        n = ct.samples_for(rate)
+        self.ct_good = self.ct_errors = 0
+        return (site.meter_source.index("ct"), meter, board.ct_sampler(cfg["pins"], rate),
+                array("H", bytes(2 * n * meter.width)), n)
+
+    async def clamp_meter(self):
+        from ampshare import ct
+        m, meter, sampler, buf, n = self.clamps
+        while True:
+            began = time.ticks_ms()
+            await sampler.window(buf, n, n // ct.CYCLES)  # a mains cycle per turn
+            if meter.read(buf, n) == ct.OK:
+                self._meter_at(m, meter.ma[0], meter.ma[1], meter.ma[2])
+                self.ct_good = min(self.ct_good + 1, 0x3FFFFFFF)
+            elif self.ct_errors < 0x3FFFFFFF:
+                self.ct_errors += 1  # clipped: no reading, and in 5 s the meter is silent
+            wait = METER_MS - time.ticks_diff(time.ticks_ms(), began)
+            await asyncio.sleep_ms(wait if wait > 0 else 0)
 
     def _save(self):
         # leader.json: {"l_epoch": n, "keys": {charger id: {"uid": hex, "key": hex}}}, written
@@ -182,9 +215,12 @@ class LeaderApp(Shell):
             self.on_datagram(time.ticks_ms(), data, addr)
 
     def tasks(self):
+        out = [self.receive(), self.meters()]
         if self.line is not None:
-            return (self.receive(), self.meters(), self.line.run())
-        return (self.receive(), self.meters())
+            out.append(self.line.run())
+        if self.clamps is not None:
+            out.append(self.clamp_meter())
+        return out
 
     # ---- the live view's figures ----------------------------------------------------------
 
@@ -224,4 +260,7 @@ class LeaderApp(Shell):
         for m, meter in (self.line.meters if self.line is not None else ()):
             out[self.site.meter_ids[m]] = {"good": meter.good, "errors": dict(zip(ERRORS, meter.errors)),
                                            "last_error": str(meter.last_error) if meter.last_error else None}
+        if self.clamps is not None:
+            out[self.site.meter_ids[self.clamps[0]]] = {"good": self.ct_good, "errors": {"clipped": self.ct_errors},
+                                                        "last_error": None}
         return out

@@ -33,6 +33,10 @@ DEFAULTS = {
     # over hal.esp32.RS485)}: where the site's Modbus meters are; without it a leader on the
     # unix port takes its meters' readings from the plant simulator.
     "rs485": None,
+    # {"pins": [GPIO, ...] (a frame's channels: L1 L2 L3, then V1 V2 V3), "phases": [...],
+    # "mode": "import_only" | "voltage", "voltages": [...], "rate_hz": 2000}: the leader's own
+    # CT clamps, for the site's "ct" meter (docs/metering.md). Off the ESP32 the plant plays it.
+    "ct": None,
     "monitor": None,  # [host, port]: a status datagram once a second (the simulator's view)
     # unix hal
     "plant": ["127.0.0.1", 45460],  # the host plant simulator

@@ -42,6 +42,18 @@ for act in json.loads(sys.stdin.read()):
             buf = bytearray(16)
             got = [line.readinto(memoryview(buf)) for _ in range(len(act[1]) + 1)]
             out["recv"] = got
+        elif what == "ct":
+            import asyncio
+            from array import array
+
+            from ampshare import ct
+            machine.ADC_U16[:] = act[1]["samples"]
+            n = act[1]["n"]
+            sampler = b.ct_sampler(act[1]["pins"], 2000)
+            meter = ct.Ct([{"ua_per_count": act[1]["ua_per_count"]}] * len(act[1]["pins"]))
+            buf = array("H", bytes(2 * n * meter.width))
+            asyncio.run(sampler.window(buf, n, n // 10))
+            out["ct"] = [meter.read(buf, n), list(meter.ma), len(machine.ADC_U16)]
         elif what == "ap":
             esp32.access_point(act[1], act[2])
         elif what == "sta":

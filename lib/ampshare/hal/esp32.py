@@ -1,5 +1,8 @@
 # The ESP32 board: machine.PWM for the pilot, ADC1 for its levels, pins for the contactor and
 # the phase relay, machine.WDT, network.WLAN for the access point and the station.
+import time
+
+import asyncio
 import machine
 import network
 from micropython import const
@@ -79,6 +82,9 @@ class Board:
     def ask_meters(self):
         pass  # the meters' own shells (Modbus, CT) read them
 
+    def ct_sampler(self, pins, rate_hz):
+        return CtSampler(pins, rate_hz)
+
     def serial(self, settings):
         """The RS485 line the settings' "rs485" describes (pins over RS485's)."""
         return Rs485(settings)
@@ -119,6 +125,40 @@ class Rs485:
         # The driver must stay on until the last stop bit is out, and off in time for the
         # meter's answer (it may begin 3.5 characters later): the frame's time plus 1 ms.
         return n * _BITS_PER_CHAR * 1000 // self.baud + 1
+
+
+# CT clamps, then voltage references, in a frame's order: the ADC1 pins the pilot leaves free
+# (a leader drives no pilot and may use GPIO 36 too).
+CT_PINS = (39, 34, 35, 32, 33)
+CT_RATE_HZ = const(2000)  # frames a second: 40 a mains cycle, the design's aim (docs/metering.md)
+
+
+class CtSampler:
+    """Fills a window of CT samples, one mains cycle per turn of the event loop: a window of
+    ten cycles never holds the loop for more than one (20 ms at 50 Hz)."""
+
+    def __init__(self, pins, rate_hz=CT_RATE_HZ):
+        for p in pins:
+            if p not in ADC1_PINS:
+                raise ConfigError("ct.pins", "GPIO %d is not on ADC1 (32-39)" % p)
+        self.adcs = tuple(machine.ADC(machine.Pin(p), atten=machine.ADC.ATTN_11DB) for p in pins)
+        self.period_us = 1_000_000 // rate_hz
+
+    async def window(self, buf, n, per_turn):
+        adcs, width = self.adcs, len(self.adcs)
+        i = f = 0
+        while f < n:
+            end = min(n, f + per_turn)
+            due = time.ticks_us()
+            while f < end:
+                for k in range(width):
+                    buf[i] = adcs[k].read_u16()
+                    i += 1
+                f += 1
+                due = time.ticks_add(due, self.period_us)
+                while time.ticks_diff(due, time.ticks_us()) > 0:
+                    pass  # the next frame's moment: a few tens of us, too short to yield
+            await asyncio.sleep_ms(0)
 
 
 def access_point(essid, password, channel=6):

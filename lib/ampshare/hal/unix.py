@@ -60,6 +60,10 @@ class Board:
     def ask_meters(self):
         self.link.send(b'{"meters": 1}', self.plant)
 
+    def ct_sampler(self, pins, rate_hz):
+        from ampshare.units import ConfigError
+        raise ConfigError("settings.ct", "CT clamps need the ESP32's ADC; here the plant plays every meter")
+
     def serial(self, settings):
         """The RS485 line: a tty ("device"), such as one end of a socat pty pair."""
         from ampshare.hal.serial_unix import Serial

@@ -1,6 +1,7 @@
 # A stand-in for the ESP32's machine module: every call is logged for the test to check.
 CALLS = []
 ADC_UV = []  # what the next ADC reads return, in turn
+ADC_U16 = []
 
 
 def _log(*call):
@@ -36,6 +37,9 @@ class ADC:
 
     def read_uv(self):
         return ADC_UV.pop(0) if ADC_UV else 0
+
+    def read_u16(self):
+        return ADC_U16.pop(0) if ADC_U16 else 32768
 
 
 class UART:

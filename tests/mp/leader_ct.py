@@ -1,0 +1,28 @@
+# A leader on the (fake) ESP32 board with its CT clamps: one window of samples through the
+# sampler, the CT core and the leader's meter task into the core. stdin: JSON {site, ct,
+# samples}; prints the core's meter reading and the CT counters.
+import json
+import sys
+
+import asyncio
+import machine
+from ampshare.hal import esp32
+from ampshare.leader_app import LeaderApp
+from ampshare.site import parse
+
+req = json.loads(sys.stdin.read())
+settings = {"state_dir": req["dir"], "pair": {}, "bind": "127.0.0.1", "port_leader": 0, "monitor": None,
+            "rs485": None, "ct": req["ct"], "stall_at_ms": None}
+app = LeaderApp(settings, parse(req["site"]), esp32.Board(pilot=False), 0)
+machine.ADC_U16[:] = req["samples"]
+
+
+async def one_window():
+    task = asyncio.create_task(app.clamp_meter())
+    await asyncio.sleep_ms(300)
+    task.cancel()
+
+asyncio.run(one_window())
+a = app.core.alloc
+print(json.dumps({"meter": [a.meter[k] for k in range(3)], "ok": a.meter_ok[0], "good": app.ct_good,
+                  "errors": app.ct_errors, "health": app._meter_health()}))
