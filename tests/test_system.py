@@ -62,12 +62,18 @@ def snapshot_of(vm, sim):
     return {cid: round(snap["chargers"][cid]["current_a"] * 1000) for cid in FOLLOWED}
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    sim = Sim(SITE, followers=3, work=tmp_path_factory.mktemp("sim"), base_port=46100, cars=CARS,
-              loads=[{"group": "main", "profile": [[0, 40]]}])
+def started(tmp_path_factory, name, base_port, **options):
+    """The small-business site with three cars and 40 A of other load, running."""
+    sim = Sim(SITE, followers=3, work=tmp_path_factory.mktemp(name), base_port=base_port, cars=CARS,
+              loads=[{"group": "main", "profile": [[0, 40]]}], **options)
     sim.monitor = Monitor(sim.monitor_port)
     sim.start_all()
+    return sim
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    sim = started(tmp_path_factory, "sim", 46100)
     yield sim
     sim.stop()
 

@@ -1,32 +1,17 @@
 """The site meter on the real Modbus path: the plant's main-fuse readings served as an SDM630
 by a pymodbus server on a socat pty pair, read by the leader's RS485 master in the unix port."""
-import sys
 import time
 
 import pytest
 
-from vm import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
-from sim import Monitor, Sim  # noqa: E402
-from test_system import CARS, FOLLOWED, settled, wait_for  # noqa: E402
-
-SITE = ROOT / "examples" / "small-business.json"
+from test_system import leader_says, settled, started, wait_for
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    sim = Sim(SITE, followers=3, work=tmp_path_factory.mktemp("simline"), base_port=46700, cars=CARS,
-              loads=[{"group": "main", "profile": [[0, 40]]}], meter_line=True)
-    sim.monitor = Monitor(sim.monitor_port)
-    sim.start_all()
+    sim = started(tmp_path_factory, "simline", 46700, meter_line=True)
     yield sim
     sim.stop()
-
-
-def leader_says(sim):
-    time.sleep(1.2)
-    return sim.monitor.poll()
 
 
 def test_the_leader_reads_the_main_meter_over_modbus(site):
