@@ -142,3 +142,21 @@ def scenarios(draw):
 def test_random_scenarios_have_no_overload_the_evs_drew_into(vm, scn):
     summary = twin(vm, scn)["summary"]
     assert ev_caused(summary) == {}, summary
+
+
+def test_an_external_limit_holds_while_refreshed_and_lapses_when_the_controller_goes_quiet(vm):
+    # main's 40 A fuse with 8 A other: limited to 25 A at 120 s, refreshed at 140 and 160, then
+    # the controller goes quiet; driveway also held to 4140 W (6 A a phase) from 160 to 300 s.
+    rows = {r["t"]: r for r in twin(vm, scenario("external-limit"), rows=[100, 330])["rows"]}
+
+    def evs(t):
+        return sum(ch["offered_a"] for ch in rows[t]["chargers"].values())
+
+    assert evs(115) > 25  # before: the fuse's 32 A for the cars
+    for t in range(130, 190):  # a decrease reaches the pilots at once
+        assert evs(t) <= 25 - 8, (t, rows[t]["chargers"])
+        assert max(rows[t]["groups"]["main"]) <= 25 + 1  # the cars follow within their 5 s
+    assert rows[200]["chargers"]["driveway"]["offered_a"] <= 6.0
+    assert evs(230) > 25  # 30 s after the last refresh at 160 the limit is gone...
+    assert rows[230]["chargers"]["driveway"]["offered_a"] <= 6.0  # ...but not one set without a watchdog
+    assert rows[325]["chargers"]["driveway"]["offered_a"] > 6.0  # cleared at 300

@@ -137,6 +137,12 @@ class Twin:
                 self.follower_down_until[c] = now_ms + f.get("restart_s", 30) * 1000
             elif kind == "meter_silent":
                 self.meter_silent[f["meter"]] = now_ms + f.get("for_s", 30) * 1000
+            elif kind == "external" and self.leader is not None:
+                # An energy manager's request: {"target": "group"|"charger", "id", "limit_a" or
+                # "limit_w" (neither: clear), "watchdog_s" (default 30; 0: until cleared)}.
+                a = f.get("limit_a")
+                self.leader.limit(self._t(now_ms), f["target"], f["id"], None if a is None else int(a * 1000),
+                                  f.get("limit_w"), f.get("watchdog_s", 30) * 1000)
         if self.leader is None and now_ms >= self.leader_down_until:
             self.l_epoch += 1
             self.leader = self._new_leader(now_ms)

@@ -30,6 +30,8 @@ from micropython import const
 
 from ampshare.site_arrays import MODE_OFF, PRIO_MAX
 
+NO_LIMIT = -1  # no external limit in force
+
 # The granularity of an allocation: 0.1 A, the resolution of the configuration and finer
 # than any pilot duty step a charger can follow.
 QUANTUM = const(100)
@@ -64,6 +66,10 @@ class Allocator:
         # decide: pinned on its fuses, never offered more.
         self.held = array("i", [0] * nc)
         self.held_fb = array("i", [0] * nc)
+        # Limits set from outside (an energy manager, the utility): mA, or NO_LIMIT. They only
+        # ever lower a group's limit or a charger's maximum, never raise one above a fuse.
+        self.ext_limit = array("i", [NO_LIMIT] * (3 * ng))
+        self.ext_max = array("i", [NO_LIMIT] * nc)
         # Outputs.
         self.out = array("i", [0] * nc)
         self.fallback = array("i", [0] * nc)
@@ -131,7 +137,11 @@ class Allocator:
             lo[c] = site.cmin[c]
             p = self.pilot[c]
             wants = (p == _PILOT_B or p == _PILOT_C or p == _PILOT_D) and site.cmode[c] != MODE_OFF
-            hi[c] = site.cmax[c] if wants and not self.held[c] else 0
+            top = site.cmax[c]
+            x = self.ext_max[c]
+            if 0 <= x < top:
+                top = x if x >= lo[c] else 0  # below its minimum it cannot charge: paused
+            hi[c] = top if wants and not self.held[c] else 0
         self._pin(self.held)
         self._share(self.cap, self.out)
         for c in range(self.nc):
@@ -179,7 +189,8 @@ class Allocator:
                     acc[up * 3 + p] += e
                     # Clipped export anywhere below still shows on every meter above.
                     corr[up * 3 + p] += e - r + corr[k]
-                cap[k] = lim - e
+                x = self.ext_limit[k]
+                cap[k] = (x if 0 <= x < lim else lim) - e
                 if metered:
                     oth[k] = e
 

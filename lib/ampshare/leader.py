@@ -10,6 +10,7 @@ from micropython import const
 from ampshare import protocol as P
 from ampshare import protocol_leader as W
 from ampshare.allocator import Allocator
+from ampshare.external import WATCHDOG_MS, External
 
 PERIOD_MS = const(1_000)  # DESIGN.md: the control period
 EV_FOLLOW_MS = const(5_000)  # IEC 61851-1: an EV has up to 5 s to follow its pilot
@@ -46,6 +47,7 @@ class Leader:
     def __init__(self, site, l_epoch, now_ms):
         self.site = site
         self.alloc = Allocator(site)
+        self.external = External(self.alloc)
         nc = len(site.charger_ids)
         self.nc = nc
         self.l_epoch = l_epoch
@@ -207,9 +209,20 @@ class Leader:
             return out
         self._due = ticks_add(now_ms, PERIOD_MS)
         self._hold_silent(now_ms)
+        self.external.before_run()
         self.alloc.run()
+        self.external.after_run()
         self._apply(now_ms)
         return out
+
+    def limit(self, now_ms, kind, ident, ma=None, w=None, watchdog_ms=WATCHDOG_MS):
+        """An external limit (external.py): set (ma or w) or clear. Allocated at once; returns
+        the request's id, whose answer external.answer(id) gives."""
+        ext = self.external
+        rid = ext.request(now_ms, kind, ident, ma, w, watchdog_ms)
+        if ext.changed:
+            self._due = now_ms
+        return rid
 
     def _unheard(self):
         for c in range(self.nc):
@@ -227,6 +240,8 @@ class Leader:
                 self._out.append((c, self._command(c, now_ms)))
 
     def _timers(self, now_ms):
+        if self.external.lapse(now_ms):
+            self._due = now_ms
         for m in range(len(self.meter_at)):
             if self.alloc.meter_ok[m] and ticks_diff(now_ms, self.meter_at[m]) >= METER_SILENT_MS:
                 self.alloc.meter_ok[m] = 0

@@ -4,6 +4,7 @@ import json
 
 from ampshare import site as sitemod
 from ampshare.allocator import Allocator
+from ampshare.external import FAILED, External
 from ampshare.units import ConfigError, fmt_a, ma
 
 _READING_MAX_A = 4000  # a reading beyond four times the largest fuse is a fault, refused
@@ -34,6 +35,30 @@ def load(alloc, state):
         if cid not in site.charger_ids:
             raise ConfigError("state.chargers." + cid, "unknown charger")
         _charger(alloc, site.charger_ids.index(cid), ch, "state.chargers." + cid)
+    _external(alloc, state.get("external", {}))
+
+
+def _external(alloc, cfg):
+    # {"groups": {id: {"limit_a": a or [a, a, a]}}, "chargers": {id: {"limit_a": a} or {"limit_w": w}}},
+    # applied as the leader applies a controller's requests (external.py), without a watchdog.
+    if not isinstance(cfg, dict):
+        raise ConfigError("state.external", "must be an object")
+    ext = External(alloc)
+    for kind, key in (("group", "groups"), ("charger", "chargers")):
+        for ident, lim in cfg.get(key, {}).items():
+            where = "state.external.%s.%s" % (key, ident)
+            if not isinstance(lim, dict) or not ("limit_a" in lim or "limit_w" in lim):
+                raise ConfigError(where, "needs limit_a or limit_w")
+            a = lim.get("limit_a")
+            if a is not None:
+                a = _three(a, where + ".limit_a", 0, True) if kind == "group" else ma(a, where + ".limit_a", 0, 80, 3)
+            w = lim.get("limit_w")
+            if w is not None and (isinstance(w, bool) or not isinstance(w, int)):
+                raise ConfigError(where + ".limit_w", "must be whole watts")
+            state, reason = ext.answer(ext.request(0, kind, ident, a, w, 0))
+            if state == FAILED:
+                raise ConfigError(where, reason)
+    ext.before_run()
 
 
 def _charger(alloc, c, ch, where):
@@ -94,4 +119,16 @@ def to_json(alloc):
         avail = ", ".join(fmt_a(max(0, alloc.cap[g * 3 + p])) for p in range(3))
         other = ", ".join(fmt_a(alloc.other[g * 3 + p]) for p in range(3))
         groups.append('%s: {"available_a": [%s], "other_a": [%s]}' % (json.dumps(gid), avail, other))
-    return '{"chargers": {%s}, "groups": {%s}}' % (", ".join(parts), ", ".join(groups))
+    return '{"chargers": {%s}, "groups": {%s}%s}' % (", ".join(parts), ", ".join(groups), _external_json(alloc))
+
+
+def _external_json(alloc):
+    # The limits in force, as amps: what a W limit became, and what a group's limit is.
+    site = alloc.site
+    gs = ['%s: {"limit_a": [%s]}' % (json.dumps(gid), ", ".join(fmt_a(alloc.ext_limit[g * 3 + p]) for p in range(3)))
+          for g, gid in enumerate(site.group_ids) if alloc.ext_limit[g * 3] >= 0]
+    cs = ['%s: {"limit_a": %s}' % (json.dumps(cid), fmt_a(alloc.ext_max[c]))
+          for c, cid in enumerate(site.charger_ids) if alloc.ext_max[c] >= 0]
+    if not gs and not cs:
+        return ""
+    return ', "external": {"groups": {%s}, "chargers": {%s}}' % (", ".join(gs), ", ".join(cs))

@@ -86,6 +86,10 @@ def _leader_event(t, what, ev):
         L.meter(t, ev[2], ev[3], ev[4], ev[5])
     elif what == "tick":
         return {"sent": [[c, _hex(d)] for c, d in L.tick(t)]}
+    elif what == "limit":  # [t, "limit", kind, id, ma, w, watchdog_ms]
+        return {"rid": L.limit(t, ev[2], ev[3], ev[4], ev[5], ev[6])}
+    elif what == "answer":
+        return {"answer": L.external.answer(ev[2])}
     return {}
 
 
