@@ -84,9 +84,10 @@ def test_rs485_line_on_a_uart_with_the_driver_on_only_while_sending():
     out = run(["board", {"pilot": False}], ["rs485", {"baud": 9600}], ["send", "010400000002"],
               ["recv", ["0104", ""]])
     assert calls(out, "UART") == [[2, 9600, 17, 16, 0]]  # timeout 0: a read never waits
-    seq = [c for c in out["calls"] if c[0] in ("Pin.value", "UART.write") or c[:2] == ["Pin", 4]]
-    assert seq == [["Pin", 4, 1, 0], ["Pin.value", 4, 1], ["UART.write", 2, "010400000002"], ["Pin.value", 4, 0]]
-    assert out["tx_ms"] == 8 * 11 * 1000 // 9600 + 1  # eight 11-bit characters, then 1 ms
+    seq = [c for c in out["calls"] if c[0] in ("Pin.value", "UART.write", "UART.flush") or c[:2] == ["Pin", 4]]
+    # The driver goes off only once the UART has sent the last bit, and at once after.
+    assert seq == [["Pin", 4, 1, 0], ["Pin.value", 4, 1], ["UART.write", 2, "010400000002"], ["UART.flush", 2],
+                   ["Pin.value", 4, 0]]
     assert out["recv"] == [2, 0, 0]  # an empty UART reads as 0 bytes, not None
 
 
@@ -138,3 +139,25 @@ def test_a_leaders_ct_clamps_feed_its_core_and_a_clipped_window_does_not(tmp_pat
     else:
         assert out["good"] == 1 and out["ok"] == 1, out
         assert all(abs(m - a) <= a * 0.02 for m, a in zip(out["meter"], [20000, 10000, 5000])), out
+
+
+def _build(tmp_path, settings):
+    env = mp_env()
+    env["MICROPYPATH"] = str(ROOT / "tests" / "mp" / "fakes") + ":" + env["MICROPYPATH"]
+    settings = dict({"hal": "esp32", "state_dir": str(tmp_path), "bind": "127.0.0.1", "port_follower": 47981,
+                     "port_leader": 47980}, **settings)
+    proc = subprocess.run([micropython(), str(ROOT / "tests" / "mp" / "start_esp32.py")], input=json.dumps(settings),
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=30)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_an_esp32_follower_takes_its_uid_from_the_wifi_mac(tmp_path):
+    assert _build(tmp_path, {"role": "follower"}) == {"built": "FollowerApp", "uid": "246f28010203"}
+
+
+def test_an_esp32_leader_refuses_a_modbus_meter_with_no_line(tmp_path):
+    (tmp_path / "site.json").write_text(json.dumps(
+        {"version": 1, "groups": [{"id": "main", "limit_a": 40, "meter": "grid"}],
+         "meters": [{"id": "grid", "source": "modbus"}], "chargers": [{"id": "a", "group": "main", "max_a": 16}]}))
+    assert _build(tmp_path, {"role": "leader"})["refused"].startswith("settings.rs485:")

@@ -164,3 +164,14 @@ def test_the_command_sequence_rolls_into_a_new_epoch_before_2_30(vm):
     assert seen == sorted(seen) and len(set(seen)) == len(seen)  # always newer
     assert max(seq for _, seq in seen) < 2**30
     assert seen[-1][0] == 6  # a new epoch once the numbers ran out
+
+
+def test_pairing_a_known_unit_again_with_its_key_keeps_replays_out(vm):
+    # A HELLO carries no authority: the leader answering one for a unit it knows must not
+    # forget which of that unit's reports it has already taken.
+    s = Site(vm, site())
+    old = s.report(0, 100)
+    newer = s.report(0, 200)
+    res = s.run(old, newer, (300, "pair", 0, UIDS[0].hex(), KEYS[0].hex()), (400, "recv", old[2]))
+    assert [tr.get("accepted") for tr in res["trace"]] == [True, True, None, False]
+    assert res["end"]["rejected"][6] == 1  # counted as a replay

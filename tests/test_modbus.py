@@ -139,10 +139,31 @@ MAPS = {
 }
 
 
-def image(entries):
-    regs = {}
+def signed_ma(amps, watts, volts):
+    """Import positive; an exporting phase (beyond 50 W) is credited its active current only."""
+    i = round(amps * 1000)
+    if watts < -50:
+        return -min(i, int(-round(watts)) * 1000 // int(volts))
+    return i
+
+
+def test_a_reactive_export_is_credited_its_active_current_only(vm):
+    # 10 A at 230 V but only -230 W: 1 A of export, 9 A of it reactive. And -20 W: import.
+    for watts, want in ((-230.0, -1000), (-20.0, 10000), (-4600.0, -10000)):
+        regs = image([("voltage_v", 0, 0x00, ">f", 1, False), ("current_a", 0, 0x06, ">f", 1, False),
+                      ("power_w", 0, 0x0C, ">f", 1, False)], {"voltage_v": [230.0], "current_a": [10.0],
+                                                               "power_w": [watts]})
+        answers = {}
+        for start, count in vm.call("mb_blocks", model="sdm120")["blocks"]:
+            answers["%d" % start] = answer(1, 4, b"".join(regs.get(start + i, b"\x00\x00")
+                                                         for i in range(count))).hex()
+        assert vm.call("mb_decode", model="sdm120", answers=answers)["values"][3] == want, watts
+
+
+def image(entries, phys=None):
+    regs, phys = {}, phys or PHYS
     for name, k, reg, fmt, scale, swap in entries:
-        x = PHYS[name] if k is None else PHYS[name][k]
+        x = phys[name] if k is None else phys[name][k]
         raw = struct.pack(fmt, x if fmt == ">f" else round(x * scale))
         ws = [raw[i:i + 2] for i in range(0, len(raw), 2)]
         for i, w in enumerate(reversed(ws) if swap else ws):
@@ -163,10 +184,9 @@ def test_each_model_reads_its_own_map(vm, model):
     assert ans["fc"] == fc
     v, present = ans["values"], ans["present"]
     phases = 1 if model == "sdm120" else 3
-    sign = [1 if p >= 0 else -1 for p in PHYS["power_w"]]
     for k in range(phases):
         assert v[k] == round(PHYS["voltage_v"][k] * 1000)
-        assert v[3 + k] == sign[k] * round(PHYS["current_a"][k] * 1000)  # the power's sign
+        assert v[3 + k] == signed_ma(PHYS["current_a"][k], PHYS["power_w"][k], PHYS["voltage_v"][k])
         assert v[6 + k] == round(PHYS["power_w"][k])
     assert v[9] == round(PHYS["total_power_w"] if phases == 3 else PHYS["power_w"][0])
     # Energy in 10 Wh steps, from what the wire can carry (EM340: 0.1 kWh).

@@ -32,6 +32,8 @@ def _set(path, value):
 DELETE = object()
 
 REFUSALS = {
+    "1-phase meter on 3 phases": (lambda c: c["meters"][0].update(model="sdm120") or c, "groups[0].meter",
+                                  "measures L1 only"),
     "unknown meter model": (_set(["meters", 0, "model"], "sdm999"), "meters[0].model", "'sdm999' is not one of"),
     "meter address 0": (_set(["meters", 0, "address"], 0), "meters[0].address", "0 is outside 1..247"),
     "unknown parent": (

@@ -70,7 +70,11 @@ class Sim:
         self.monitor_on = monitor  # the leader's status datagram for the live view
         # The first meter served as an SDM630 on a socat pty pair, read by the leader's RS485
         # master: the real Modbus path. Without it the plant hands out every reading over UDP.
-        self.meter_line = meter_line and bool(self.site.get("meters"))
+        # Served as it is: a site with one Modbus meter, an SDM630 at address 1 (the simulator
+        # plays no other model); any other site's meters come over UDP.
+        meters = self.site.get("meters", [])
+        self.meter_line = meter_line and len(meters) == 1 and meters[0]["source"] == "modbus" and \
+            meters[0].get("model", "sdm630") == "sdm630" and meters[0].get("address", 1) == 1
         self.meter = None  # the MeterSim, while it runs
         self._line = None  # socat and the feeding thread
         self.procs = {}

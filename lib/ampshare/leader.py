@@ -94,9 +94,12 @@ class Leader:
         self.fresh.forget(charger)
 
     def pair(self, charger, uid, code, nonce, key):
-        """The PAIR datagram that gives follower `uid` its key and charger; it is adopted."""
-        self.add_follower(charger, uid, key)
-        self.status[charger] = UNKNOWN
+        """The PAIR datagram that gives follower `uid` its key and charger; it is adopted.
+        The same unit and key again (a follower that lost its key) keeps what was accepted
+        from it: a HELLO is unauthenticated, and must not reopen the door to replays."""
+        if self.uid[charger] != uid or self.keys.raw(charger) != key:
+            self.add_follower(charger, uid, key)
+            self.status[charger] = UNKNOWN
         return W.pair(code, uid, nonce, self.l_epoch, charger, self.site.charger_ids[charger], key)
 
     def meter(self, now_ms, m, l1, l2, l3):

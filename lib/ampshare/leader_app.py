@@ -11,7 +11,7 @@ from micropython import const
 
 from ampshare import protocol as P
 from ampshare import store
-from ampshare.leader import Leader
+from ampshare.leader import ONLINE, Leader
 from ampshare.shell import Shell
 from ampshare.udp import Link, address
 
@@ -24,6 +24,13 @@ CT_RATE_HZ = const(2000)  # hal.esp32.CT_RATE_HZ: 40 frames a mains cycle
 # PAIRs waiting for their save: bounds the heap against a flood of listed uids (a unit not
 # taken this second is taken on its next HELLO, two seconds later).
 PAIR_QUEUE_MAX = const(16)
+
+
+def _needs(settings, site, source, setting):
+    # On the ESP32 nothing else reads a meter: one named but not wired would be silent forever.
+    if settings["hal"] == "esp32" and source in site.meter_source:
+        from ampshare.units import ConfigError
+        raise ConfigError("settings." + setting, "the site has a %s meter; say where it is wired" % source)
 
 
 def _implausible_ma(site, m):
@@ -76,6 +83,7 @@ class LeaderApp(Shell):
         # The site's Modbus meters, polled on the RS485 line; without a line (the unix port's
         # simulator) the board's on_meter brings every meter's readings.
         if rs is None or "modbus" not in site.meter_source:
+            _needs(self.s, site, "modbus", "rs485")
             return None
         from ampshare.meter_poll import MeterLine, ModbusMeter
         from ampshare.rtu import Master
@@ -83,12 +91,14 @@ class LeaderApp(Shell):
         master = Master(board.serial(rs), rs.get("baud", 9600))
         for m, source in enumerate(site.meter_source):
             if source == "modbus":
-                line.add(m, ModbusMeter(master, site.meter_model[m], site.meter_addr[m], _implausible_ma(site, m)))
+                line.add(m, ModbusMeter(master, site.meter_model[m], site.meter_addr[m], _implausible_ma(site, m),
+                                        site.meter_phase[m] or 0))
         return line
 
     def _clamps(self, cfg, site, board):
         # The board's CT clamps measure the site's (first) "ct" meter.
         if cfg is None or "ct" not in site.meter_source:
+            _needs(self.s, site, "ct", "ct")
             return None
         from array import array
 
@@ -108,7 +118,7 @@ class LeaderApp(Shell):
         m, meter, sampler, buf, n = self.clamps
         while True:
             began = time.ticks_ms()
-            await sampler.window(buf, n, n // ct.CYCLES)  # a mains cycle per turn
+            await sampler.window(buf, n, max(1, n // ct.CYCLES))  # a mains cycle per turn
             if meter.read(buf, n) == ct.OK:
                 self._meter_at(m, meter.ma[0], meter.ma[1], meter.ma[2])
                 self.ct_good = min(self.ct_good + 1, 0x3FFFFFFF)
@@ -164,6 +174,8 @@ class LeaderApp(Shell):
         if self._queued[c]:
             return  # its PAIR waits for the save already
         known = core.uid[c] == uid  # the same unit again: it keeps its key
+        if known and core.status[c] == ONLINE:
+            return  # its authentic reports say it holds its key: this HELLO is not its own
         if not known and len(self._to_pair) >= PAIR_QUEUE_MAX:
             return
         key = core.keys.raw(c) if known else os.urandom(P.KEY_LEN)

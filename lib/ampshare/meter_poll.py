@@ -11,7 +11,7 @@ _COUNT_MAX = 0x3FFFFFFF
 
 
 class ModbusMeter:
-    def __init__(self, master, model, unit, max_ma):
+    def __init__(self, master, model, unit, max_ma, phase=0):
         if model not in meters.MODELS:
             raise ValueError("unknown meter model '%s'" % model)
         self.fc, self.phases, self.fields = meters.MODELS[model]
@@ -20,6 +20,7 @@ class ModbusMeter:
         self.unit = unit
         # Beyond this a reading is a fault, not a load: twice the fuse trips it within seconds.
         self.max_ma = max_ma
+        self.phase = phase  # a 1-phase meter's site phase (0..2)
         self.reading = meters.Reading()
         self.errors = array("i", [0] * len(M.ERRORS))
         self.good = 0
@@ -37,19 +38,30 @@ class ModbusMeter:
             for k in range(self.phases):
                 if abs(r.values[meters.I1 + k]) > self.max_ma:
                     raise M.ModbusError(M.E_IMPLAUSIBLE, "L%d beyond twice the fuse" % (k + 1))
+        except OSError as e:  # the line itself failed (a USB adapter unplugged): no answer
+            err = M.ModbusError(M.E_TIMEOUT, "serial line: %s" % e)
+            self._count(err)
+            raise err
         except M.ModbusError as e:
-            if self.errors[e.kind] < _COUNT_MAX:
-                self.errors[e.kind] += 1
-            self.last_error = e
+            self._count(e)
             raise
         if self.good < _COUNT_MAX:
             self.good += 1
         return r
 
+    def _count(self, e):
+        if self.errors[e.kind] < _COUNT_MAX:
+            self.errors[e.kind] += 1
+        self.last_error = e
+
     def currents(self):
-        """(l1, l2, l3) mA of the last good reading; a 1-phase meter's other phases are 0."""
+        """(l1, l2, l3) mA of the last good reading. A 1-phase meter's reading is on its site
+        phase, 0 on the others (site.py refuses it unless their limits are 0)."""
         v = self.reading.values
-        return (v[meters.I1], v[meters.I2] if self.phases == 3 else 0, v[meters.I3] if self.phases == 3 else 0)
+        if self.phases == 3:
+            return v[meters.I1], v[meters.I2], v[meters.I3]
+        i = v[meters.I1]
+        return (i if self.phase == 0 else 0), (i if self.phase == 1 else 0), (i if self.phase == 2 else 0)
 
 
 class MeterLine:

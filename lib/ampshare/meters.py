@@ -25,6 +25,10 @@ S32 = const(2)  # signed, high word first (ABB)
 S32_LO = const(3)  # signed, low word first (Carlo Gavazzi)
 U64 = const(4)  # unsigned, high word first (ABB energy)
 _WORDS = (2, 2, 2, 2, 4)
+_RAW_MAX = const(0x3FFFFFFF)  # the largest small int on a 32-bit board
+# A phase exports only when its power says so clearly: below this, noise or a mostly reactive
+# current could flip the sign of the whole current every poll.
+SIGN_DEADBAND_W = const(50)
 _BLOCK_GAP = const(16)  # registers skipped rather than split into two reads (16 cost ~35 ms at 9600)
 
 
@@ -84,11 +88,15 @@ def f32(hi, lo, mul):
         return 0  # zero, or too small for any unit of ours
     top = ((hi & 0x7F) << 16 | lo | 0x800000) >> 4  # 20 of the 24 bits: 1 ppm is plenty
     shift = 150 - exp - 4  # value = top * 2**-shift
-    if shift < 1:
-        _implausible("beyond range")
     if shift > 31:
         return 0
-    r = (((top * mul) >> (shift - 1)) + 1) >> 1  # rounded half up
+    r = top * mul  # below 2**30: top < 2**20, mul <= 1000
+    if shift >= 1:
+        r = ((r >> (shift - 1)) + 1) >> 1  # rounded half up
+    elif shift < 0:
+        if shift < -29 or r > _RAW_MAX >> -shift:
+            _implausible("beyond range")
+        r <<= -shift
     return -r if hi & 0x8000 else r
 
 
@@ -100,9 +108,9 @@ def _u32(hi, lo):
 
 def _s32(hi, lo):
     if hi & 0x8000:
-        if hi < 0xC000:
+        if hi <= 0xC000:  # -2**30 and below (0xC0000000 itself would be 2**30 on the way)
             _implausible("beyond range")
-        return -(((0xFFFF - hi) << 16 | (0xFFFF - lo)) + 1)
+        return -((0xFFFF - hi) << 16 | (0xFFFF - lo)) - 1
     return _u32(hi, lo)
 
 
@@ -121,7 +129,7 @@ def value(frame, i, typ, mul, div):
         if w(frame, i) or w(frame, i + 1):
             _implausible("beyond range")
         raw = _u32(w(frame, i + 2), w(frame, i + 3))
-    if abs(raw) >= (1 << 30) // mul:
+    if abs(raw) > _RAW_MAX // mul:
         _implausible("beyond range")
     return raw * mul // div if div > 1 else raw * mul
 
@@ -134,16 +142,30 @@ class Reading:
         self.present = 0
 
     def signed_currents(self):
-        # Meters report a phase's current as a magnitude; its power carries the direction.
+        # Meters report a phase's current as a magnitude; its power carries the direction. An
+        # exporting phase is credited its active current only (|P| / V): its reactive part
+        # is no export, and crediting it would hand the fuse current it does not have.
         v = self.values
         for k in range(3):
-            if self.present & (1 << (P1 + k)):
-                v[I1 + k] = -abs(v[I1 + k]) if v[P1 + k] < 0 else abs(v[I1 + k])
+            i = abs(v[I1 + k])
+            p = v[P1 + k]
+            volts = v[V1 + k] // 1000
+            if self.present & (1 << (P1 + k)) and p < -SIGN_DEADBAND_W and volts > 0:
+                active = -p * 1000 // volts
+                i = -(active if active < i else i)
+            v[I1 + k] = i
 
 
 def decode(fields, start, count, frame, reading):
-    """Takes the fields inside registers start..start+count from a checked answer."""
+    """Takes the fields inside registers start..start+count from a checked answer. A current
+    or a phase's power that is not plausible fails the reading; any other field (voltage,
+    total, energy) is only left out: the control does not stand on it."""
     for idx, reg, typ, mul, div in fields:
         if start <= reg and reg + _WORDS[typ] <= start + count:
-            reading.values[idx] = value(frame, reg - start, typ, mul, div)
+            try:
+                reading.values[idx] = value(frame, reg - start, typ, mul, div)
+            except M.ModbusError:
+                if I1 <= idx <= P3:
+                    raise
+                continue
             reading.present |= 1 << idx

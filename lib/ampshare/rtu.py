@@ -35,10 +35,7 @@ class Master:
         p = self.port
         while p.readinto(self._mv):
             pass  # a late answer to an earlier request: not this one's
-        p.de(True)
-        p.write(self.req)
-        await asyncio.sleep_ms(p.tx_ms(8))
-        p.de(False)
+        p.send(self.req)
         n, whole = await self._collect(count)
         self._quiet_at = time.ticks_ms()
         if not whole:

@@ -84,6 +84,9 @@ def _listed(pair):
             raise ConfigError(field, "needs a \"uid\" of 12 hex digits and a label \"code\"")
         if len(uid) != 6 or not code:
             raise ConfigError(field, "needs a \"uid\" of 12 hex digits and a label \"code\"")
+        for other, (seen, _) in out.items():
+            if seen == uid:
+                raise ConfigError(field, "uid %s is listed for %s too" % (want["uid"], other))
         out[cid] = (uid, code)
     return out
 

@@ -19,6 +19,7 @@ _VOLT_MAX = const(480)  # above any public LV network's phase voltage
 MAX_CHARGERS = const(64)
 MAX_GROUPS = const(64)
 _MODBUS_ADDR_MAX = const(247)  # Modbus RTU: unicast addresses are 1..247
+_WIRE_ID_MAX = const(24)  # protocol.ID_MAX: a charger's id is sent to its follower
 _MODBUS_ADDR = const(1)  # every supported meter leaves the factory at address 1
 _MODBUS_MODEL = "sdm630"  # the meter of DESIGN.md's example, and the most common at a main fuse
 
@@ -27,6 +28,7 @@ ROTATIONS = ("L123", "L132", "L213", "L231", "L312", "L321")
 UNKNOWN = const(-1)
 MODES = ("fast", "pv", "min_pv", "off")
 METER_SOURCES = ("modbus", "ct")
+_PHASES = ("L1", "L2", "L3")
 
 
 def _field(obj, name, where, required=True, default=None):
@@ -91,7 +93,7 @@ def _choice(value, where, words):
 def _meters(site, cfg):
     from ampshare.meters import MODELS
     seen = {}
-    site.meter_source, site.meter_model, site.meter_addr = [], [], []
+    site.meter_source, site.meter_model, site.meter_addr, site.meter_phase = [], [], [], []
     for i, m in enumerate(_list(cfg, "meters", False)):
         where = "meters[%d]" % i
         _id(m, where, seen)
@@ -102,6 +104,10 @@ def _meters(site, cfg):
             if model not in MODELS:
                 raise ConfigError(where + ".model", "'%s' is not one of %s" % (model, ", ".join(sorted(MODELS))))
             addr = _int(_field(m, "address", where, False, _MODBUS_ADDR), where + ".address", 1, _MODBUS_ADDR_MAX)
+        # A 1-phase meter names the site phase it is on (L1 unless told).
+        one = model is not None and MODELS[model][1] == 1
+        site.meter_phase.append(_choice(_field(m, "phase", where, False, "L1"), where + ".phase", _PHASES)
+                                if one else None)
         site.meter_source.append(METER_SOURCES[source])
         site.meter_model.append(model)
         site.meter_addr.append(addr)
@@ -172,6 +178,12 @@ def _group(site, g, where, pos, meters, used_by):
                               "meter '%s' already measures group '%s'" % (meter, used_by[meter]))
         used_by[meter] = g["id"]
         site.gmeter[pos] = meters[meter]
+        one = site.meter_phase[meters[meter]]
+        if one is not None and any(limit[p] for p in range(3) if p != one):
+            # A 1-phase meter leaves two phases unmeasured: they would read 0 A, and the
+            # chargers' draw there would be taken for export.
+            raise ConfigError(where + ".meter", "meter '%s' measures L%d only: the group's other phases need "
+                              "limit_a 0 (or a 3-phase meter)" % (meter, one + 1))
     # Metered: the worst case when the meter is lost is the whole limit (its chargers pause).
     # Unmetered: only its chargers are counted unless the installer names other load.
     default = limit if meter is not None else [0, 0, 0]
@@ -217,7 +229,8 @@ def _chargers(site, cfg, min_ma):
 
 
 def _charger(site, c, where, i, seen, groups, min_ma):
-    _id(c, where, seen)
+    if len(_id(c, where, seen).encode()) > _WIRE_ID_MAX:
+        raise ConfigError(where + ".id", "longer than %d bytes (it travels in the PAIR message)" % _WIRE_ID_MAX)
     gid = _field(c, "group", where)
     if gid not in groups:
         raise ConfigError(where + ".group", "unknown group '%s'" % gid)

@@ -37,12 +37,12 @@ def build(s):
         site = load_site(s["site"])
         for w in site.warnings:
             print("warning: " + w)
-    elif s["uid"] is None:
-        from ampshare.units import ConfigError
-        raise ConfigError("settings.uid", "required off the ESP32 (no MAC to take it from)")
     gc.collect()
     from ampshare import hal
-    _network(s)
+    _network(s)  # on the ESP32 this also takes the uid from the Wi-Fi MAC
+    if s["role"] == "follower" and s["uid"] is None:
+        from ampshare.units import ConfigError
+        raise ConfigError("settings.uid", "required off the ESP32 (no MAC to take it from)")
     board = hal.board(s)
     if site is not None:
         from ampshare.leader_app import LeaderApp as App

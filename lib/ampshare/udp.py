@@ -5,7 +5,7 @@ import socket
 
 from asyncio import core
 
-# The longest message (PAIR) is 105 bytes: room for newer peers' fields, and each read
+# The longest message (PAIR) is 96 bytes: room for newer peers' fields, and each read
 # allocates this much, which a leader's full heap must find in one piece.
 MAX_DATAGRAM = 128
 

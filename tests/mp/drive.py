@@ -88,6 +88,8 @@ def _leader_event(t, what, ev):
         return {"sent": [[c, _hex(d)] for c, d in L.tick(t)]}
     elif what == "limit":  # [t, "limit", kind, id, ma, w, watchdog_ms]
         return {"rid": L.limit(t, ev[2], ev[3], ev[4], ev[5], ev[6])}
+    elif what == "pair":  # [t, "pair", charger, uid hex, key hex]
+        L.pair(ev[2], unhexlify(ev[3]), b"code", b"n" * 8, unhexlify(ev[4]))
     elif what == "answer":
         return {"answer": L.external.answer(ev[2])}
     return {}

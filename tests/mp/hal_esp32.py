@@ -32,11 +32,8 @@ for act in json.loads(sys.stdin.read()):
             b.feed()
         elif what == "rs485":
             line = b.serial(act[1])
-            out["tx_ms"] = line.tx_ms(8)
         elif what == "send":
-            line.de(True)
-            line.write(bytes.fromhex(act[1]))
-            line.de(False)
+            line.send(bytes.fromhex(act[1]))
         elif what == "recv":
             machine.UART.RX[:] = [bytes.fromhex(h) for h in act[1]]
             buf = bytearray(16)

@@ -11,7 +11,7 @@ from ampshare.leader_app import LeaderApp
 from ampshare.site import parse
 
 req = json.loads(sys.stdin.read())
-settings = {"state_dir": req["dir"], "pair": {}, "bind": "127.0.0.1", "port_leader": 0, "monitor": None,
+settings = {"hal": "esp32", "state_dir": req["dir"], "pair": {}, "bind": "127.0.0.1", "port_leader": 0, "monitor": None,
             "rs485": None, "ct": req["ct"], "stall_at_ms": None}
 app = LeaderApp(settings, parse(req["site"]), esp32.Board(pilot=False), 0)
 machine.ADC_U16[:] = req["samples"]

@@ -99,7 +99,6 @@ class Board:
 # The reference board's RS485 transceiver (a MAX3485-style driver): UART2 on its usual pins,
 # and one pin that enables the driver (DE) and disables the receiver (/RE) together.
 RS485 = {"uart": 2, "tx": 17, "rx": 16, "de": 4}
-_BITS_PER_CHAR = const(11)  # Modbus RTU frames a byte in 11 bits
 
 
 class Rs485:
@@ -112,19 +111,20 @@ class Rs485:
         self.uart = machine.UART(rs["uart"], baudrate=self.baud, tx=rs["tx"], rx=rs["rx"], timeout=0)
         self.pin = machine.Pin(rs["de"], machine.Pin.OUT, value=0)  # listening
 
-    def write(self, buf):
-        self.uart.write(buf)  # into the UART's FIFO: returns before the line has sent it
+    def send(self, buf):
+        # The driver is on only while the request leaves, and off before the meter may answer
+        # (3.5 characters later): flush() returns once the last stop bit is out. It holds the
+        # event loop for the request's own time, 9 ms at 9600 baud; releasing the driver by
+        # the loop's timing instead could clip the answer.
+        self.pin.value(1)
+        try:
+            self.uart.write(buf)
+            self.uart.flush()
+        finally:
+            self.pin.value(0)
 
     def readinto(self, mv):
         return self.uart.readinto(mv) or 0
-
-    def de(self, on):
-        self.pin.value(1 if on else 0)
-
-    def tx_ms(self, n):
-        # The driver must stay on until the last stop bit is out, and off in time for the
-        # meter's answer (it may begin 3.5 characters later): the frame's time plus 1 ms.
-        return n * _BITS_PER_CHAR * 1000 // self.baud + 1
 
 
 # CT clamps, then voltage references, in a frame's order: the ADC1 pins the pilot leaves free

@@ -1,6 +1,6 @@
 # A serial line on the unix port: a tty (a USB RS485 adapter, or one end of a socat pty pair
 # in the tests) in raw mode, read without blocking. The same interface as the ESP32's UART
-# (hal/esp32.py): write, readinto, de (the RS485 driver enable: none here) and tx_ms.
+# (hal/esp32.py): send and readinto.
 import termios
 
 _VTIME = 5  # indices into the termios c_cc list (Linux)
@@ -25,18 +25,12 @@ class Serial:
         termios.tcsetattr(fd, termios.TCSANOW, attr)
         self.baud = baud
 
-    def write(self, buf):
-        self.f.write(buf)
+    def send(self, buf):
+        self.f.write(buf)  # a USB adapter switches its driver by itself
 
     def readinto(self, mv):
         n = self.f.readinto(mv)
         return n or 0
-
-    def de(self, on):
-        pass  # a USB adapter switches its driver by itself
-
-    def tx_ms(self, n):
-        return 0  # the pty has taken the bytes already
 
     def close(self):
         self.f.close()

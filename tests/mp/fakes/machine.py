@@ -53,6 +53,9 @@ class UART:
         _log("UART.write", self.n, bytes(buf).hex())
         return len(buf)
 
+    def flush(self):
+        _log("UART.flush", self.n)
+
     def readinto(self, mv):
         if not UART.RX:
             return None  # what a UART with nothing to read returns

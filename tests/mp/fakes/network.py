@@ -14,7 +14,9 @@ class WLAN:
     def active(self, on):
         CALLS.append(["WLAN.active", self.kind, on])
 
-    def config(self, **kw):
+    def config(self, *ask, **kw):
+        if ask == ("mac",):
+            return b"\x24\x6f\x28\x01\x02\x03"  # an Espressif MAC
         CALLS.append(["WLAN.config", self.kind, sorted(kw.items())])
 
     def connect(self, ssid, password):
