@@ -94,6 +94,16 @@ def test_a_line_fault_fails_with_its_reason_then_clears(line, fault, reason):
         sim.stop()
 
 
+def test_a_stray_byte_before_the_answer_is_skipped(line):
+    sim = meter(line[1])
+    try:
+        sim.set_fault("stray")
+        rc, out = read(line[0])
+    finally:
+        sim.stop()
+    assert rc == 0 and json.loads(out)["current_a"][0] == 15.25, out
+
+
 def test_a_wrong_slave_id_is_a_timeout(line):
     sim = meter(line[1], unit=3)
     try:

@@ -29,7 +29,8 @@ def _f32(x):
 
 
 class MeterSim:
-    """faults: None, "silent" (answers nothing), "corrupt" (every answer's CRC broken),
+    """faults: None, "silent" (answers nothing), "corrupt" (every answer's CRC broken), "stray"
+    (a zero byte before every answer),
     "short" (an image too small: reads of the energy registers get exception 02)."""
 
     def __init__(self, device, model="sdm630", unit=1, baud=9600):
@@ -81,6 +82,8 @@ class MeterSim:
             # a real meter keeps quiet when another unit is addressed.
             return b""
         self.answers += 1
+        if self.fault == "stray":
+            return b"\x00" + data  # the line settling as the driver switches: one stray byte first
         if self.fault == "corrupt" and len(data) > 3:
             data = bytearray(data)
             data[3] ^= 0x40

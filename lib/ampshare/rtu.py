@@ -36,19 +36,25 @@ class Master:
         while p.readinto(self._mv):
             pass  # a late answer to an earlier request: not this one's
         p.send(self.req)
-        n, whole = await self._collect(count)
+        n, whole = await self._collect(unit, count)
         self._quiet_at = time.ticks_ms()
         if not whole:
             raise M.ModbusError(M.E_TIMEOUT, "%d bytes in time" % n)
         M.check_answer(self.frame, n, unit, fc, count)
         return self.frame
 
-    async def _collect(self, count):
+    async def _collect(self, unit, count):
         need = M.answer_len(count)
         deadline = time.ticks_add(time.ticks_ms(), TURNAROUND_MS + need * self.char_us // 1000)
         n = 0
+        frame = self.frame
         while n < need and time.ticks_diff(deadline, time.ticks_ms()) > 0:
             n += self.port.readinto(self._mv[n:need])
+            while n and frame[0] != unit:
+                # A stray byte ahead of the answer (the line settling as a driver switches):
+                # the answer starts at its unit's address.
+                frame[0:n - 1] = frame[1:n]
+                n -= 1
             if n >= 2:
                 need = M.expected(self.frame, n, count)
             if n < need:

@@ -5,8 +5,10 @@ import termios
 
 _VTIME = 5  # indices into the termios c_cc list (Linux)
 _VMIN = 6
-# The port's termios module lacks B19200 and B38400: Linux's values (termios-baud.h) stand in.
-BAUDS = {9600: termios.B9600, 19200: getattr(termios, "B19200", 0o16), 38400: getattr(termios, "B38400", 0o17),
+# The port's termios module lacks some rates: Linux's values (termios-baud.h) stand in. 2400 is
+# the SDM120's factory rate.
+BAUDS = {2400: getattr(termios, "B2400", 0o13), 4800: getattr(termios, "B4800", 0o14), 9600: termios.B9600,
+         19200: getattr(termios, "B19200", 0o16), 38400: getattr(termios, "B38400", 0o17),
          57600: termios.B57600, 115200: termios.B115200}
 
 
