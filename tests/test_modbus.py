@@ -197,3 +197,10 @@ def test_each_model_reads_its_own_map(vm, model):
     if phases == 1:
         assert not present & (1 << 4 | 1 << 5 | 1 << 1 | 1 << 2)  # L2, L3: null, not 0
 
+
+
+def test_a_one_phase_meter_reads_on_its_own_site_phase(vm):
+    values = [230000, 0, 0, 12000, 0, 0, 2760, 0, 0, 2760, 0, 0]
+    assert vm.call("mb_site_currents", values=values, phases=1, phase=1)["ma"] == [0, 12000, 0]
+    values3 = values[:3] + [12000, 5000, -3000] + values[6:]
+    assert vm.call("mb_site_currents", values=values3, phases=3, phase=0)["ma"] == [12000, 5000, -3000]

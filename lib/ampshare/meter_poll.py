@@ -57,11 +57,7 @@ class ModbusMeter:
     def currents(self):
         """(l1, l2, l3) mA of the last good reading. A 1-phase meter's reading is on its site
         phase, 0 on the others (site.py refuses it unless their limits are 0)."""
-        v = self.reading.values
-        if self.phases == 3:
-            return v[meters.I1], v[meters.I2], v[meters.I3]
-        i = v[meters.I1]
-        return (i if self.phase == 0 else 0), (i if self.phase == 1 else 0), (i if self.phase == 2 else 0)
+        return meters.site_currents(self.reading.values, self.phases, self.phase)
 
 
 class MeterLine:

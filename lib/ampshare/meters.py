@@ -156,6 +156,14 @@ class Reading:
             v[I1 + k] = i
 
 
+def site_currents(values, phases, phase):
+    """(l1, l2, l3) mA on the site's phases: a 1-phase meter's current on its phase."""
+    if phases == 3:
+        return values[I1], values[I2], values[I3]
+    i = values[I1]
+    return (i if phase == 0 else 0), (i if phase == 1 else 0), (i if phase == 2 else 0)
+
+
 def decode(fields, start, count, frame, reading):
     """Takes the fields inside registers start..start+count from a checked answer. A current
     or a phase's power that is not plausible fails the reading; any other field (voltage,

@@ -48,5 +48,9 @@ def op_mb_blocks(req):
     return {"blocks": meters.blocks(meters.MODELS[req["model"]][2])}
 
 
-OPS = {"mb_blocks": op_mb_blocks, "mb_crc": op_mb_crc, "mb_request": op_mb_request, "mb_check": op_mb_check, "mb_value": op_mb_value,
+def op_mb_site_currents(req):
+    return {"ma": list(meters.site_currents(req["values"], req["phases"], req["phase"]))}
+
+
+OPS = {"mb_site_currents": op_mb_site_currents, "mb_blocks": op_mb_blocks, "mb_crc": op_mb_crc, "mb_request": op_mb_request, "mb_check": op_mb_check, "mb_value": op_mb_value,
        "mb_decode": op_mb_decode}
