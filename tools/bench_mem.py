@@ -33,12 +33,14 @@ def main(argv):
     ap.add_argument("--site", default=str(ROOT / "examples" / "garage-64.json"))
     ap.add_argument("--leader-heap", default=HEAPS["leader"])
     ap.add_argument("--follower-heap", default=HEAPS["follower"])
+    ap.add_argument("--meter-line", action="store_true",
+                    help="the site meter on the Modbus path (socat and pymodbus), as a board with RS485 reads it")
     args = ap.parse_args(argv[1:])
     # Compiled modules, as close as the unix port comes to a board's frozen ones: no compiler
     # in the heap (the bytecode itself still is, where a board keeps it in flash).
     heaps = {"leader": args.leader_heap, "follower": args.follower_heap}
     sim = Sim(args.site, args.followers, work=ROOT / "build" / "bench-mem", base_port=46300, heap=heaps,
-              settings={"mem_report_s": 5}, code=ROOT / "build" / "lib", monitor=False)
+              settings={"mem_report_s": 5}, code=ROOT / "build" / "lib", monitor=False, meter_line=args.meter_line)
     try:
         sim.start_all()
         end = time.monotonic() + args.seconds
@@ -59,7 +61,7 @@ def main(argv):
         if "MemoryError" in log:
             errors.append(d.name)
         rows["leader" if d.name == "leader" else "follower"] += [max(peaks(log) or [0])]
-    print("%d s, %d followers" % (args.seconds, args.followers))
+    print("%d s, %d followers%s" % (args.seconds, args.followers, ", meter on RS485" if sim.meter_line else ""))
     print("role      heap    live_B (most after a collection, worst process, 64-bit port)")
     for role, vals in rows.items():
         print("%-8s  %-6s  %d" % (role, heaps[role], max(vals) if vals else 0))
