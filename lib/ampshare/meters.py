@@ -46,7 +46,9 @@ def _eastron(phases):
 
 MODELS = {
     "sdm630": _eastron(3),
-    "sdm72d-m": _eastron(3),  # the SDM630's registers for these values
+    # The SDM72D-M V2 keeps the SDM630's registers for these values; the first SDM72D-M has
+    # totals only, and would answer the per-phase reads with an exception (a failed reading).
+    "sdm72d-m": _eastron(3),
     "sdm120": _eastron(1),
     # ABB B23/B24: holding registers; 0.1 V, 0.01 A, 0.01 W, 0.01 kWh (64-bit counters).
     "abb-b23": (M.READ_HOLDING, 3, (
