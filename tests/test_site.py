@@ -32,6 +32,7 @@ def _set(path, value):
 DELETE = object()
 
 REFUSALS = {
+    "turn interval 0": (lambda c: c.update(turn_interval_min=0) or c, "turn_interval_min", "0 is outside 1..1440"),
     "1-phase meter on 3 phases": (lambda c: c["meters"][0].update(model="sdm120") or c, "groups[0].meter",
                                   "measures L1 only"),
     "unknown meter model": (_set(["meters", 0, "model"], "sdm999"), "meters[0].model", "'sdm999' is not one of"),

@@ -160,3 +160,16 @@ def test_an_external_limit_holds_while_refreshed_and_lapses_when_the_controller_
     assert evs(230) > 25  # 30 s after the last refresh at 160 the limit is gone...
     assert rows[230]["chargers"]["driveway"]["offered_a"] <= 6.0  # ...but not one set without a watchdog
     assert rows[325]["chargers"]["driveway"]["offered_a"] > 6.0  # cleared at 300
+
+
+def test_seven_cars_on_a_30_a_garage_take_turns(vm):
+    # 30 A holds five cars at their 6 A minimum, not seven: every 15 min the two paused ones
+    # are those that have had most. Without turns (one a day) two cars would get nothing.
+    summary = twin(vm, scenario("garage-turns"))["summary"]
+    assert summary["fairness"] >= 0.95, summary["energy_wh"]
+    assert min(summary["energy_wh"].values()) > 0
+    assert summary["longest_overload_s"] == 0
+    site = json.loads((ROOT / "examples" / "garage-seven.json").read_text())
+    site["turn_interval_min"] = 1440
+    unfair = twin(vm, scenario("garage-turns", site=site))["summary"]
+    assert unfair["fairness"] < 0.8 and min(unfair["energy_wh"].values()) == 0, unfair["energy_wh"]

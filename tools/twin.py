@@ -91,6 +91,7 @@ class Twin:
         self.pauses = [0] * n
         self.rejected = 0
         self.energy_mwh = [0] * n
+        self.had_car = [False] * n  # the cars of equal need that fairness is measured over
         self._offered = [0] * n
         self._level = [0] * n
         self._duty = [0] * n
@@ -121,6 +122,7 @@ class Twin:
             c = self.cids.index(spec["charger"])
             if spec.get("arrive_s", 0) == now_s:
                 self.plant.cars[c] = Car(spec, random, self.site.voltage)
+                self.had_car[c] = True
             if spec.get("leave_s") == now_s and self.plant.cars[c] is not None:
                 self.energy_mwh[c] += self.plant.cars[c].delivered_mwh
                 self.plant.cars[c] = None
@@ -256,11 +258,21 @@ class Twin:
         for c, cid in enumerate(self.cids):
             car = p.cars[c]
             energy[cid] = (self.energy_mwh[c] + (car.delivered_mwh if car else 0)) // 1000
-        return {"energy_wh": energy, "overload": over,
+        return {"energy_wh": energy, "fairness": _jain([energy[cid] for c, cid in enumerate(self.cids)
+                                                        if self.had_car[c]]), "overload": over,
                 "longest_overload_s": p.longest_over_ms / 1000,
                 "packets": {"sent": self.net.sent, "lost": self.net.lost, "rejected": self.rejected},
                 "fallback_s": {cid: self.fallback_ms[c] // 1000 for c, cid in enumerate(self.cids)},
                 "pauses": {cid: self.pauses[c] for c, cid in enumerate(self.cids)}}
+
+
+def _jain(xs):
+    # Jain's fairness index of the energies: 1.0 when all received alike, 1/n when one took all.
+    # Three decimals, in integers (the twin runs in the unix port and replays bit for bit).
+    total, squares = sum(xs), sum(x * x for x in xs)
+    if not squares:
+        return None
+    return (total * total * 1000 // (len(xs) * squares)) / 1000
 
 
 def _as(ma_ms):

@@ -11,6 +11,7 @@ from ampshare import protocol as P
 from ampshare import protocol_leader as W
 from ampshare.allocator import Allocator
 from ampshare.external import WATCHDOG_MS, External
+from ampshare.turns import Turns
 
 PERIOD_MS = const(1_000)  # DESIGN.md: the control period
 EV_FOLLOW_MS = const(5_000)  # IEC 61851-1: an EV has up to 5 s to follow its pilot
@@ -48,6 +49,7 @@ class Leader:
         self.site = site
         self.alloc = Allocator(site)
         self.external = External(self.alloc)
+        self.turns = Turns(self.alloc, now_ms, site.turn_ms)
         nc = len(site.charger_ids)
         self.nc = nc
         self.l_epoch = l_epoch
@@ -152,8 +154,9 @@ class Leader:
     def _state(self, now_ms, data):
         c = self._charger_of(P.uid_of(data))
         r = W.read_state(data, self.keys.at(c))
-        _, f_epoch, seq, _, letter, errors, applied, fb, meas, _, flags, _, _ = r
+        _, f_epoch, seq, _, letter, errors, applied, fb, meas, _, flags, wh, _ = r
         self.fresh.admit(c, f_epoch, seq)
+        self.turns.report(c, letter, wh)
         self.last_from = c
         first = self.status[c] == UNKNOWN or self.f_epoch[c] != f_epoch
         self.f_epoch[c] = f_epoch
@@ -243,7 +246,7 @@ class Leader:
                 self._out.append((c, self._command(c, now_ms)))
 
     def _timers(self, now_ms):
-        if self.external.lapse(now_ms):
+        if self.external.lapse(now_ms) or self.turns.tick(now_ms):
             self._due = now_ms
         for m in range(len(self.meter_at)):
             if self.alloc.meter_ok[m] and ticks_diff(now_ms, self.meter_at[m]) >= METER_SILENT_MS:

@@ -19,6 +19,8 @@ _VOLT_MAX = const(480)  # above any public LV network's phase voltage
 MAX_CHARGERS = const(64)
 MAX_GROUPS = const(64)
 _MODBUS_ADDR_MAX = const(247)  # Modbus RTU: unicast addresses are 1..247
+_TURN_MIN = const(15)  # turns.TURN_MS
+_TURN_MIN_MAX = const(1440)  # a day: beyond, nobody would take a turn
 _WIRE_ID_MAX = const(24)  # protocol.ID_MAX: a charger's id is sent to its follower
 _MODBUS_ADDR = const(1)  # every supported meter leaves the factory at address 1
 _MODBUS_MODEL = "sdm630"  # the meter of DESIGN.md's example, and the most common at a main fuse
@@ -282,6 +284,9 @@ def parse(cfg):
     site.voltage = _int(_field(cfg, "voltage_v", "site", False, 230), "voltage_v", _VOLT_MIN, _VOLT_MAX)
     site.min_ma = ma(_field(cfg, "min_current_a", "site", False, _IEC_MIN_A), "min_current_a",
                      _IEC_MIN_A, _SITE_MIN_MAX_A)
+    # When not every car can charge, the paused ones take turns on this interval (turns.py).
+    site.turn_ms = _int(_field(cfg, "turn_interval_min", "site", False, _TURN_MIN), "turn_interval_min",
+                        1, _TURN_MIN_MAX) * 60_000
     meters = _meters(site, cfg)
     _groups(site, cfg, meters)
     _chargers(site, cfg, site.min_ma)
