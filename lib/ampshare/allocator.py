@@ -70,6 +70,9 @@ class Allocator:
         # ever lower a group's limit or a charger's maximum, never raise one above a fuse.
         self.ext_limit = array("i", [NO_LIMIT] * (3 * ng))
         self.ext_max = array("i", [NO_LIMIT] * nc)
+        # What a car is believed to want (demand.py): mA, or NO_LIMIT (its maximum). Never
+        # below its minimum: a car that draws nothing keeps the minimum until it is probed.
+        self.want = array("i", [NO_LIMIT] * nc)
         # Outputs.
         self.out = array("i", [0] * nc)
         self.fallback = array("i", [0] * nc)
@@ -138,6 +141,9 @@ class Allocator:
             p = self.pilot[c]
             wants = (p == _PILOT_B or p == _PILOT_C or p == _PILOT_D) and site.cmode[c] != MODE_OFF
             top = site.cmax[c]
+            x = self.want[c]
+            if 0 <= x < top:
+                top = x if x > lo[c] else lo[c]
             x = self.ext_max[c]
             if 0 <= x < top:
                 top = x if x >= lo[c] else 0  # below its minimum it cannot charge: paused

@@ -11,6 +11,7 @@ from ampshare import protocol as P
 from ampshare import protocol_leader as W
 from ampshare.allocator import Allocator
 from ampshare.external import WATCHDOG_MS, External
+from ampshare.demand import Demand
 from ampshare.turns import Turns
 
 PERIOD_MS = const(1_000)  # DESIGN.md: the control period
@@ -50,6 +51,7 @@ class Leader:
         self.alloc = Allocator(site)
         self.external = External(self.alloc)
         self.turns = Turns(self.alloc, now_ms, site.turn_ms)
+        self.demand = Demand(self.alloc)
         nc = len(site.charger_ids)
         self.nc = nc
         self.l_epoch = l_epoch
@@ -168,6 +170,7 @@ class Leader:
         for k in range(3):
             a.meas[c * 3 + k] = meas[k]
         self.applied[c] = applied
+        self.demand.report(now_ms, c, letter, self._drawn(c), self.sent[c])
         if first:
             # Adopt what it does now (a restarted leader, a restarted follower): no pause.
             self.sent[c] = applied

@@ -4,6 +4,8 @@ import json
 
 from ampshare import site as sitemod
 from ampshare.allocator import Allocator
+from ampshare.demand import START_MS as DEMAND_START_MS
+from ampshare.demand import Demand
 from ampshare.external import FAILED, External
 from ampshare.units import ConfigError, fmt_a, ma
 
@@ -78,6 +80,20 @@ def _charger(alloc, c, ch, where):
         alloc.offered[c] = ma(ch["offered_a"], where + ".offered_a", 0, 80, 3)
     elif "measured_a" in ch:
         alloc.offered[c] = alloc.site.cmax[c]  # no offer given: the measurement stands alone
+    _demand(alloc, c, charged)
+
+
+def _demand(alloc, c, charged_s):
+    # What the car wants, as the leader would believe it with every timer run out: a car that
+    # has charged past the start period and draws clearly less than its offer is limited to
+    # its draw plus the margin (demand.py).
+    d = Demand(alloc)
+    m = alloc.meas
+    drawn = max(m[c * 3], m[c * 3 + 1], m[c * 3 + 2])
+    letter = alloc.pilot[c]
+    d.report(0, c, letter, drawn, alloc.offered[c])
+    if charged_s * 1000 >= DEMAND_START_MS and drawn >= 0:
+        d.report(DEMAND_START_MS, c, letter, drawn, alloc.offered[c])
 
 
 def _seconds(ch, name, where):
@@ -112,14 +128,22 @@ def to_json(alloc):
     site = alloc.site
     parts = []
     for c, cid in enumerate(site.charger_ids):
-        parts.append('%s: {"current_a": %s, "phases": %d, "fallback_a": %s}' % (
-            json.dumps(cid), fmt_a(alloc.out[c]), site.cphases[c], fmt_a(alloc.fallback[c])))
+        parts.append('%s: {"current_a": %s, "phases": %d, "fallback_a": %s, "requested_a": %s}' % (
+            json.dumps(cid), fmt_a(alloc.out[c]), site.cphases[c], fmt_a(alloc.fallback[c]), fmt_a(_requested(alloc, c))))
     groups = []
     for g, gid in enumerate(site.group_ids):
         avail = ", ".join(fmt_a(max(0, alloc.cap[g * 3 + p])) for p in range(3))
         other = ", ".join(fmt_a(alloc.other[g * 3 + p]) for p in range(3))
         groups.append('%s: {"available_a": [%s], "other_a": [%s]}' % (json.dumps(gid), avail, other))
     return '{"chargers": {%s}, "groups": {%s}%s}' % (", ".join(parts), ", ".join(groups), _external_json(alloc))
+
+
+def _requested(alloc, c):
+    # What we believe the car wants: its maximum, or its draw plus the margin once known.
+    site, w = alloc.site, alloc.want[c]
+    if w < 0 or w >= site.cmax[c]:
+        return site.cmax[c]
+    return w if w > site.cmin[c] else site.cmin[c]
 
 
 def _external_json(alloc):

@@ -1,0 +1,48 @@
+# Demand detection: what each car wants, from what it draws. A car is first offered its
+# maximum; after a start period it is limited to what it draws on its highest phase plus a
+# margin, and what it leaves goes to the others. It gets its maximum back at once when it
+# draws close to its offer (it may want more), and every probe period in any case. A car
+# that stops drawing (full, or waiting for a timer) keeps the minimum until the next probe.
+# Sans-I/O: reports with now_ms in; the allocator's `want` array out.
+from array import array
+
+from micropython import const
+
+from ampshare.allocator import NO_LIMIT
+from ampshare.clock import ticks_diff
+
+START_MS = const(60_000)  # a car settles into its charge curve within its first minute
+# Above a car's own current steps (1 A for most, 2 A for some) and a meter's noise: a car
+# limited to its draw plus this is never the one that holds itself back.
+MARGIN_MA = const(3_000)
+# Drawing within this of its offer, a car may be held back by it: it is offered its maximum.
+NEAR_MA = const(1_000)
+# Every 10 min a limited car is offered its maximum again for a start period: one that wants
+# more (a battery warmed up, a timer that ended) gets it within 11 min at the latest.
+PROBE_MS = const(600_000)
+_CHARGING = b"CD"
+
+
+class Demand:
+    def __init__(self, alloc):
+        self.alloc = alloc
+        nc = len(alloc.site.charger_ids)
+        self.active = bytearray(nc)
+        self.since = [0] * nc  # ticks the current observation began (a start or a probe)
+        self.probed = [0] * nc  # ticks of the last probe
+
+    def report(self, now_ms, c, letter, drawn, offered):
+        """A follower's pilot state, its highest phase's draw and the offer in force (mA)."""
+        want = self.alloc.want
+        if letter not in _CHARGING:
+            self.active[c] = 0
+            want[c] = NO_LIMIT
+            return
+        if not self.active[c] or ticks_diff(now_ms, self.probed[c]) >= PROBE_MS or \
+                (offered > 0 and drawn >= offered - NEAR_MA):
+            self.active[c] = 1
+            self.since[c] = now_ms
+            self.probed[c] = now_ms
+            want[c] = NO_LIMIT
+        elif ticks_diff(now_ms, self.since[c]) >= START_MS:
+            want[c] = drawn + MARGIN_MA  # the allocator keeps the minimum under it

@@ -1,0 +1,42 @@
+"""Demand detection: a car is limited to what it draws plus a margin once it has settled, and
+what it leaves goes to the others; one that draws near its offer, or that is probed, gets its
+maximum again."""
+import json
+
+from test_twin import scenario, twin
+
+SITE = {"version": 1, "voltage_v": 230, "groups": [{"id": "main", "limit_a": 40}], "meters": [],
+        "chargers": [{"id": "a", "group": "main", "max_a": 32}, {"id": "b", "group": "main", "max_a": 32}]}
+
+
+def snap(vm, a, b):
+    out = json.loads(vm.call("snapshot", site=SITE, state={"chargers": {"a": a, "b": b}})["json"])
+    return {c: (v["current_a"], v["requested_a"]) for c, v in out["chargers"].items()}
+
+
+def test_a_car_drawing_16_a_keeps_16_plus_the_margin_and_a_hungry_one_gets_the_rest(vm):
+    small = {"state": "C", "charging_s": 600, "measured_a": [16, 16, 16], "offered_a": 20}
+    hungry = {"state": "C", "charging_s": 600, "measured_a": [20, 20, 20], "offered_a": 20}
+    assert snap(vm, small, hungry) == {"a": (19.0, 19.0), "b": (21.0, 32.0)}
+
+
+def test_in_its_first_minute_a_car_is_offered_its_maximum(vm):
+    small = {"state": "C", "charging_s": 30, "measured_a": [16, 16, 16], "offered_a": 20}
+    hungry = {"state": "C", "charging_s": 600, "measured_a": [20, 20, 20], "offered_a": 20}
+    assert snap(vm, small, hungry) == {"a": (20.0, 32.0), "b": (20.0, 32.0)}
+
+
+def test_a_full_car_keeps_the_minimum_while_the_other_needs_current(vm):
+    full = {"state": "C", "charging_s": 3600, "measured_a": [0, 0, 0], "offered_a": 20}
+    hungry = {"state": "C", "charging_s": 600, "measured_a": [20, 20, 20], "offered_a": 20}
+    assert snap(vm, full, hungry) == {"a": (6.0, 6.0), "b": (32.0, 32.0)}
+
+
+def test_in_the_twin_the_small_car_is_limited_after_a_minute_and_the_big_one_gains(vm):
+    rows = {r["t"]: r["chargers"] for r in twin(vm, scenario("demand"), rows=[20, 700])["rows"]}
+    assert rows[30]["small-car"]["offered_a"] == rows[30]["big-car"]["offered_a"] == 20.0  # still probing
+    small, big = rows[180]["small-car"], rows[180]["big-car"]
+    assert small["offered_a"] == 19.0 and small["draw_a"] == 16.0
+    assert big["offered_a"] == 21.0 and big["draw_a"] == 21.0
+    # Ten minutes on it is probed: offered its maximum share for a minute, then limited again.
+    assert rows[630]["small-car"]["offered_a"] == 20.0 and rows[690]["small-car"]["offered_a"] == 19.0
