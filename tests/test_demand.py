@@ -40,3 +40,25 @@ def test_in_the_twin_the_small_car_is_limited_after_a_minute_and_the_big_one_gai
     assert big["offered_a"] == 21.0 and big["draw_a"] == 21.0
     # Ten minutes on it is probed: offered its maximum share for a minute, then limited again.
     assert rows[630]["small-car"]["offered_a"] == 20.0 and rows[690]["small-car"]["offered_a"] == 19.0
+
+
+PHASES_SITE = {"version": 1, "voltage_v": 230, "groups": [{"id": "main", "limit_a": 16}], "meters": [],
+               "chargers": [{"id": "a", "group": "main", "max_a": 16, "rotation": "L123"},
+                            {"id": "b", "group": "main", "max_a": 16, "rotation": "L231"}]}
+
+
+def phases_snap(vm, meas_a, meas_b, charging_s=600):
+    state = {"chargers": {"a": {"state": "C", "charging_s": charging_s, "measured_a": meas_a, "offered_a": 8},
+                          "b": {"state": "C", "charging_s": charging_s, "measured_a": meas_b, "offered_a": 8}}}
+    out = json.loads(vm.call("snapshot", site=PHASES_SITE, state=state)["json"])
+    return [out["chargers"][c]["current_a"] for c in "ab"]
+
+
+def test_one_phase_cars_on_three_phase_chargers_free_the_phases_they_leave(vm):
+    # Both cars draw on their charger's L1: a's is site L1, b's is site L2 (rotation L231).
+    # Counted on all three phases they would share 16 A; on their own phases each has 16 A.
+    assert phases_snap(vm, [8, 0, 0], [8, 0, 0]) == [16.0, 16.0]
+    # In their first minute every wired phase still counts.
+    assert phases_snap(vm, [8, 0, 0], [8, 0, 0], charging_s=30) == [8.0, 8.0]
+    # A second phase alive on a's car (its L2 is site L2, b's phase): counted at once.
+    assert phases_snap(vm, [8, 8, 0], [8, 0, 0]) == [8.0, 8.0]

@@ -115,6 +115,21 @@ class Allocator:
             off.append(len(cons))
         self._ck = array("h", cons)
         self._coff = array("h", off)
+        # A charger's constraints in use come first in its slice, up to _cend[c]: all of them
+        # unless use_phases() says its car draws on fewer site phases.
+        self._cend = array("h", off[1:])
+
+    def use_phases(self, c, mask):
+        """Count charger c only on the site phases in mask (bit p: site phase p) of those it
+        is wired to: a 1- or 2-phase car on a 3-phase charger leaves the others free. 0: all."""
+        ck, lo, hi = self._ck, self._coff[c], self._coff[c + 1]
+        i = lo
+        for j in range(lo, hi):
+            k = ck[j]
+            if not mask or mask & (1 << (k % 3)):
+                ck[i], ck[j] = k, ck[i]
+                i += 1
+        self._cend[c] = i if i > lo else hi  # drawing on none of its phases: all of them
 
     def _phase_mask(self, c):
         site = self.site
@@ -162,7 +177,7 @@ class Allocator:
         for c in range(self.nc):
             h = held[c]
             if h:
-                for j in range(self._coff[c], self._coff[c + 1]):
+                for j in range(self._coff[c], self._coff[c + 1]):  # every wired phase: it is silent
                     base[ck[j]] += h
 
     def _other_loads(self, metered, cap):
@@ -284,7 +299,7 @@ class Allocator:
 
     def _fits(self, c, amount, cap):
         ck, used = self._ck, self._used
-        for j in range(self._coff[c], self._coff[c + 1]):
+        for j in range(self._coff[c], self._cend[c]):
             k = ck[j]
             if used[k] + amount > cap[k]:
                 return False
@@ -292,7 +307,7 @@ class Allocator:
 
     def _add(self, c, amount):
         ck, used = self._ck, self._used
-        for j in range(self._coff[c], self._coff[c + 1]):
+        for j in range(self._coff[c], self._cend[c]):
             used[ck[j]] += amount
         self._a[c] += amount
 
@@ -383,13 +398,13 @@ class Allocator:
     def _join(self, c):
         self._rise[c] = _RISING
         ck, n = self._ck, self._n
-        for j in range(self._coff[c], self._coff[c + 1]):
+        for j in range(self._coff[c], self._cend[c]):
             n[ck[j]] += 1
 
     def _freeze(self, c):
         if self._rise[c] == _RISING:
             ck, n = self._ck, self._n
-            for j in range(self._coff[c], self._coff[c + 1]):
+            for j in range(self._coff[c], self._cend[c]):
                 n[ck[j]] -= 1
         self._rise[c] = _FROZEN
 
@@ -427,7 +442,7 @@ class Allocator:
 
     def _uses_tight(self, c):
         ck, tight = self._ck, self._tight
-        for j in range(self._coff[c], self._coff[c + 1]):
+        for j in range(self._coff[c], self._cend[c]):
             if tight[ck[j]]:
                 return True
         return False
@@ -435,7 +450,7 @@ class Allocator:
     def _room(self, c, cap):
         ck, used = self._ck, self._used
         room = _BIG
-        for j in range(self._coff[c], self._coff[c + 1]):
+        for j in range(self._coff[c], self._cend[c]):
             k = ck[j]
             r = cap[k] - used[k]
             if r < room:
@@ -480,7 +495,7 @@ class Allocator:
         ck, used, coff = self._ck, self._used, self._coff
         a, lo = self._a, self._lo
         full = -1
-        for j in range(coff[c], coff[c + 1]):
+        for j in range(coff[c], self._cend[c]):
             k = ck[j]
             if cap[k] - used[k] < QUANTUM:
                 if full >= 0:
@@ -492,7 +507,7 @@ class Allocator:
         for e in range(self.nc):
             if e == c or a[e] <= a[c] + QUANTUM or a[e] - QUANTUM < lo[e] or (d >= 0 and a[e] <= a[d]):
                 continue
-            for j in range(coff[e], coff[e + 1]):
+            for j in range(coff[e], self._cend[e]):
                 if ck[j] == full:
                     d = e
                     break

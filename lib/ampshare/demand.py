@@ -9,7 +9,7 @@ from array import array
 from micropython import const
 
 from ampshare.allocator import NO_LIMIT
-from ampshare.clock import ticks_diff
+from ampshare.clock import ticks_add, ticks_diff
 
 START_MS = const(60_000)  # a car settles into its charge curve within its first minute
 # Above a car's own current steps (1 A for most, 2 A for some) and a meter's noise: a car
@@ -21,23 +21,34 @@ NEAR_MA = const(1_000)
 # more (a battery warmed up, a timer that ended) gets it within 11 min at the latest.
 PROBE_MS = const(600_000)
 _CHARGING = b"CD"
+_ON_MA = const(1_000)  # a phase drawing more than this is in use (above a meter's noise)
 
 
 class Demand:
     def __init__(self, alloc):
         self.alloc = alloc
+        self.site = alloc.site
         nc = len(alloc.site.charger_ids)
         self.active = bytearray(nc)
         self.since = [0] * nc  # ticks the current observation began (a start or a probe)
+        self.started = [0] * nc  # ticks the car began charging
         self.probed = [0] * nc  # ticks of the last probe
 
-    def report(self, now_ms, c, letter, drawn, offered):
-        """A follower's pilot state, its highest phase's draw and the offer in force (mA)."""
+    def report(self, now_ms, c, letter, drawn, offered, meas):
+        """A follower's pilot state, its highest phase's draw, the offer in force and its
+        measured currents (mA). Returns the site phases its car draws on (a bit each), or 0
+        for all those it is wired to."""
         want = self.alloc.want
         if letter not in _CHARGING:
             self.active[c] = 0
             want[c] = NO_LIMIT
-            return
+            return 0
+        if not self.active[c]:
+            self.started[c] = now_ms
+        # Its phases: settled a start period after it began charging.
+        settled = self.active[c] and ticks_diff(now_ms, self.started[c]) >= START_MS
+        if settled:
+            self.started[c] = ticks_add(now_ms, -START_MS)  # aged: no difference grows old
         if not self.active[c] or ticks_diff(now_ms, self.probed[c]) >= PROBE_MS or \
                 (offered > 0 and drawn >= offered - NEAR_MA):
             self.active[c] = 1
@@ -46,3 +57,19 @@ class Demand:
             want[c] = NO_LIMIT
         elif ticks_diff(now_ms, self.since[c]) >= START_MS:
             want[c] = drawn + MARGIN_MA  # the allocator keeps the minimum under it
+        return self._alive(c, meas, settled)
+
+    def _alive(self, c, meas, settled):
+        # The site phases drawing now. Before the car has settled, all its wired phases
+        # count (some cars bring their phases up one by one); after, only those drawing, and a
+        # phase that comes alive again counts at once (the next report).
+        if not settled:
+            return 0
+        mask = 0
+        for k in range(3):
+            if meas[k] > _ON_MA:
+                w = self.site.cwire[c * 3 + k]
+                if w < 0:
+                    return 0  # wiring unknown: every phase it may be on
+                mask |= 1 << w
+        return mask

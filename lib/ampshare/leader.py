@@ -170,7 +170,7 @@ class Leader:
         for k in range(3):
             a.meas[c * 3 + k] = meas[k]
         self.applied[c] = applied
-        self.demand.report(now_ms, c, letter, self._drawn(c), self.sent[c])
+        a.use_phases(c, self.demand.report(now_ms, c, letter, self._drawn(c), self.sent[c], meas))
         if first:
             # Adopt what it does now (a restarted leader, a restarted follower): no pause.
             self.sent[c] = applied
@@ -344,14 +344,17 @@ class Leader:
         for c in range(self.nc):
             p = a.held[c] if a.held[c] else self.permitted[c]
             f = a.held_fb[c] if a.held[c] else self.fb_allowed[c]
-            for j in range(a._coff[c], a._coff[c + 1]):
+            # A silent follower counts on every phase it is wired to; a heard one on those
+            # its car draws on (allocator.use_phases).
+            end = a._coff[c + 1] if a.held[c] else a._cend[c]
+            for j in range(a._coff[c], end):
                 use[a._ck[j]] += p
                 usefb[a._ck[j]] += f
 
     def _room(self, c, target):
         a, use = self.alloc, self._use
         extra = target - self.permitted[c]
-        for j in range(a._coff[c], a._coff[c + 1]):
+        for j in range(a._coff[c], a._cend[c]):
             k = a._ck[j]
             free = a.cap[k] - use[k]
             if free < extra:
@@ -366,7 +369,7 @@ class Leader:
         a, use = self.alloc, self._use
         more = grant - self.permitted[c]
         if more > 0:
-            for j in range(a._coff[c], a._coff[c + 1]):
+            for j in range(a._coff[c], a._cend[c]):
                 use[a._ck[j]] += more
             self.permitted[c] = grant
         self.sent[c] = grant
@@ -382,12 +385,12 @@ class Leader:
             self.sent_fb[c] = fb
             return
         more = fb - self.fb_allowed[c]
-        for j in range(a._coff[c], a._coff[c + 1]):
+        for j in range(a._coff[c], a._cend[c]):
             k = a._ck[j]
             if more > 0 and use[k] + more > a._capfb[k]:
                 return
         if more > 0:
-            for j in range(a._coff[c], a._coff[c + 1]):
+            for j in range(a._coff[c], a._cend[c]):
                 use[a._ck[j]] += more
             self.fb_allowed[c] = fb
         self.sent_fb[c] = fb

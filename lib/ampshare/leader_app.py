@@ -251,7 +251,7 @@ class LeaderApp(Shell):
             meas = [max(0, a.meas[c * 3 + k]) for k in range(3)]
             chargers[cid] = {"pilot": chr(a.pilot[c]), "offered": core.sent[c], "fallback": core.sent_fb[c],
                              "meas": meas, "link": ("unknown", "online", "silent", "lost")[core.status[c]]}
-            for j in range(a._coff[c], a._coff[c + 1]):
+            for j in range(a._coff[c], a._cend[c]):
                 k = a._ck[j]
                 row = groups[site.group_ids[k // 3]]
                 row["allocated"][k % 3] += core.permitted[c]

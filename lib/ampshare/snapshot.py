@@ -91,9 +91,10 @@ def _demand(alloc, c, charged_s):
     m = alloc.meas
     drawn = max(m[c * 3], m[c * 3 + 1], m[c * 3 + 2])
     letter = alloc.pilot[c]
-    d.report(0, c, letter, drawn, alloc.offered[c])
+    meas = (m[c * 3], m[c * 3 + 1], m[c * 3 + 2])
+    d.report(0, c, letter, drawn, alloc.offered[c], meas)
     if charged_s * 1000 >= DEMAND_START_MS and drawn >= 0:
-        d.report(DEMAND_START_MS, c, letter, drawn, alloc.offered[c])
+        alloc.use_phases(c, d.report(DEMAND_START_MS, c, letter, drawn, alloc.offered[c], meas))
 
 
 def _seconds(ch, name, where):
