@@ -62,3 +62,19 @@ def test_one_phase_cars_on_three_phase_chargers_free_the_phases_they_leave(vm):
     assert phases_snap(vm, [8, 0, 0], [8, 0, 0], charging_s=30) == [8.0, 8.0]
     # A second phase alive on a's car (its L2 is site L2, b's phase): counted at once.
     assert phases_snap(vm, [8, 8, 0], [8, 0, 0]) == [8.0, 8.0]
+
+
+def test_the_snapshot_shows_the_five_figures_per_group_and_phase(vm):
+    site = dict(SITE, groups=[{"id": "main", "limit_a": 40, "meter": "grid"}],
+                meters=[{"id": "grid", "source": "modbus"}],
+                chargers=[dict(c, rotation="L123") for c in SITE["chargers"]])
+    state = {"meters": {"grid": [30, 30, 30]},
+             "chargers": {"a": {"state": "C", "charging_s": 600, "measured_a": [16, 16, 16], "offered_a": 20},
+                          "b": {"state": "B"}}}
+    g = json.loads(vm.call("snapshot", site=site, state=state)["json"])["groups"]["main"]
+    assert g["meter_a"] == [30.0] * 3  # everything through the fuse, the car included
+    assert g["usage_a"] == [16.0] * 3  # the car's own meter
+    assert g["other_a"] == [14.0] * 3 and g["available_a"] == [26.0] * 3  # 40 - (30 - 16)
+    assert g["requested_a"] == [19.0 + 32.0] * 3  # a: its draw + 3 A; b: connected, its maximum
+    assert g["allocated_a"] == [sum(c["current_a"] for c in json.loads(
+        vm.call("snapshot", site=site, state=state)["json"])["chargers"].values())] * 3

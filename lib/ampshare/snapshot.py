@@ -131,12 +131,40 @@ def to_json(alloc):
     for c, cid in enumerate(site.charger_ids):
         parts.append('%s: {"current_a": %s, "phases": %d, "fallback_a": %s, "requested_a": %s}' % (
             json.dumps(cid), fmt_a(alloc.out[c]), site.cphases[c], fmt_a(alloc.fallback[c]), fmt_a(_requested(alloc, c))))
+    req, alloc_a, usage = _per_phase(alloc)
     groups = []
     for g, gid in enumerate(site.group_ids):
-        avail = ", ".join(fmt_a(max(0, alloc.cap[g * 3 + p])) for p in range(3))
-        other = ", ".join(fmt_a(alloc.other[g * 3 + p]) for p in range(3))
-        groups.append('%s: {"available_a": [%s], "other_a": [%s]}' % (json.dumps(gid), avail, other))
+        m = site.gmeter[g]
+        meter = "[%s]" % ", ".join(fmt_a(alloc.meter[m * 3 + p]) for p in range(3)) \
+            if m >= 0 and alloc.meter_ok[m] else "null"
+        row = [("meter_a", meter)]
+        for name, arr, floor in (("available_a", alloc.cap, True), ("requested_a", req, False),
+                                 ("allocated_a", alloc_a, False), ("usage_a", usage, False),
+                                 ("other_a", alloc.other, False)):
+            vals = (max(0, arr[g * 3 + p]) if floor else arr[g * 3 + p] for p in range(3))
+            row.append((name, "[%s]" % ", ".join(fmt_a(v) for v in vals)))
+        groups.append("%s: {%s}" % (json.dumps(gid), ", ".join('"%s": %s' % kv for kv in row)))
     return '{"chargers": {%s}, "groups": {%s}%s}' % (", ".join(parts), ", ".join(groups), _external_json(alloc))
+
+
+def _per_phase(alloc):
+    # Per group and site phase: what the cars want, what they are given (each counted on the
+    # phases in use), and what the chargers' meters show they draw.
+    site, nk = alloc.site, alloc.nk
+    req, out, usage = [0] * nk, [0] * nk, [0] * nk
+    for c in range(alloc.nc):
+        for j in range(alloc._coff[c], alloc._cend[c]):
+            k = alloc._ck[j]
+            req[k] += _requested(alloc, c) if chr(alloc.pilot[c]) in "BCD" else 0
+            out[k] += alloc.out[c]
+        g = site.cgroup[c]
+        while g >= 0:
+            for k in range(site.cphases[c]):
+                w = site.cwire[c * 3 + k]
+                if w >= 0 and alloc.meas[c * 3 + k] > 0:
+                    usage[g * 3 + w] += alloc.meas[c * 3 + k]
+            g = site.parent[g]
+    return req, out, usage
 
 
 def _requested(alloc, c):
