@@ -9,7 +9,8 @@ SETTINGS_FILE = "settings.json"
 # What only start-up needs. A board that runs .mpy files from its filesystem keeps their
 # bytecode in RAM, as the unix port does; once the role runs, that RAM is given back. (Their
 # names stay interned: the saving is the code.) A running leader keeps only the site's arrays (site_arrays.py), not its parser.
-_START_ONLY = ("ampshare.settings", "ampshare.units", "ampshare.hal", "ampshare.start", "ampshare.site")
+_START_ONLY = ("ampshare.settings", "ampshare.units", "ampshare.hal", "ampshare.start", "ampshare.site",
+               "ampshare.meters", "ampshare.modbus")  # the last two stay in use where a meter line holds them
 
 
 def _release():

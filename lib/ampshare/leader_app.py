@@ -20,7 +20,6 @@ METER_MS = const(1000)  # DESIGN.md: meters are read every second
 BOARD_WATCHDOG_MS = const(5000)  # a stalled leader resets; followers ride it out on their fallback
 STATE_FILE = "leader.json"  # boot counter and the followers' keys, in the settings' state_dir
 NONCE_LEN = const(8)
-CT_RATE_HZ = const(2000)  # hal.esp32.CT_RATE_HZ: 40 frames a mains cycle
 # PAIRs waiting for their save: bounds the heap against a flood of listed uids (a unit not
 # taken this second is taken on its next HELLO, two seconds later).
 PAIR_QUEUE_MAX = const(16)
@@ -31,17 +30,6 @@ def _needs(settings, site, source, setting):
     if settings["hal"] == "esp32" and source in site.meter_source:
         from ampshare.units import ConfigError
         raise ConfigError("settings." + setting, "the site has a %s meter; say where it is wired" % source)
-
-
-def _implausible_ma(site, m):
-    # A meter reading more than twice the largest fuse it measures is broken, not loaded:
-    # twice its rating trips a fuse within seconds.
-    most = 0
-    for g, gm in enumerate(site.gmeter):
-        if gm == m:
-            for p in range(3):
-                most = max(most, site.limit[g * 3 + p])
-    return 2 * most if most else 2 * 1000 * 1000  # unnamed: a 1000 A site's
 
 
 class LeaderApp(Shell):
@@ -76,56 +64,26 @@ class LeaderApp(Shell):
         mon = settings["monitor"]
         self.monitor = address(mon[0], mon[1]) if mon else None
         board.on_meter = self._meter
-        self.line = self._modbus(settings["rs485"], site, board)
-        self.clamps = self._clamps(settings["ct"], site, board)
+        self._own_meters(settings, site, board)
 
-    def _modbus(self, rs, site, board):
-        # The site's Modbus meters, polled on the RS485 line; without a line (the unix port's
-        # simulator) the board's on_meter brings every meter's readings.
+    def _own_meters(self, settings, site, board):
+        # The Modbus meters on the board's RS485 line, and its CT clamps; without them (the
+        # unix port's simulator) the board's on_meter brings every meter's readings.
+        self.line = self.clamps = None
+        rs, ct = settings["rs485"], settings["ct"]
         if rs is None or "modbus" not in site.meter_source:
-            _needs(self.s, site, "modbus", "rs485")
-            return None
-        from ampshare.meter_poll import MeterLine, ModbusMeter
-        from ampshare.rtu import Master
-        line = MeterLine(self._meter_at)
-        master = Master(board.serial(rs), rs.get("baud", 9600))
-        for m, source in enumerate(site.meter_source):
-            if source == "modbus":
-                line.add(m, ModbusMeter(master, site.meter_model[m], site.meter_addr[m], _implausible_ma(site, m),
-                                        site.meter_phase[m] or 0))
-        return line
-
-    def _clamps(self, cfg, site, board):
-        # The board's CT clamps measure the site's (first) "ct" meter.
-        if cfg is None or "ct" not in site.meter_source:
-            _needs(self.s, site, "ct", "ct")
-            return None
-        from array import array
-
-        from ampshare import ct
-        from ampshare.units import ConfigError
-        meter = ct.Ct(cfg["phases"], cfg.get("mode", ct.IMPORT_ONLY), cfg.get("voltages"))
-        if len(cfg["pins"]) != meter.width:
-            raise ConfigError("settings.ct.pins", "%d pins for a frame of %d channels" % (len(cfg["pins"]), meter.width))
-        rate = cfg.get("rate_hz", CT_RATE_HZ)
-        n = ct.samples_for(rate)
-        self.ct_good = self.ct_errors = 0
-        return (site.meter_source.index("ct"), meter, board.ct_sampler(cfg["pins"], rate),
-                array("H", bytes(2 * n * meter.width)), n)
-
-    async def clamp_meter(self):
-        from ampshare import ct
-        m, meter, sampler, buf, n = self.clamps
-        while True:
-            began = time.ticks_ms()
-            await sampler.window(buf, n, max(1, n // ct.CYCLES))  # a mains cycle per turn
-            if meter.read(buf, n) == ct.OK:
-                self._meter_at(m, meter.ma[0], meter.ma[1], meter.ma[2])
-                self.ct_good = min(self.ct_good + 1, 0x3FFFFFFF)
-            elif self.ct_errors < 0x3FFFFFFF:
-                self.ct_errors += 1  # clipped: no reading, and in 5 s the meter is silent
-            wait = METER_MS - time.ticks_diff(time.ticks_ms(), began)
-            await asyncio.sleep_ms(wait if wait > 0 else 0)
+            _needs(settings, site, "modbus", "rs485")
+            rs = None
+        if ct is None or "ct" not in site.meter_source:
+            _needs(settings, site, "ct", "ct")
+            ct = None
+        if rs is None and ct is None:
+            return
+        from ampshare import leader_meters
+        if rs is not None:
+            self.line = leader_meters.modbus_line(rs, site, board, self._meter_at)
+        if ct is not None:
+            self.clamps = leader_meters.Clamps(ct, site, board, self._meter_at)
 
     def _save(self):
         # leader.json: {"l_epoch": n, "keys": {charger id: {"uid": hex, "key": hex}}}, written
@@ -218,7 +176,8 @@ class LeaderApp(Shell):
                 self._queued[:] = bytes(self.core.nc)
             self.board.ask_meters()
             if self.monitor is not None:
-                self.link.send(self.status(), self.monitor)
+                from ampshare import live
+                self.link.send(live.status(self), self.monitor)
             await asyncio.sleep_ms(METER_MS)
 
     async def receive(self):
@@ -231,48 +190,5 @@ class LeaderApp(Shell):
         if self.line is not None:
             out.append(self.line.run())
         if self.clamps is not None:
-            out.append(self.clamp_meter())
-        return out
-
-    # ---- the live view's figures ----------------------------------------------------------
-
-    def status(self):
-        """Per group and phase: meter, available, allocated, usage; per charger: the link."""
-        core, site = self.core, self.site
-        a = core.alloc
-        groups = {}
-        for g, gid in enumerate(site.group_ids):
-            m = site.gmeter[g]
-            meter = [a.meter[m * 3 + p] for p in range(3)] if m >= 0 and a.meter_ok[m] else None
-            groups[gid] = {"meter": meter, "available": [a.cap[g * 3 + p] for p in range(3)],
-                           "allocated": [0, 0, 0], "usage": [0, 0, 0]}
-        chargers = {}
-        for c, cid in enumerate(site.charger_ids):
-            meas = [max(0, a.meas[c * 3 + k]) for k in range(3)]
-            chargers[cid] = {"pilot": chr(a.pilot[c]), "offered": core.sent[c], "fallback": core.sent_fb[c],
-                             "meas": meas, "link": ("unknown", "online", "silent", "lost")[core.status[c]]}
-            for j in range(a._coff[c], a._cend[c]):
-                k = a._ck[j]
-                row = groups[site.group_ids[k // 3]]
-                row["allocated"][k % 3] += core.permitted[c]
-            g = site.cgroup[c]
-            while g >= 0:
-                row = groups[site.group_ids[g]]
-                for k in range(site.cphases[c]):
-                    w = site.cwire[c * 3 + k]
-                    if w >= 0:
-                        row["usage"][w] += meas[k]
-                g = site.parent[g]
-        return json.dumps({"epoch": core.l_epoch, "groups": groups, "chargers": chargers, "meters": self._meter_health()})
-
-    def _meter_health(self):
-        # Per Modbus meter: good reads, failures by kind, and the last failure's words.
-        from ampshare.modbus import ERRORS
-        out = {}
-        for m, meter in (self.line.meters if self.line is not None else ()):
-            out[self.site.meter_ids[m]] = {"good": meter.good, "errors": dict(zip(ERRORS, meter.errors)),
-                                           "last_error": str(meter.last_error) if meter.last_error else None}
-        if self.clamps is not None:
-            out[self.site.meter_ids[self.clamps[0]]] = {"good": self.ct_good, "errors": {"clipped": self.ct_errors},
-                                                        "last_error": None}
+            out.append(self.clamps.run())
         return out

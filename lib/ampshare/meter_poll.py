@@ -23,6 +23,7 @@ class ModbusMeter:
         self.phase = phase  # a 1-phase meter's site phase (0..2)
         self.reading = meters.Reading()
         self.errors = array("i", [0] * len(M.ERRORS))
+        self.kinds = M.ERRORS  # the names of errors' kinds, for whoever shows the counts
         self.good = 0
         self.last_error = None
 

@@ -7,6 +7,7 @@ import sys
 import asyncio
 import machine
 from ampshare.hal import esp32
+from ampshare import live
 from ampshare.leader_app import LeaderApp
 from ampshare.site import parse
 
@@ -18,11 +19,11 @@ machine.ADC_U16[:] = req["samples"]
 
 
 async def one_window():
-    task = asyncio.create_task(app.clamp_meter())
+    task = asyncio.create_task(app.clamps.run())
     await asyncio.sleep_ms(300)
     task.cancel()
 
 asyncio.run(one_window())
 a = app.core.alloc
-print(json.dumps({"meter": [a.meter[k] for k in range(3)], "ok": a.meter_ok[0], "good": app.ct_good,
-                  "errors": app.ct_errors, "health": app._meter_health()}))
+print(json.dumps({"meter": [a.meter[k] for k in range(3)], "ok": a.meter_ok[0], "good": app.clamps.good,
+                  "errors": app.clamps.clipped, "health": live.meter_health(app)}))

@@ -1,0 +1,67 @@
+# The leader's own meters, where the board has them: the Modbus meters on its RS485 line and
+# its CT clamps. Loaded only on a leader whose settings name a line or clamps.
+import time
+
+import asyncio
+from array import array
+from micropython import const
+
+METER_MS = const(1000)  # DESIGN.md: meters are read every second
+CT_RATE_HZ = const(2000)  # hal.esp32.CT_RATE_HZ: 40 frames a mains cycle
+
+
+def implausible_ma(site, m):
+    # A meter reading more than twice the largest fuse it measures is broken, not loaded:
+    # twice its rating trips a fuse within seconds.
+    most = 0
+    for g, gm in enumerate(site.gmeter):
+        if gm == m:
+            for p in range(3):
+                most = max(most, site.limit[g * 3 + p])
+    return 2 * most if most else 2 * 1000 * 1000  # unnamed: a 1000 A site's
+
+
+def modbus_line(rs, site, board, feed):
+    """The site's Modbus meters on the board's RS485 line, read by one task (line.run())."""
+    from ampshare.meter_poll import MeterLine, ModbusMeter
+    from ampshare.rtu import Master
+    line = MeterLine(feed)
+    master = Master(board.serial(rs), rs.get("baud", 9600))
+    for m, source in enumerate(site.meter_source):
+        if source == "modbus":
+            line.add(m, ModbusMeter(master, site.meter_model[m], site.meter_addr[m], implausible_ma(site, m),
+                                    site.meter_phase[m] or 0))
+    return line
+
+
+class Clamps:
+    """The board's CT clamps, measuring the site's (first) "ct" meter."""
+
+    def __init__(self, cfg, site, board, feed):
+        from ampshare import ct
+        from ampshare.units import ConfigError
+        meter = ct.Ct(cfg["phases"], cfg.get("mode", ct.IMPORT_ONLY), cfg.get("voltages"))
+        if len(cfg["pins"]) != meter.width:
+            raise ConfigError("settings.ct.pins", "%d pins for a frame of %d channels" % (len(cfg["pins"]), meter.width))
+        rate = cfg.get("rate_hz", CT_RATE_HZ)
+        self.n = ct.samples_for(rate)
+        self.m = site.meter_source.index("ct")
+        self.meter = meter
+        self.sampler = board.ct_sampler(cfg["pins"], rate)
+        self.buf = array("H", bytes(2 * self.n * meter.width))
+        self.feed = feed
+        self.good = self.clipped = 0
+
+    async def run(self):
+        from ampshare import ct
+        meter, n = self.meter, self.n
+        while True:
+            began = time.ticks_ms()
+            await self.sampler.window(self.buf, n, max(1, n // ct.CYCLES))  # a mains cycle per turn
+            if meter.read(self.buf, n) == ct.OK:
+                self.feed(self.m, meter.ma[0], meter.ma[1], meter.ma[2])
+                self.good = min(self.good + 1, 0x3FFFFFFF)
+            elif self.clipped < 0x3FFFFFFF:
+                self.clipped += 1  # no reading, and in 5 s the meter is silent
+            wait = METER_MS - time.ticks_diff(time.ticks_ms(), began)
+            await asyncio.sleep_ms(wait if wait > 0 else 0)

@@ -1,0 +1,44 @@
+# The live view's figures (the simulator's monitor): per group and phase meter, available,
+# allocated and usage; per charger the pilot, the offer, the draws and the link; per meter its
+# health. Loaded only on a leader that sends them.
+import json
+
+
+def status(app):
+    core, site = app.core, app.site
+    a = core.alloc
+    groups = {}
+    for g, gid in enumerate(site.group_ids):
+        m = site.gmeter[g]
+        meter = [a.meter[m * 3 + p] for p in range(3)] if m >= 0 and a.meter_ok[m] else None
+        groups[gid] = {"meter": meter, "available": [a.cap[g * 3 + p] for p in range(3)],
+                       "allocated": [0, 0, 0], "usage": [0, 0, 0]}
+    chargers = {}
+    for c, cid in enumerate(site.charger_ids):
+        meas = [max(0, a.meas[c * 3 + k]) for k in range(3)]
+        chargers[cid] = {"pilot": chr(a.pilot[c]), "offered": core.sent[c], "fallback": core.sent_fb[c],
+                         "meas": meas, "link": ("unknown", "online", "silent", "lost")[core.status[c]]}
+        for j in range(a._coff[c], a._cend[c]):
+            k = a._ck[j]
+            groups[site.group_ids[k // 3]]["allocated"][k % 3] += core.permitted[c]
+        g = site.cgroup[c]
+        while g >= 0:
+            row = groups[site.group_ids[g]]
+            for k in range(site.cphases[c]):
+                w = site.cwire[c * 3 + k]
+                if w >= 0:
+                    row["usage"][w] += meas[k]
+            g = site.parent[g]
+    return json.dumps({"epoch": core.l_epoch, "groups": groups, "chargers": chargers, "meters": meter_health(app)})
+
+
+def meter_health(app):
+    # Per meter the leader reads itself: good reads, failures by kind, the last failure.
+    out = {}
+    for m, meter in (app.line.meters if app.line is not None else ()):
+        out[app.site.meter_ids[m]] = {"good": meter.good, "errors": dict(zip(meter.kinds, meter.errors)),
+                                      "last_error": str(meter.last_error) if meter.last_error else None}
+    if app.clamps is not None:
+        out[app.site.meter_ids[app.clamps.m]] = {"good": app.clamps.good, "errors": {"clipped": app.clamps.clipped},
+                                                 "last_error": None}
+    return out
