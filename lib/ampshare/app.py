@@ -13,7 +13,7 @@ _START_ONLY = ("ampshare.settings", "ampshare.units", "ampshare.hal", "ampshare.
                "ampshare.meters", "ampshare.modbus")  # the last two stay in use where a meter line holds them
 
 
-def _release():
+def release():
     import ampshare
     for name in _START_ONLY:
         if sys.modules.pop(name, None) is not None:
@@ -37,7 +37,7 @@ async def _run(s):
     from ampshare import start
     shell = start.build(s)
     start = None
-    _release()
+    release()
     if s["mem_report_s"]:
         asyncio.create_task(_memory(s["mem_report_s"]))
     await shell.main()
@@ -47,6 +47,6 @@ def main(path=SETTINGS_FILE):
     from ampshare import settings
     s = settings.load(path)
     settings = None
-    _release()  # before the role's modules load: the boot's peak is the heap's tightest moment
+    release()  # before the role's modules load: the boot's peak is the heap's tightest moment
     print("ampshare: %s on %s" % (s["role"], s["hal"]))
     asyncio.run(_run(s))

@@ -89,6 +89,7 @@ class Leader:
         self._use = array("i", [0] * self.alloc.nk)
         self._usefb = array("i", [0] * self.alloc.nk)
         self._out = []
+        self._send = None
 
     # ---- inputs ---------------------------------------------------------------------
 
@@ -204,8 +205,11 @@ class Leader:
 
     # ---- every period ---------------------------------------------------------------
 
-    def tick(self, now_ms):
-        """Timers and, when due, an allocation. Returns [(charger, datagram), ...]."""
+    def tick(self, now_ms, send=None):
+        """Timers and, when due, an allocation. Returns [(charger, datagram), ...], or hands
+        each datagram to send(charger, datagram) as it is made: a leader of 64 followers
+        then never holds 64 COMMANDs in its heap at once."""
+        self._send = send
         out = self._out
         del out[:]
         self._timers(now_ms)
@@ -246,7 +250,7 @@ class Leader:
             if self.status[c] == ONLINE and self.applied[c] > self.sent[c] and \
                     ticks_diff(now_ms, self.resent[c]) >= RESEND_MS:
                 self.resent[c] = now_ms
-                self._out.append((c, self._command(c, now_ms)))
+                self._emit(c, self._command(c, now_ms))
 
     def _timers(self, now_ms):
         if self.external.lapse(now_ms) or self.turns.tick(now_ms):
@@ -332,7 +336,13 @@ class Leader:
                     self._raise(c, grant)
                     self.last_increase[c] = now_ms
             self._send_fallback(c)
-            self._out.append((c, self._command(c, now_ms)))
+            self._emit(c, self._command(c, now_ms))
+
+    def _emit(self, c, data):
+        if self._send is not None:
+            self._send(c, data)
+        else:
+            self._out.append((c, data))
 
     def _usage(self):
         # What every car may still draw, and every fallback a follower may still hold, per

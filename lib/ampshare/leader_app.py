@@ -1,6 +1,7 @@
 # The leader's shell: the control loop that ticks the core and sends its COMMANDs, a task that
 # takes datagrams from followers, meter polling, pairing of listed units, and (in the
 # simulator) a status datagram for the live view. The core decides; this file moves values.
+import gc
 import json
 import os
 import time
@@ -40,23 +41,30 @@ class LeaderApp(Shell):
         super().__init__(settings, board, now_ms)
         self.site = site
         self.path = settings["state_dir"] + "/" + STATE_FILE
-        saved = store.load_json(self.path) or {}
-        self.core = core = Leader(site, saved.get("l_epoch", 0) + 1, now_ms)
-        for cid, rec in saved.get("keys", {}).items():
-            if cid in site.charger_ids:  # a charger no longer configured is forgotten
-                core.add_follower(site.charger_ids.index(cid), unhexlify(rec["uid"]), unhexlify(rec["key"]))
-        saved = None  # the core holds the keys now, in one buffer
-        self._save()  # the new epoch, before the first COMMAND
+        nc = len(site.charger_ids)
         # The units the installer listed, by charger: uids side by side (no object each), and
         # label codes. The settings' dict of tuples is let go.
-        self.listed_uid = bytearray(core.nc * P.UID_LEN)
-        self.listed_code = [None] * core.nc
+        self.listed_uid = bytearray(nc * P.UID_LEN)
+        self.listed_code = [None] * nc
         for cid, (uid, code) in settings["pair"].items():
             if cid in site.charger_ids:
                 c = site.charger_ids.index(cid)
                 self.listed_uid[c * P.UID_LEN:(c + 1) * P.UID_LEN] = uid
                 self.listed_code[c] = code
         settings["pair"] = None
+        saved = store.load_json(self.path) or {}
+        epoch = saved.get("l_epoch", 0) + 1
+        keys = [(site.charger_ids.index(cid), unhexlify(rec["uid"]), unhexlify(rec["key"]))
+                for cid, rec in saved.get("keys", {}).items() if cid in site.charger_ids]
+        # A charger no longer configured is forgotten. The file's dicts go before the core's
+        # buffers are made: on a full heap they are the start-up's largest garbage.
+        saved = None
+        gc.collect()
+        self.core = core = Leader(site, epoch, now_ms)
+        for c, uid, key in keys:
+            core.add_follower(c, uid, key)
+        keys = None
+        self._save()  # the new epoch, before the first COMMAND
         self.addr = [None] * core.nc
         self._to_pair = []  # (PAIR datagram, address) waiting for the keys to be saved
         self._queued = bytearray(core.nc)
@@ -157,9 +165,11 @@ class LeaderApp(Shell):
     # ---- the loops ------------------------------------------------------------------------
 
     def step(self, now_ms):
-        for c, data in self.core.tick(now_ms):
-            if self.addr[c] is not None:
-                self.link.send(data, self.addr[c])
+        self.core.tick(now_ms, self._send_to)
+
+    def _send_to(self, c, data):
+        if self.addr[c] is not None:
+            self.link.send(data, self.addr[c])
 
     async def meters(self):
         while True:

@@ -94,16 +94,18 @@ def uid_of(data):
 
 _BLOCK = const(64)  # SHA-256's block: each pad is one block
 _PADS = const(128)  # inner and outer pad, side by side
+_PER_BUF = const(8)  # keys a buffer: 1 KB
 
 
 class Keys:
-    """HMAC-SHA256 keys (RFC 2104) with their pads prepared once, n keys in one buffer:
-    128 bytes a key and no object per follower, so 64 followers cost 8 KB. `at(i)` picks
-    the key that tag() and check() use next, without allocating a view object."""
+    """HMAC-SHA256 keys (RFC 2104) with their pads prepared once: 128 bytes a key and no
+    object per follower, so 64 followers cost 8 KB, in buffers of 8 keys (a 1 KB block is
+    found on a fragmented heap where 8 KB in one piece may not be). `at(i)` picks the key
+    that tag() and check() use next, without allocating a view object."""
 
     def __init__(self, n=1, key=None):
-        self._pads = bytearray(n * _PADS)
-        self._mv = memoryview(self._pads)
+        self._bufs = [bytearray(min(_PER_BUF, n - b) * _PADS) for b in range(0, n, _PER_BUF)]
+        self._mvs = [memoryview(b) for b in self._bufs]
         self._i = 0
         if key is not None:
             self.set(0, key)
@@ -111,7 +113,7 @@ class Keys:
     def set(self, i, key):
         if len(key) != KEY_LEN:
             raise ValueError("key must be 32 bytes")
-        p, o = self._pads, i * _PADS
+        p, o = self._bufs[i // _PER_BUF], (i % _PER_BUF) * _PADS
         for j in range(_BLOCK):
             b = key[j] if j < KEY_LEN else 0
             p[o + j] = b ^ 0x36
@@ -122,14 +124,15 @@ class Keys:
         return self
 
     def raw(self, i=0):
-        o = i * _PADS
-        return bytes(b ^ 0x36 for b in self._pads[o:o + KEY_LEN])
+        o = (i % _PER_BUF) * _PADS
+        return bytes(b ^ 0x36 for b in self._bufs[i // _PER_BUF][o:o + KEY_LEN])
 
     def tag(self, msg):
-        o = self._i * _PADS
-        inner = hashlib.sha256(self._mv[o:o + _BLOCK])
+        i = self._i
+        mv, o = self._mvs[i // _PER_BUF], (i % _PER_BUF) * _PADS
+        inner = hashlib.sha256(mv[o:o + _BLOCK])
         inner.update(msg)
-        outer = hashlib.sha256(self._mv[o + _BLOCK:o + _PADS])
+        outer = hashlib.sha256(mv[o + _BLOCK:o + _PADS])
         outer.update(inner.digest())
         return outer.digest()[:TAG_LEN]
 

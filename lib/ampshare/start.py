@@ -37,6 +37,8 @@ def build(s):
         site = load_site(s["site"])
         for w in site.warnings:
             print("warning: " + w)
+        from ampshare.app import release
+        release()  # the parser's code goes before the role's comes
     gc.collect()
     from ampshare import hal
     _network(s)  # on the ESP32 this also takes the uid from the Wi-Fi MAC
