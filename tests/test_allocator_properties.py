@@ -9,8 +9,17 @@ RUNS = settings(max_examples=2000, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
+def _first_minute(state):
+    # The reference knows the fuses and the sharing, not what cars want: every car here is in
+    # its first minute, offered its maximum on every phase it is wired to. Demand and phases
+    # in use are checked in test_demand.py.
+    for ch in state.get("chargers", {}).values():
+        ch["charging_s"] = min(ch.get("charging_s", 0), 59)
+    return state
+
+
 def moment():
-    return sites().flatmap(lambda s: st.tuples(st.just(s), states(s)))
+    return sites().flatmap(lambda s: st.tuples(st.just(s), states(s).map(_first_minute)))
 
 
 def allocate(vm, site, state):
@@ -86,7 +95,7 @@ def test_the_fewest_chargers_pause(vm, data):
     # Small sites, so that every subset can be tried: no larger set of chargers could run
     # at its minimum than the allocator runs.
     site = data.draw(sites(max_groups=4, max_chargers=7, max_depth=3))
-    state = data.draw(states(site))
+    state = _first_minute(data.draw(states(site)))
     ref = Reference(site, state)
     _, out, _ = allocate(vm, site, state)
     running = sum(1 for a in out.values() if a)

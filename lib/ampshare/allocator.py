@@ -129,7 +129,14 @@ class Allocator:
             if not mask or mask & (1 << (k % 3)):
                 ck[i], ck[j] = k, ck[i]
                 i += 1
-        self._cend[c] = i if i > lo else hi  # drawing on none of its phases: all of them
+        if i == lo:
+            i = hi  # drawing on none of its phases: all of them
+        self._cend[c] = i
+        # The exchange pass reasons on the phases a charger uses: keep its mask the same.
+        used = 0
+        for j in range(lo, i):
+            used |= 1 << (ck[j] % 3)
+        self._mask[c] = used
 
     def _phase_mask(self, c):
         site = self.site
@@ -156,11 +163,15 @@ class Allocator:
             p = self.pilot[c]
             wants = (p == _PILOT_B or p == _PILOT_C or p == _PILOT_D) and site.cmode[c] != MODE_OFF
             top = site.cmax[c]
+            # Outside inputs come on the quantum's grid, as configured amps do: the sharing
+            # gives quanta, and a maximum between two would never be reached.
             x = self.want[c]
             if 0 <= x < top:
+                x -= x % QUANTUM
                 top = x if x > lo[c] else lo[c]
             x = self.ext_max[c]
             if 0 <= x < top:
+                x -= x % QUANTUM
                 top = x if x >= lo[c] else 0  # below its minimum it cannot charge: paused
             hi[c] = top if wants and not self.held[c] else 0
         self._pin(self.held)
