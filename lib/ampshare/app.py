@@ -13,9 +13,9 @@ _START_ONLY = ("ampshare.settings", "ampshare.units", "ampshare.hal", "ampshare.
                "ampshare.meters", "ampshare.modbus")  # the last two stay in use where a meter line holds them
 
 
-def release():
+def release(names=_START_ONLY):
     import ampshare
-    for name in _START_ONLY:
+    for name in names:
         if sys.modules.pop(name, None) is not None:
             short = name.split(".")[-1]
             if short in ampshare.__dict__:

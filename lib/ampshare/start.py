@@ -38,7 +38,9 @@ def build(s):
         for w in site.warnings:
             print("warning: " + w)
         from ampshare.app import release
-        release()  # the parser's code goes before the role's comes
+        # The parser's code goes before the role's comes (units stays: the role's start-up
+        # may still refuse a setting, with the same ConfigError).
+        release(("ampshare.site", "ampshare.meters", "ampshare.modbus"))
     gc.collect()
     from ampshare import hal
     _network(s)  # on the ESP32 this also takes the uid from the Wi-Fi MAC
