@@ -31,6 +31,7 @@ from micropython import const
 from ampshare.site_arrays import MODE_OFF, PRIO_MAX
 
 NO_LIMIT = -1  # no external limit in force
+IN_USE_MA = const(1_000)  # a phase drawing more than this is in use (above a meter's noise)
 
 # The granularity of an allocation: 0.1 A, the resolution of the configuration and finer
 # than any pilot duty step a charger can follow.
@@ -137,6 +138,28 @@ class Allocator:
         for j in range(lo, i):
             used |= 1 << (ck[j] % 3)
         self._mask[c] = used
+
+    def spread(self, per_charger, into):
+        """Adds each charger's value to every constraint it uses (the live view's and the
+        snapshot's per-group figures)."""
+        ck = self._ck
+        for c in range(self.nc):
+            v = per_charger[c]
+            for j in range(self._coff[c], self._cend[c]):
+                into[ck[j]] += v
+
+    def measured(self, into):
+        """Adds the chargers' measured draws to every group above them, on the site phase
+        each charger phase is wired to (a charger of unknown wiring cannot be placed)."""
+        site, meas = self.site, self.meas
+        for c in range(self.nc):
+            g = site.cgroup[c]
+            while g >= 0:
+                for k in range(site.cphases[c]):
+                    w = site.cwire[c * 3 + k]
+                    if w >= 0 and meas[c * 3 + k] > 0:
+                        into[g * 3 + w] += meas[c * 3 + k]
+                g = site.parent[g]
 
     def _phase_mask(self, c):
         site = self.site

@@ -8,7 +8,7 @@ from array import array
 
 from micropython import const
 
-from ampshare.allocator import NO_LIMIT
+from ampshare.allocator import IN_USE_MA, NO_LIMIT
 from ampshare.clock import ticks_add, ticks_diff
 
 START_MS = const(60_000)  # a car settles into its charge curve within its first minute
@@ -21,7 +21,6 @@ NEAR_MA = const(1_000)
 # more (a battery warmed up, a timer that ended) gets it within 11 min at the latest.
 PROBE_MS = const(600_000)
 _CHARGING = b"CD"
-_ON_MA = const(1_000)  # a phase drawing more than this is in use (above a meter's noise)
 
 
 class Demand:
@@ -67,7 +66,7 @@ class Demand:
             return 0
         mask = 0
         for k in range(3):
-            if meas[k] > _ON_MA:
+            if meas[k] > IN_USE_MA:
                 w = self.site.cwire[c * 3 + k]
                 if w < 0:
                     return 0  # wiring unknown: every phase it may be on

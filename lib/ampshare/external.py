@@ -6,7 +6,7 @@
 # with now_ms in; the allocator's ext_limit and ext_max arrays, and the answers, out.
 from micropython import const
 
-from ampshare.allocator import NO_LIMIT
+from ampshare.allocator import IN_USE_MA, NO_LIMIT
 from ampshare.clock import ticks_add, ticks_diff
 
 WATCHDOG_MS = const(30_000)  # a controller that stops refreshing is forgotten after 30 s
@@ -16,7 +16,6 @@ FAILED = "failed"
 _KEEP = const(8)  # answers kept for asking: a controller asks about its last few requests
 _LIMIT_MAX_MA = const(1_000_000)  # site.py's largest fuse: anything above is a typo
 _WATTS_MAX = const(1_000_000)  # far above any charger (80 A x 3 x 480 V is 115 kW)
-_IN_USE_MA = const(1_000)  # a phase drawing more than this is in use (above a meter's noise)
 # A day at most: longer is a typo, and a ticks difference must stay far below half the ESP32's
 # ticks period (about 6 days).
 _WATCHDOG_MAX_MS = const(86_400_000)
@@ -124,7 +123,7 @@ class External:
     def _to_ma(self, c):
         a, n = self.alloc, 0
         for k in range(3):
-            if a.meas[c * 3 + k] > _IN_USE_MA:
+            if a.meas[c * 3 + k] > IN_USE_MA:
                 n += 1
         a.ext_max[c] = watts_to_ma(self.c_watts[c], self.site.voltage, n or self.site.cphases[c])
 

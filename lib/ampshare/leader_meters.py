@@ -6,8 +6,9 @@ import asyncio
 from array import array
 from micropython import const
 
-METER_MS = const(1000)  # DESIGN.md: meters are read every second
-CT_RATE_HZ = const(2000)  # hal.esp32.CT_RATE_HZ: 40 frames a mains cycle
+from ampshare.leader_app import METER_MS
+
+CT_RATE_HZ = const(2000)  # frames a second: 40 a mains cycle, the design's aim (docs/metering.md)
 
 
 def implausible_ma(site, m):
@@ -25,7 +26,7 @@ def modbus_line(rs, site, board, feed):
     """The site's Modbus meters on the board's RS485 line, read by one task (line.run())."""
     from ampshare.meter_poll import MeterLine, ModbusMeter
     from ampshare.rtu import Master
-    line = MeterLine(feed)
+    line = MeterLine(feed, METER_MS)
     master = Master(board.serial(rs), rs.get("baud", 9600))
     for m, source in enumerate(site.meter_source):
         if source == "modbus":

@@ -7,28 +7,20 @@ import json
 def status(app):
     core, site = app.core, app.site
     a = core.alloc
+    allocated, usage = [0] * a.nk, [0] * a.nk
+    a.spread(core.permitted, allocated)
+    a.measured(usage)
     groups = {}
     for g, gid in enumerate(site.group_ids):
         m = site.gmeter[g]
         meter = [a.meter[m * 3 + p] for p in range(3)] if m >= 0 and a.meter_ok[m] else None
         groups[gid] = {"meter": meter, "available": [a.cap[g * 3 + p] for p in range(3)],
-                       "allocated": [0, 0, 0], "usage": [0, 0, 0]}
+                       "allocated": allocated[g * 3:g * 3 + 3], "usage": usage[g * 3:g * 3 + 3]}
     chargers = {}
     for c, cid in enumerate(site.charger_ids):
-        meas = [max(0, a.meas[c * 3 + k]) for k in range(3)]
         chargers[cid] = {"pilot": chr(a.pilot[c]), "offered": core.sent[c], "fallback": core.sent_fb[c],
-                         "meas": meas, "link": ("unknown", "online", "silent", "lost")[core.status[c]]}
-        for j in range(a._coff[c], a._cend[c]):
-            k = a._ck[j]
-            groups[site.group_ids[k // 3]]["allocated"][k % 3] += core.permitted[c]
-        g = site.cgroup[c]
-        while g >= 0:
-            row = groups[site.group_ids[g]]
-            for k in range(site.cphases[c]):
-                w = site.cwire[c * 3 + k]
-                if w >= 0:
-                    row["usage"][w] += meas[k]
-            g = site.parent[g]
+                         "meas": [max(0, a.meas[c * 3 + k]) for k in range(3)],
+                         "link": ("unknown", "online", "silent", "lost")[core.status[c]]}
     return json.dumps({"epoch": core.l_epoch, "groups": groups, "chargers": chargers, "meters": meter_health(app)})
 
 

@@ -2,6 +2,9 @@
 # that the currents are ones a healthy meter at this fuse could report. Failures are counted
 # by kind; the caller feeds only good readings to the leader core, whose own timer makes a
 # meter without one for 5 s silent (DESIGN.md).
+import time
+
+import asyncio
 from array import array
 
 from ampshare import meters
@@ -66,7 +69,7 @@ class MeterLine:
     feed(meter index, l1, l2, l3); a failed one is only counted, so the leader core's own
     timer turns a meter without a good reading for 5 s into a silent one."""
 
-    def __init__(self, feed, period_ms=1000):
+    def __init__(self, feed, period_ms):
         self.feed = feed
         self.period_ms = period_ms
         self.meters = []  # (site meter index, ModbusMeter)
@@ -75,9 +78,6 @@ class MeterLine:
         self.meters.append((m, meter))
 
     async def run(self):
-        import time
-
-        import asyncio
         while True:
             began = time.ticks_ms()
             for m, meter in self.meters:

@@ -48,15 +48,19 @@ class Master:
         deadline = time.ticks_add(time.ticks_ms(), TURNAROUND_MS + need * self.char_us // 1000)
         n = 0
         frame = self.frame
+        view = self._mv[0:need]  # made again only when bytes arrive, not every poll
         while n < need and time.ticks_diff(deadline, time.ticks_ms()) > 0:
-            n += self.port.readinto(self._mv[n:need])
-            while n and frame[0] != unit:
-                # A stray byte ahead of the answer (the line settling as a driver switches):
-                # the answer starts at its unit's address.
-                frame[0:n - 1] = frame[1:n]
-                n -= 1
-            if n >= 2:
-                need = M.expected(self.frame, n, count)
+            got = self.port.readinto(view)
+            if got:
+                n += got
+                while n and frame[0] != unit:
+                    # A stray byte ahead of the answer (the line settling as a driver
+                    # switches): the answer starts at its unit's address.
+                    frame[0:n - 1] = frame[1:n]
+                    n -= 1
+                if n >= 2:
+                    need = M.expected(self.frame, n, count)
+                view = self._mv[n:need]
             if n < need:
                 await asyncio.sleep_ms(_POLL_MS)
         return n, n >= need

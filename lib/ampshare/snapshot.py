@@ -33,10 +33,11 @@ def load(alloc, state):
         for p, v in enumerate(_three(reading, "state.meters." + mid, -_READING_MAX_A, True)):
             alloc.meter[m * 3 + p] = v
         alloc.meter_ok[m] = 1
+    demand = Demand(alloc)
     for cid, ch in chargers.items():
         if cid not in site.charger_ids:
             raise ConfigError("state.chargers." + cid, "unknown charger")
-        _charger(alloc, site.charger_ids.index(cid), ch, "state.chargers." + cid)
+        _charger(alloc, site.charger_ids.index(cid), ch, "state.chargers." + cid, demand)
     _external(alloc, state.get("external", {}))
 
 
@@ -63,7 +64,7 @@ def _external(alloc, cfg):
     ext.before_run()
 
 
-def _charger(alloc, c, ch, where):
+def _charger(alloc, c, ch, where, demand):
     if not isinstance(ch, dict):
         raise ConfigError(where, "must be an object")
     letter = ch.get("state", "A")
@@ -80,14 +81,13 @@ def _charger(alloc, c, ch, where):
         alloc.offered[c] = ma(ch["offered_a"], where + ".offered_a", 0, 80, 3)
     elif "measured_a" in ch:
         alloc.offered[c] = alloc.site.cmax[c]  # no offer given: the measurement stands alone
-    _demand(alloc, c, charged)
+    _demand(alloc, demand, c, charged)
 
 
-def _demand(alloc, c, charged_s):
+def _demand(alloc, d, c, charged_s):
     # What the car wants, as the leader would believe it with every timer run out: a car that
     # has charged past the start period and draws clearly less than its offer is limited to
     # its draw plus the margin (demand.py).
-    d = Demand(alloc)
     m = alloc.meas
     drawn = max(m[c * 3], m[c * 3 + 1], m[c * 3 + 2])
     letter = alloc.pilot[c]
@@ -150,20 +150,11 @@ def to_json(alloc):
 def _per_phase(alloc):
     # Per group and site phase: what the cars want, what they are given (each counted on the
     # phases in use), and what the chargers' meters show they draw.
-    site, nk = alloc.site, alloc.nk
+    nk = alloc.nk
     req, out, usage = [0] * nk, [0] * nk, [0] * nk
-    for c in range(alloc.nc):
-        for j in range(alloc._coff[c], alloc._cend[c]):
-            k = alloc._ck[j]
-            req[k] += _requested(alloc, c) if chr(alloc.pilot[c]) in "BCD" else 0
-            out[k] += alloc.out[c]
-        g = site.cgroup[c]
-        while g >= 0:
-            for k in range(site.cphases[c]):
-                w = site.cwire[c * 3 + k]
-                if w >= 0 and alloc.meas[c * 3 + k] > 0:
-                    usage[g * 3 + w] += alloc.meas[c * 3 + k]
-            g = site.parent[g]
+    alloc.spread([_requested(alloc, c) if chr(alloc.pilot[c]) in "BCD" else 0 for c in range(alloc.nc)], req)
+    alloc.spread(alloc.out, out)
+    alloc.measured(usage)
     return req, out, usage
 
 

@@ -130,14 +130,13 @@ class Rs485:
 # CT clamps, then voltage references, in a frame's order: the ADC1 pins the pilot leaves free
 # (a leader drives no pilot and may use GPIO 36 too).
 CT_PINS = (39, 34, 35, 32, 33)
-CT_RATE_HZ = const(2000)  # frames a second: 40 a mains cycle, the design's aim (docs/metering.md)
 
 
 class CtSampler:
     """Fills a window of CT samples, one mains cycle per turn of the event loop: a window of
     ten cycles never holds the loop for more than one (20 ms at 50 Hz)."""
 
-    def __init__(self, pins, rate_hz=CT_RATE_HZ):
+    def __init__(self, pins, rate_hz):
         for p in pins:
             if p not in ADC1_PINS:
                 raise ConfigError("ct.pins", "GPIO %d is not on ADC1 (32-39)" % p)
