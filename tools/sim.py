@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +31,20 @@ def mp_env(code=None):
     env = dict(os.environ)
     env["MICROPYPATH"] = ".frozen:%s" % (code or ROOT / "lib")
     return env
+
+
+@lru_cache(maxsize=None)
+def heap_total(heap):
+    """The bytes the unix port's collector manages with -X heapsize=heap."""
+    out = subprocess.run([micropython(), "-X", "heapsize=" + heap, "-c", "import gc; print(gc.mem_alloc() + gc.mem_free())"],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out)
+
+
+def rom_heap(heap, rom):
+    """A heapsize that leaves `heap`'s bytes beside the ROM image's block (tools/rom_run.py)."""
+    # The collector keeps about 1/85 of a heap for its tables; 512 B covers the rounding.
+    return str((heap_total(heap) + Path(rom).stat().st_size) * 85 // 84 + 512)
 
 
 def uid_of(i):
@@ -50,7 +65,7 @@ class Sim:
     """Starts and stops the processes of one simulated site in a work folder."""
 
     def __init__(self, site_path, followers=None, work=None, base_port=45500, cars=None, loads=None,
-                 heap=None, settings=None, code=None, monitor=True, meter_line=False):
+                 heap=None, settings=None, code=None, monitor=True, meter_line=False, rom=None):
         self.site_path = Path(site_path)
         self.site = json.loads(self.site_path.read_text())
         n = len(self.site["chargers"])
@@ -67,6 +82,8 @@ class Sim:
         self.heap = heap
         self.extra = settings or {}  # more settings for every board
         self.code = code  # where the boards' ampshare comes from: lib/, or compiled .mpy
+        # Or a ROM image (make rom): the code runs in place, beside the heap, as on a board.
+        self.rom = rom
         self.monitor_on = monitor  # the leader's status datagram for the live view
         # The first meter served as an SDM630 on a socat pty pair, read by the leader's RS485
         # master: the real Modbus path. Without it the plant hands out every reading over UDP.
@@ -110,13 +127,18 @@ class Sim:
     def start(self, name):
         args = [micropython()]
         if self.heap and name != "plant":
-            args += ["-X", "heapsize=" + (self.heap["leader"] if name == "leader" else self.heap["follower"])]
+            heap = self.heap["leader"] if name == "leader" else self.heap["follower"]
+            args += ["-X", "heapsize=" + (rom_heap(heap, self.rom) if self.rom else heap)]
         if name == "plant":
             args += [str(ROOT / "tools" / "plant_sim.py"), "scenario.json", str(self.plant_port)]
+        elif self.rom:
+            args += [str(ROOT / "tools" / "rom_run.py"), str(self.rom), "settings.json"]
         else:
             args += ["-c", "from ampshare import app\napp.main('settings.json')"]
         log = open(self.work / name / "log.txt", "a")
         env = mp_env(None if name == "plant" else self.code)
+        if self.rom and name != "plant":
+            env["MICROPYPATH"] = ".frozen"  # ampshare from the image alone
         if name == "plant":
             env["MICROPYPATH"] += ":" + str(ROOT / "tools")
         self.procs[name] = subprocess.Popen(args, cwd=self.work / name, env=env, stdout=log, stderr=subprocess.STDOUT)

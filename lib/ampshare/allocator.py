@@ -103,8 +103,9 @@ class Allocator:
         self._uniform = self._uniform_chargers(site)
 
     def _cons_table(self, site):
-        # Flat list of the constraints each charger uses: ancestors x site phases.
-        cons, off = [], [0]
+        # Flat list of the constraints each charger uses: ancestors x site phases. Grown as
+        # arrays: a list of 64 chargers' constraints would take 4 KB in one piece at start-up.
+        cons, off = array("h"), array("h", [0])
         for c in range(self.nc):
             mask = self._phase_mask(c)
             g = site.cgroup[c]
@@ -114,11 +115,11 @@ class Allocator:
                         cons.append(g * 3 + p)
                 g = site.parent[g]
             off.append(len(cons))
-        self._ck = array("h", cons)
-        self._coff = array("h", off)
+        self._ck = cons
+        self._coff = off
         # A charger's constraints in use come first in its slice, up to _cend[c]: all of them
         # unless use_phases() says its car draws on fewer site phases.
-        self._cend = array("h", off[1:])
+        self._cend = off[1:]
 
     def use_phases(self, c, mask):
         """Count charger c only on the site phases in mask (bit p: site phase p) of those it

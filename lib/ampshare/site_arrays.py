@@ -1,6 +1,8 @@
 # The site as the allocator sees it: flat integer arrays indexed by group, charger and meter,
 # filled by the parser (site.py). Kept apart from the parser so that a running leader holds
 # only this.
+from array import array
+
 from micropython import const
 
 PRIO_MAX = const(9)  # ten levels are plenty and keep the sort key small
@@ -17,3 +19,15 @@ class Site:
 
     def __init__(self):
         self.warnings = []
+
+    def compact(self):
+        """Copies every array and list, to be called once the parser's garbage is collected.
+
+        The collector never moves a block and fills the lowest hole that fits: the parser
+        leaves this site's pieces scattered between its freed garbage, and the copies land
+        low and together, so the originals leave long runs free for the role's larger
+        buffers (a grown qstr pool on a leader takes 8 KB in one piece).
+        """
+        for name, v in self.__dict__.items():
+            if isinstance(v, (array, bytearray, list)):
+                setattr(self, name, v[:])

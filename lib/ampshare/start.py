@@ -41,6 +41,8 @@ def build(s):
         # The parser's code goes before the role's comes (units stays: the role's start-up
         # may still refuse a setting, with the same ConfigError).
         release(("ampshare.site", "ampshare.meters", "ampshare.modbus"))
+        gc.collect()
+        site.compact()
     gc.collect()
     from ampshare import hal
     _network(s)  # on the ESP32 this also takes the uid from the Wi-Fi MAC
