@@ -71,6 +71,8 @@ class Allocator:
         # ever lower a group's limit or a charger's maximum, never raise one above a fuse.
         self.ext_limit = array("i", [NO_LIMIT] * (3 * ng))
         self.ext_max = array("i", [NO_LIMIT] * nc)
+        # What a PV charger may take of the surplus (surplus.py), NO_LIMIT for the others.
+        self.pv_max = array("i", [NO_LIMIT] * nc)
         # What a car is believed to want (demand.py): mA, or NO_LIMIT (its maximum). Never
         # below its minimum: a car that draws nothing keeps the minimum until it is probed.
         self.want = array("i", [NO_LIMIT] * nc)
@@ -101,6 +103,7 @@ class Allocator:
         self._mask = bytearray(self._phase_mask(c) for c in range(nc))
         self._cons_table(site)
         self._uniform = self._uniform_chargers(site)
+        self._unb = [g for g in range(ng) if site.unbalance[g] >= 0]  # groups with an unbalance limit
 
     def _cons_table(self, site):
         # Flat list of the constraints each charger uses: ancestors x site phases. Grown as
@@ -193,13 +196,16 @@ class Allocator:
             if 0 <= x < top:
                 x -= x % QUANTUM
                 top = x if x > lo[c] else lo[c]
-            x = self.ext_max[c]
-            if 0 <= x < top:
-                x -= x % QUANTUM
-                top = x if x >= lo[c] else 0  # below its minimum it cannot charge: paused
+            top = _ceiling(self.ext_max[c], top, lo[c])
+            top = _ceiling(self.pv_max[c], top, lo[c])
             hi[c] = top if wants and not self.held[c] else 0
         self._pin(self.held)
         self._share(self.cap, self.out)
+        for _ in range(2):  # a charger the re-share admits may unbalance a phase again: once more
+            if not (self._unb and self._balance()):
+                break
+            self._pin(self.held)
+            self._share(self.cap, self.out)  # what the lowered ones left goes to the others
         for c in range(self.nc):
             hi[c] = self.out[c]
         self._pin(self.held_fb)
@@ -552,6 +558,113 @@ class Allocator:
         self._add(c, QUANTUM)
         return True
 
+    # ---- unbalance ------------------------------------------------------------------
+
+    def _balance(self):
+        # A group's unbalance limit (grid rules): its phase currents, other load included, may
+        # differ by no more than the limit, or than the other load alone makes them. Lowers
+        # (and holds there, through _hi) the chargers that load the highest phase and not the
+        # lowest. True when it lowered one.
+        lowered = False
+        for g in self._unb:
+            for _ in range(3):  # each round settles the highest phase
+                if not self._settle_phase(g):
+                    break
+                lowered = True
+        return lowered
+
+    def _settle_phase(self, g):
+        t, oth, k = self._sd, self.other, g * 3
+        self._phase_totals(g, t)
+        pmax = pmin = 0
+        for p in (1, 2):
+            if t[p] > t[pmax]:
+                pmax = p
+            if t[p] < t[pmin]:
+                pmin = p
+        by_others = max(oth[k], oth[k + 1], oth[k + 2]) - min(oth[k], oth[k + 1], oth[k + 2])
+        limit = self.site.unbalance[g]
+        excess = t[pmax] - t[pmin] - (limit if limit > by_others else by_others)
+        if excess <= 0:
+            return False
+        out, lo, hi, cand = self.out, self._lo, self._hi, self._tmp
+        n, room = 0, -excess  # room: what these chargers may keep on the highest phase together
+        for i in range(self.nc):
+            c = self._order[i]
+            if self._loads(c, k + pmax) and not self._loads(c, k + pmin):
+                if out[c]:
+                    cand[n] = c
+                    n += 1
+                    room += out[c]
+                else:
+                    hi[c] = 0  # paused: a re-share must not admit it onto this phase
+        if n == 0:
+            return False
+        need = 0
+        for j in range(n):
+            need += lo[cand[j]]
+        while n and need > room:  # not all at their minimum: the last in order pause
+            n -= 1
+            c = cand[n]
+            need -= lo[c]
+            out[c] = hi[c] = 0
+        self._even(cand, n, room)
+        return True
+
+    def _even(self, cand, n, room):
+        # room shared evenly between cand[:n], none above what it has: water-filling again.
+        out, lo, hi, free = self.out, self._lo, self._hi, self._rise
+        m, left = n, room
+        for j in range(n):
+            free[cand[j]] = 1
+        while m:
+            lvl = left // m
+            lvl -= lvl % QUANTUM
+            capped = False
+            for j in range(n):
+                c = cand[j]
+                if free[c] and out[c] <= lvl:
+                    free[c] = 0
+                    left -= out[c]
+                    m -= 1
+                    capped = True
+            if capped:
+                continue
+            for j in range(n):
+                c = cand[j]
+                if free[c]:
+                    out[c] = lvl
+                    left -= lvl
+            for j in range(n):  # the last quanta, one each in order
+                c = cand[j]
+                if free[c] and left >= QUANTUM:
+                    out[c] += QUANTUM
+                    left -= QUANTUM
+            break
+        for j in range(n):
+            c = cand[j]
+            free[c] = 0
+            if out[c] < lo[c]:
+                out[c] = 0  # a charger with a higher minimum than the level: paused
+            hi[c] = out[c]
+
+    def _loads(self, c, k):
+        ck = self._ck
+        for j in range(self._coff[c], self._cend[c]):
+            if ck[j] == k:
+                return True
+        return False
+
+    def _phase_totals(self, g, t):
+        ck, out, oth, k0 = self._ck, self.out, self.other, g * 3
+        t[0], t[1], t[2] = oth[k0], oth[k0 + 1], oth[k0 + 2]
+        for c in range(self.nc):
+            if out[c]:
+                for j in range(self._coff[c], self._cend[c]):
+                    k = ck[j]
+                    if k - k0 < 3 and k >= k0:
+                        t[k - k0] += out[c]
+
     # ---- audit ---------------------------------------------------------------------
 
     def peak(self):
@@ -576,6 +689,15 @@ def _draw(measured, held, cmax):
     if measured < 0 or measured > held:
         measured = held
     return measured if measured < cmax else cmax
+
+
+def _ceiling(x, top, lo):
+    # A limit from outside (an external one, the surplus) on the quantum's grid; below the
+    # charger's minimum it cannot charge: paused.
+    if 0 <= x < top:
+        x -= x % QUANTUM
+        top = x if x >= lo else 0
+    return top
 
 
 def _clamp(v, lo, hi):

@@ -52,6 +52,10 @@ class Leader:
         self.external = External(self.alloc)
         self.turns = Turns(self.alloc, now_ms, site.turn_ms)
         self.demand = Demand(self.alloc)
+        self.surplus = None  # only on a site with PV chargers: the others pay no RAM for it
+        if site.has_pv():
+            from ampshare.surplus import Surplus
+            self.surplus = Surplus(self.alloc)
         nc = len(site.charger_ids)
         self.nc = nc
         self.l_epoch = l_epoch
@@ -223,6 +227,8 @@ class Leader:
         self._due = ticks_add(now_ms, PERIOD_MS)
         self._hold_silent(now_ms)
         self.external.before_run()
+        if self.surplus is not None:
+            self.surplus.update(now_ms)
         self.alloc.run()
         self.external.after_run()
         self._apply(now_ms)

@@ -4,7 +4,7 @@
 from array import array
 from micropython import const
 
-from ampshare.site_arrays import MODE_OFF, PRIO_MAX, Site  # noqa: F401 (the model's names, here too)
+from ampshare.site_arrays import MODE_MIN_PV, MODE_OFF, MODE_PV, PRIO_MAX, Site  # noqa: F401 (the model's names, here too)
 from ampshare.units import ConfigError, ma
 
 # Sanity bounds, each with its reason.
@@ -24,6 +24,12 @@ _TURN_MIN_MAX = const(1440)  # a day: beyond, nobody would take a turn
 _WIRE_ID_MAX = const(24)  # protocol.ID_MAX: a charger's id is sent to its follower
 _MODBUS_ADDR = const(1)  # every supported meter leaves the factory at address 1
 _MODBUS_MODEL = "sdm630"  # the meter of DESIGN.md's example, and the most common at a main fuse
+# Solar surplus (surplus.py): a car starts once the surplus has covered its minimum this long,
+# and stops after a deficit this long; the defaults are evcc's (1 min and 3 min).
+_PV_START_S = const(60)
+_PV_STOP_S = const(180)
+_PV_DELAY_MAX_S = const(3600)  # beyond an hour a delay no longer follows the weather
+_PV_TARGET_MAX_W = const(500_000)  # a site's whole connection, and in mW still below 2**30
 
 # A rotation names the site phase that the charger's L1, L2, L3 are wired to.
 ROTATIONS = ("L123", "L132", "L213", "L231", "L312", "L321")
@@ -143,6 +149,8 @@ def _groups(site, cfg, meters):
     site.limit = array("i", [0] * (3 * len(raw)))
     site.reserve = array("i", [0] * (3 * len(raw)))
     site.gmeter = array("h", [UNKNOWN] * len(raw))
+    site.pv_target = array("i", [0] * len(raw))  # W the metered group may import for its PV chargers
+    site.unbalance = array("i", [UNKNOWN] * len(raw))  # mA between its phases, or none
     used_by = {}
     for pos, old in enumerate(order):
         _group(site, raw[old], "groups[%d]" % old, pos, meters, used_by)
@@ -194,6 +202,14 @@ def _group(site, g, where, pos, meters, used_by):
     for p in range(3):
         site.limit[pos * 3 + p] = limit[p]
         site.reserve[pos * 3 + p] = reserve[p]
+    # The import a PV charger's surplus is measured against: 0 keeps the group at zero net
+    # import; negative keeps that much export (a feed-in tariff), positive allows that import.
+    site.pv_target[pos] = _int(_field(g, "pv_target_w", where, False, 0), where + ".pv_target_w",
+                               -_PV_TARGET_MAX_W, _PV_TARGET_MAX_W)
+    unb = _field(g, "unbalance_limit_a", where, False)
+    if unb is not None:
+        # Grid rules on the difference between phases (Germany 20 A, Austria and Switzerland 16 A).
+        site.unbalance[pos] = ma(unb, where + ".unbalance_limit_a", 1, _LIMIT_MAX_A)
 
 
 def _warn_child_limits(site):
@@ -262,6 +278,13 @@ def _charger(site, c, where, i, seen, groups, min_ma):
     site.cswitch[i] = sw
 
 
+def _warn_pv_unmetered(site):
+    for c, cid in enumerate(site.charger_ids):
+        if site.cmode[c] in (MODE_PV, MODE_MIN_PV) and site.metered_above(c) < 0:
+            site.warnings.append("chargers.%s.mode: no metered group above it measures a surplus; "
+                                 "it charges at its minimum (min_pv) or not at all (pv)" % cid)
+
+
 def _max_current(c, where, name, lo, required):
     value = _field(c, name, where, required)
     if value is None:
@@ -287,9 +310,14 @@ def parse(cfg):
     # When not every car can charge, the paused ones take turns on this interval (turns.py).
     site.turn_ms = _int(_field(cfg, "turn_interval_min", "site", False, _TURN_MIN), "turn_interval_min",
                         1, _TURN_MIN_MAX) * 60_000
+    site.pv_start_ms = _int(_field(cfg, "pv_start_s", "site", False, _PV_START_S), "pv_start_s",
+                            0, _PV_DELAY_MAX_S) * 1000
+    site.pv_stop_ms = _int(_field(cfg, "pv_stop_s", "site", False, _PV_STOP_S), "pv_stop_s",
+                           0, _PV_DELAY_MAX_S) * 1000
     meters = _meters(site, cfg)
     _groups(site, cfg, meters)
     _chargers(site, cfg, site.min_ma)
+    _warn_pv_unmetered(site)
     named = [m for m in site.gmeter if m >= 0]
     for i, mid in enumerate(site.meter_ids):
         if i not in named:

@@ -6,7 +6,9 @@ from array import array
 from micropython import const
 
 PRIO_MAX = const(9)  # ten levels are plenty and keep the sort key small
-MODE_OFF = const(3)  # index of "off" in site.MODES
+MODE_PV = const(1)  # indices in site.MODES
+MODE_MIN_PV = const(2)
+MODE_OFF = const(3)
 
 
 class Site:
@@ -19,6 +21,19 @@ class Site:
 
     def __init__(self):
         self.warnings = []
+
+    def has_pv(self):
+        for m in self.cmode:
+            if m == MODE_PV or m == MODE_MIN_PV:
+                return True
+        return False
+
+    def metered_above(self, c):
+        """The nearest group above charger c with a meter (where its surplus is measured), or -1."""
+        g = self.cgroup[c]
+        while g >= 0 and self.gmeter[g] < 0:
+            g = self.parent[g]
+        return g
 
     def compact(self):
         """Copies every array and list, to be called once the parser's garbage is collected.

@@ -39,6 +39,11 @@ def load(alloc, state):
             raise ConfigError("state.chargers." + cid, "unknown charger")
         _charger(alloc, site.charger_ids.index(cid), ch, "state.chargers." + cid, demand)
     _external(alloc, state.get("external", {}))
+    alloc.surplus = None
+    if site.has_pv():
+        from ampshare.surplus import Surplus
+        alloc.surplus = Surplus(alloc)
+        alloc.surplus.update(0, steady=True)  # every delay and smoothing run out
 
 
 def _external(alloc, cfg):
@@ -143,6 +148,10 @@ def to_json(alloc):
                                  ("other_a", alloc.other, False)):
             vals = (max(0, arr[g * 3 + p]) if floor else arr[g * 3 + p] for p in range(3))
             row.append((name, "[%s]" % ", ".join(fmt_a(v) for v in vals)))
+        sur = getattr(alloc, "surplus", None)
+        if sur is not None and sur.metered[g]:
+            # The surplus its PV chargers share, summed over the phases.
+            row.append(("surplus_a", fmt_a(sur.avg[g])))
         groups.append("%s: {%s}" % (json.dumps(gid), ", ".join('"%s": %s' % kv for kv in row)))
     return '{"chargers": {%s}, "groups": {%s}%s}' % (", ".join(parts), ", ".join(groups), _external_json(alloc))
 

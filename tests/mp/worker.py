@@ -6,6 +6,7 @@ import sys
 import ct_ops
 import drive
 import modbus_ops
+import surplus_ops
 from ampshare import site as sitemod
 from ampshare import snapshot
 from ampshare.allocator import Allocator
@@ -76,6 +77,7 @@ _OPS = {"settings": op_settings, "allocate": op_allocate, "snapshot": op_snapsho
 _OPS.update(drive.OPS)
 _OPS.update(ct_ops.OPS)
 _OPS.update(modbus_ops.OPS)
+_OPS.update(surplus_ops.OPS)
 
 
 def serve():

@@ -1,0 +1,235 @@
+# Solar surplus: what the chargers in pv and min_pv mode may take so that their metered group
+# imports no more than its target. Sans-I/O: each period the leader calls update(now_ms)
+# before the allocator runs; it reads the allocator's meter and charger inputs and writes its
+# `pv_max` ceilings (NO_LIMIT for every other charger). The fuses stay the allocator's.
+#
+# The surplus of a metered group, summed over its phases, is its target less its import,
+# plus what its PV chargers draw now (they are in the meter). It is smoothed, then shared
+# between the group's started PV chargers by water-filling over the phases each one uses:
+# with 20 A exported per phase, two 3-phase cars get 10 A each and the import stays at zero.
+# A pv car starts once the surplus has covered every started car's minimum and its own for
+# the start delay; when it no longer covers the started cars' minimums, they keep their
+# minimum (from the grid) for the stop delay, then the last started one stops. A min_pv car
+# always has its minimum and takes its share of the surplus above it.
+from array import array
+
+from micropython import const
+
+from ampshare.allocator import NO_LIMIT
+from ampshare.clock import ticks_diff
+from ampshare.site_arrays import MODE_MIN_PV, MODE_PV
+
+# Smoothing, as time constants of an exponential average (integer, per period). A rising
+# surplus is followed over 20 s (OpenEVSE's attack): a short gap in the clouds does not raise
+# the cars. A falling one within 5 s, about as fast as a car follows its pilot anyway: the
+# import that a cloud causes is short.
+RISE_MS = const(20_000)
+FALL_MS = const(5_000)
+# Bounds every sum here below 2**30: 1000 A on each of three phases is more than a fuse we
+# serve (site.py's limit), and the average's step times 128 stays a small int.
+_CLAMP_MA = const(3_000_000)
+_FRAC = const(128)
+_SNAP_MA = const(300)  # the allocator's quantum (0.1 A) on each of three phases
+_WANTING = b"BCD"
+
+
+class Surplus:
+    def __init__(self, alloc):
+        self.alloc = alloc
+        self.site = site = alloc.site
+        ng, nc = len(site.group_ids), len(site.charger_ids)
+        self.pvg = array("h", [-1] * nc)  # a PV charger's metered group
+        for c in range(nc):
+            if site.cmode[c] == MODE_PV or site.cmode[c] == MODE_MIN_PV:
+                self.pvg[c] = site.metered_above(c)
+        self.metered = bytearray(ng)  # 1: a group whose meter measures PV chargers' surplus
+        for c in range(nc):
+            if self.pvg[c] >= 0:
+                self.metered[self.pvg[c]] = 1
+        self.avg = array("i", [0] * ng)  # the smoothed surplus, mA summed over phases
+        self.fresh = bytearray(ng)  # 1 once avg holds a reading
+        self.on = bytearray(nc)  # a started PV car
+        self._x = array("i", [0] * ng)
+        self._need = array("i", [0] * ng)  # the started cars' minimums, over their phases
+        self._free = bytearray(nc)
+        self.share = array("i", [0] * nc)  # each started car's part of the surplus, mA per phase
+        self._start = [None] * ng  # ticks since the surplus covers the next car, or None
+        self._stop = [None] * ng  # ticks since it no longer covers the started ones, or None
+        self._last = None
+
+    def update(self, now_ms, steady=False):
+        """One period. steady: every delay and smoothing has run out (the snapshot)."""
+        dt = 0 if self._last is None else ticks_diff(now_ms, self._last)
+        self._last = now_ms
+        self._measure(dt, steady)
+        for g in range(len(self.avg)):
+            if self.fresh[g]:
+                self._decide(g, now_ms, steady)
+        self._publish()
+
+    # ---- the surplus ------------------------------------------------------------------
+
+    def _measure(self, dt, steady):
+        a, site, x = self.alloc, self.site, self._x
+        for g in range(len(x)):
+            x[g] = 0
+        for c in range(len(self.pvg)):
+            g = self.pvg[c]
+            if g >= 0:
+                x[g] += self._drawn(c)
+        for g in range(len(x)):
+            m = site.gmeter[g]
+            if not self.metered[g]:
+                continue
+            if a.meter_ok[m]:
+                imp = a.meter[m * 3] + a.meter[m * 3 + 1] + a.meter[m * 3 + 2]
+                v = site.pv_target[g] * 1000 // site.voltage - imp + x[g]
+                v = -_CLAMP_MA if v < -_CLAMP_MA else _CLAMP_MA if v > _CLAMP_MA else v
+            else:
+                v = 0  # no reading: no surplus to give (min_pv keeps its minimum)
+            self._smooth(g, v, dt, steady)
+
+    def _drawn(self, c):
+        # What a PV car draws now, over its phases: measured, else its offer while charging.
+        a = self.alloc
+        total = 0
+        for k in range(3):
+            m = a.meas[c * 3 + k]
+            if m > 0:
+                total += m
+        if a.meas[c * 3] < 0 and (a.pilot[c] == 67 or a.pilot[c] == 68):  # "C", "D", unmeasured
+            total = a.offered[c] * self._phases(c)
+        return total
+
+    def _smooth(self, g, v, dt, steady):
+        avg = self.avg
+        if steady or not self.fresh[g]:
+            avg[g] = v
+            self.fresh[g] = 1
+            return
+        if -_SNAP_MA < v - avg[g] < _SNAP_MA:
+            avg[g] = v  # an average only approaches: within a quantum on each phase it is there
+            return
+        tau = RISE_MS if v > avg[g] else FALL_MS
+        frac = _FRAC if dt >= tau else dt * _FRAC // tau
+        avg[g] += (v - avg[g]) * frac // _FRAC
+
+    # ---- who charges ------------------------------------------------------------------
+
+    def _decide(self, g, now_ms, steady):
+        site, on = self.site, self.on
+        for c in range(len(self.pvg)):
+            if self.pvg[c] == g:
+                wanting = self.alloc.pilot[c] in _WANTING
+                if not wanting:
+                    on[c] = 0
+                elif site.cmode[c] == MODE_MIN_PV or (steady and site.cmode[c] == MODE_PV):
+                    on[c] = 1  # a snapshot starts every pv car, then stops those that do not fit
+        while self._stop_one(g, now_ms, steady):
+            pass
+        while self._start_one(g, now_ms, steady):
+            pass
+        self._fill(g)
+
+    def _needed(self, g):
+        need = 0
+        for c in range(len(self.pvg)):
+            if self.pvg[c] == g and self.on[c]:
+                need += self.site.cmin[c] * self._phases(c)
+        self._need[g] = need
+        return need
+
+    def _stop_one(self, g, now_ms, steady):
+        if self.avg[g] >= self._needed(g):
+            self._stop[g] = None
+            return False
+        last = -1
+        for c in range(len(self.pvg)):
+            if self.pvg[c] == g and self.on[c] and self.site.cmode[c] == MODE_PV:
+                last = c  # the last in charger order stops first
+        if last < 0:
+            return False
+        if not steady:
+            if self._stop[g] is None:
+                self._stop[g] = now_ms
+            if ticks_diff(now_ms, self._stop[g]) < self.site.pv_stop_ms:
+                return False
+            self._stop[g] = now_ms  # the next car stops after another whole delay
+        self.on[last] = 0
+        return True
+
+    def _start_one(self, g, now_ms, steady):
+        site, nxt = self.site, -1
+        for c in range(len(self.pvg)):
+            if self.pvg[c] == g and not self.on[c] and site.cmode[c] == MODE_PV and \
+                    self.alloc.pilot[c] in _WANTING:
+                nxt = c
+                break
+        if nxt < 0 or self.avg[g] < self._needed(g) + site.cmin[nxt] * self._phases(nxt):
+            self._start[g] = None
+            return False
+        if not steady:
+            if self._start[g] is None:
+                self._start[g] = now_ms
+            if ticks_diff(now_ms, self._start[g]) < site.pv_start_ms:
+                return False
+            self._start[g] = None
+        self.on[nxt] = 1
+        return True
+
+    def _fill(self, g):
+        # Water-filling of the surplus over the started cars, each weighted by its phases and
+        # stopped at its own ceiling: fair per phase-ampere.
+        left, share, free = self.avg[g], self.share, self._free
+        n = len(self.pvg)
+        for c in range(n):
+            free[c] = 1 if self.pvg[c] == g and self.on[c] else 0
+            if free[c]:
+                share[c] = 0
+        while True:
+            weight = 0
+            for c in range(n):
+                if free[c]:
+                    weight += self._phases(c)
+            if not weight:
+                return
+            level = left // weight if left > 0 else 0
+            capped = False
+            for c in range(n):
+                if free[c] and self._top(c) <= level:
+                    share[c] = self._top(c)
+                    left -= share[c] * self._phases(c)
+                    free[c] = 0
+                    capped = True
+            if not capped:
+                for c in range(n):
+                    if free[c]:
+                        share[c] = level
+                return
+
+    def _top(self, c):
+        a = self.alloc
+        top = self.site.cmax[c]
+        for x in (a.want[c], a.ext_max[c]):
+            if 0 <= x < top:
+                top = x
+        return top
+
+    def _phases(self, c):
+        # The phases its car draws on (the allocator's phases in use), at most the charger's.
+        m = self.alloc._mask[c]
+        n = (m & 1) + (m >> 1 & 1) + (m >> 2 & 1)
+        return n if n < self.site.cphases[c] else self.site.cphases[c]
+
+    def _publish(self):
+        pv_max, site = self.alloc.pv_max, self.site
+        for c in range(len(self.pvg)):
+            if self.pvg[c] < 0 and site.cmode[c] != MODE_PV and site.cmode[c] != MODE_MIN_PV:
+                pv_max[c] = NO_LIMIT
+            elif self.pvg[c] < 0:
+                pv_max[c] = site.cmin[c] if site.cmode[c] == MODE_MIN_PV else 0  # nothing measures it
+            elif not self.on[c]:
+                pv_max[c] = 0
+            else:
+                s = self.share[c]
+                pv_max[c] = s if s > site.cmin[c] else site.cmin[c]

@@ -1,0 +1,58 @@
+"""A group's unbalance limit: its phase currents differ by no more than the limit, except where
+the other loads alone make them differ more (then the cars add nothing to it)."""
+import json
+
+
+def site(unbalance, rotations, limit=63, meter=False):
+    g = {"id": "main", "limit_a": limit, "unbalance_limit_a": unbalance}
+    cfg = {"version": 1, "groups": [g], "meters": [],
+           "chargers": [{"id": "c%d" % i, "group": "main", "max_a": 16, "phases": 1, "rotation": r}
+                        for i, r in enumerate(rotations)]}
+    if meter:
+        g["meter"] = "grid"
+        cfg["meters"] = [{"id": "grid", "source": "modbus"}]
+    return cfg
+
+
+def snap(vm, cfg, meter=None):
+    state = {"chargers": {c["id"]: {"state": "C"} for c in cfg["chargers"]}}
+    if meter:
+        state["meters"] = {"grid": meter}
+    out = json.loads(vm.call("snapshot", site=cfg, state=state)["json"])
+    return [out["chargers"]["c%d" % i]["current_a"] for i in range(len(cfg["chargers"]))], out["groups"]["main"]
+
+
+def test_three_one_phase_cars_on_l1_share_the_20_a_that_germany_allows(vm):
+    got, main = snap(vm, site(20, ["L123"] * 3))
+    assert got == [6.7, 6.7, 6.6]
+    assert main["allocated_a"] == [20.0, 0.0, 0.0]
+
+
+def test_under_austrias_16_a_two_charge_and_the_third_pauses(vm):
+    got, _ = snap(vm, site(16, ["L123"] * 3))
+    assert got == [8.0, 8.0, 0.0]
+
+
+def test_three_one_phase_cars_on_three_phases_are_balanced_and_unlimited(vm):
+    got, main = snap(vm, site(16, ["L123", "L231", "L312"]))
+    assert got == [16.0, 16.0, 16.0]
+    assert main["allocated_a"] == [16.0, 16.0, 16.0]
+
+
+def test_a_car_may_not_add_to_what_other_loads_alone_unbalance(vm):
+    # 30 A of other load on L1 alone: beyond the 20 A limit already. A car on L1 would add to
+    # it; a car on L2 narrows it.
+    got, _ = snap(vm, site(20, ["L123", "L231"], meter=True), meter=[30, 0, 0])
+    assert got == [0.0, 16.0]
+
+
+def test_without_the_limit_the_same_cars_take_their_maximum(vm):
+    cfg = site(20, ["L123"] * 3)
+    del cfg["groups"][0]["unbalance_limit_a"]
+    got, _ = snap(vm, cfg)
+    assert got == [16.0, 16.0, 16.0]
+
+
+def test_a_zero_limit_is_refused_by_name(vm):
+    ans = vm.request("parse", site=site(0, ["L123"]))
+    assert ans["field"] == "groups[0].unbalance_limit_a"
