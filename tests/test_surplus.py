@@ -115,3 +115,36 @@ def test_a_bad_delay_is_refused_by_name(vm, field, value):
     cfg = site()
     cfg[field] = value
     assert vm.request("parse", site=cfg)["field"] == field
+
+
+def test_a_sunny_and_a_cloudy_day(vm):
+    from test_twin import ev_caused, scenario, twin
+    sunny = twin(vm, scenario("sunny-day"))["summary"]
+    cloudy = twin(vm, scenario("cloudy-day"))["summary"]
+    for day in (sunny, cloudy):
+        assert ev_caused(day) == {}
+        assert day["fallback_s"] == {"garage": 0, "driveway": 0}
+    # In the sun the cars charge from the surplus alone; under clouds the min_pv car's minimum
+    # and the pv car's stop delays take some from the grid, most still comes from the sun.
+    assert sunny["chargers_wh"]["grid"] * 50 <= sunny["chargers_wh"]["surplus"]
+    assert sunny["chargers_wh"]["grid"] < cloudy["chargers_wh"]["grid"] < cloudy["chargers_wh"]["surplus"] // 4
+    # The start and stop delays bound the pv car's cycling under minute-by-minute clouds.
+    assert 1 <= cloudy["starts"]["garage"] <= 6
+    assert sunny["energy_wh"]["garage"] >= 40_000  # from 20 % to full on the sun
+
+
+def test_a_tapering_car_gives_way_and_a_sleeping_one_wakes_to_its_share(vm):
+    from test_twin import scenario, twin
+    scn = scenario("taper-wake", duration_s=1530)
+
+    def at(first, last):  # the same replayed run, a window of its seconds at a time
+        return {r["t"]: r["chargers"] for r in twin(vm, scn, rows=[first, last])["rows"]}
+
+    early, mid, late, wake = at(150, 150)[150], at(900, 900)[900], at(1350, 1350)[1350], at(1480, 1525)
+    # Tapering, it is held at its draw plus the margin, and what it leaves goes to the hungry car.
+    assert 2.5 <= mid["tapering"]["offered_a"] - mid["tapering"]["draw_a"] <= 3.5
+    assert late["tapering"]["offered_a"] < early["tapering"]["offered_a"]
+    assert late["hungry"]["offered_a"] > early["hungry"]["offered_a"] + 5
+    # Asleep on its own timer it keeps the minimum; awake, it has its share within seconds.
+    assert early["sleeper"]["offered_a"] == mid["sleeper"]["offered_a"] == wake[1495]["sleeper"]["offered_a"] == 6.0
+    assert wake[1520]["sleeper"]["offered_a"] >= 15.0

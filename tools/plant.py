@@ -27,6 +27,9 @@ class Car:
         self.change_at = None
         self.pending = 0
         self.delivered_mwh = 0
+        # [from_s, to_s]: the car's own timer holds it at 0 A (pilot still C), as a car that waits
+        # for cheap hours or warms its battery does; it draws again when it wakes.
+        self.asleep_ms = [t * 1000 for t in spec.get("asleep_s", [0, 0])]
 
     def full(self):
         return self.energy_mwh >= self.capacity_mwh
@@ -49,6 +52,8 @@ class Car:
             self.change_at = None
             return
         want = min(offered_ma, self.limit())
+        if self.asleep_ms[0] <= now_ms < self.asleep_ms[1]:
+            want = 0
         want -= want % CAR_STEP_MA
         if want != self.pending:
             self.pending = want

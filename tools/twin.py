@@ -89,6 +89,10 @@ class Twin:
         self.meter_silent = {}  # meter id -> until ms
         self.fallback_ms = [0] * n
         self.pauses = [0] * n
+        self.starts = [0] * n
+        # The chargers' draw at the root's meter, mA*s summed over phases: what the surplus
+        # covered and what came from the grid (the root's net import, up to that draw).
+        self.from_surplus = self.from_grid = 0
         self.rejected = 0
         self.energy_mwh = [0] * n
         self.had_car = [False] * n  # the cars of equal need that fairness is measured over
@@ -182,6 +186,18 @@ class Twin:
         for c, f in enumerate(self.followers):
             self._follower(now_ms, t, c, f)
         plant.step(now_ms, self.step_ms)
+        if now_ms % 1000 == 0 and self.site.gmeter[0] >= 0:
+            self._energy_split()
+
+    def _energy_split(self):
+        drawn = 0
+        for car in self.plant.cars:
+            if car is not None:
+                drawn += car.draw * car.phases
+        imported = sum(self.plant.meter(0))
+        grid = min(drawn, imported) if imported > 0 else 0
+        self.from_grid += grid
+        self.from_surplus += drawn - grid
 
     def _follower(self, now_ms, t, c, f):
         car = self.plant.cars[c]
@@ -206,6 +222,8 @@ class Twin:
                 f.measure(d, d if n > 1 else 0, d if n > 2 else 0, car.delivered_mwh // 1000)
         if self._offered[c] and not f.offered:
             self.pauses[c] += 1
+        if f.offered and not self._offered[c]:
+            self.starts[c] += 1
         self._offered[c] = f.offered
         out = f.tick(t)
         if out is not None:
@@ -263,7 +281,11 @@ class Twin:
                 "longest_overload_s": p.longest_over_ms / 1000,
                 "packets": {"sent": self.net.sent, "lost": self.net.lost, "rejected": self.rejected},
                 "fallback_s": {cid: self.fallback_ms[c] // 1000 for c, cid in enumerate(self.cids)},
-                "pauses": {cid: self.pauses[c] for c, cid in enumerate(self.cids)}}
+                "pauses": {cid: self.pauses[c] for c, cid in enumerate(self.cids)},
+                "starts": {cid: self.starts[c] for c, cid in enumerate(self.cids)},
+                # The chargers' energy at the root's meter: from the surplus, and from the grid.
+                "chargers_wh": {"surplus": self.from_surplus * site.voltage // 3_600_000,
+                                "grid": self.from_grid * site.voltage // 3_600_000}}
 
 
 def _jain(xs):
