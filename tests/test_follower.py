@@ -157,3 +157,66 @@ def test_a_pilot_fault_forgets_the_diode_check(vm):
     res = run(vm, *events)
     assert res["trace"][len(car(0, 500, C_MV))]["contactor"]  # the first check passed
     assert not res["trace"][-1]["contactor"] and not res["trace"][-2]["contactor"]
+
+
+def switching_follower(vm):
+    vm.call("follower_new", uid=UID.hex(), key=KEY.hex(), f_epoch=F_EPOCH, code="", now=0, can_switch=True)
+
+
+def cmd_phases(seq, current_a, phases):
+    return wire.command(KEY, UID, 3, seq, F_EPOCH, int(current_a * 10), 60, phases).hex()
+
+
+def charging(t0, t1, high=C_MV, step=100, drawing=True, relay=None):
+    # A car that draws what is offered until the pilot stops offering (it stops within 2 s).
+    out = []
+    for t in range(t0, t1, step):
+        out += [(t, "sample", high, DIODE), (t, "measure", *([10000] * 3 if drawing else [0] * 3)), (t, "tick")]
+    return out
+
+
+def test_a_switch_to_one_phase_stops_the_car_opens_moves_the_relay_and_waits(vm):
+    switching_follower(vm)
+    events = [(0, "recv", cmd_phases(1, 10, 3))] + charging(0, 2000)
+    events += [(2000, "recv", cmd_phases(2, 10, 1))] + charging(2000, 3500)  # the car still draws
+    events += charging(3500, 70000, drawing=False)  # it stopped 1.5 s after the pilot did
+    events += [(t, "recv", cmd_phases(t, 10, 1)) for t in range(3000, 70000, 2000)]  # the leader insists
+    events.sort(key=lambda e: (e[0], e[1] != "recv"))
+    res = run(vm, *events)
+    at = {e[0]: t for e, t in zip(events, res["trace"]) if e[1] == "tick"}
+    assert at[1900]["contactor"] and at[1900]["offered"] == 10000 and not at[1900]["one_phase"]
+    # At once: nothing offered (100 % duty); the contactor stays closed while the car draws.
+    assert at[2000]["duty"] == 10000 and at[2000]["contactor"] and not at[2000]["one_phase"]
+    assert at[3400]["contactor"] and not at[3400]["one_phase"]
+    # The car stopped: open, then the relay moves; nothing is offered for the switch pause.
+    assert not at[3500]["contactor"] and at[3500]["one_phase"]
+    assert at[63400]["offered"] == 0 and not at[63400]["contactor"]
+    # Offered again after the minute; the contactor closes once the car asks on the pilot.
+    assert at[63600]["offered"] == 10000 and at[63700]["contactor"] and at[63700]["one_phase"]
+    assert at[69900]["switching"] == 0
+
+
+def test_a_car_that_keeps_drawing_is_opened_after_6_s_before_the_relay_moves(vm):
+    switching_follower(vm)
+    events = [(0, "recv", cmd_phases(1, 16, 3))] + charging(0, 1000)
+    events += [(1000, "recv", cmd_phases(2, 16, 1))] + charging(1000, 8000)
+    res = run(vm, *events)
+    at = {e[0]: t for e, t in zip(events, res["trace"]) if e[1] == "tick"}
+    assert at[6900]["contactor"] and not at[6900]["one_phase"]
+    assert not at[7000]["contactor"] and at[7000]["one_phase"]
+
+
+def test_before_the_car_has_charged_the_relay_moves_without_a_pause(vm):
+    switching_follower(vm)
+    events = [(0, "recv", cmd_phases(1, 10, 1))] + charging(0, 6000, drawing=False)
+    res = run(vm, *events)
+    at = {e[0]: t for e, t in zip(events, res["trace"]) if e[1] == "tick"}
+    assert at[0]["one_phase"] and at[200]["offered"] == 10000 and at[300]["contactor"]
+
+
+def test_a_follower_without_the_second_contactor_never_moves_its_relay(vm):
+    new_follower(vm)
+    events = [(0, "recv", cmd_phases(1, 10, 1))] + charging(0, 3000)
+    res = run(vm, *events)
+    assert not any(t["one_phase"] or t["switching"] for t in res["trace"])
+    assert res["end"]["offered"] == 10000

@@ -73,6 +73,19 @@ def test_the_fuse_still_binds_a_pv_car(vm):
     assert got["wb1"] + got["wb2"] <= 16.0 + 40.0
 
 
+def test_a_switching_charger_takes_one_phase_when_three_do_not_fit(vm):
+    cfg = site(wb1={"phase_switching": True, "rotation": "L231"})
+    cfg["chargers"].pop()
+    out = json.loads(vm.call("snapshot", site=cfg, state={"meters": {"grid": [-4, -4, -4]},
+                                                          "chargers": {"wb1": {"state": "C"}}})["json"])
+    # 12 A over the phases: not 3 x 6 A, but 12 A on one phase, its L1 (site L2 by its rotation).
+    assert out["chargers"]["wb1"]["current_a"] == 12.0 and out["chargers"]["wb1"]["phases"] == 1
+    assert out["groups"]["main"]["allocated_a"] == [0.0, 12.0, 0.0]
+    out = json.loads(vm.call("snapshot", site=cfg, state={"meters": {"grid": [-10, -10, -10]},
+                                                          "chargers": {"wb1": {"state": "C"}}})["json"])
+    assert out["chargers"]["wb1"]["current_a"] == 10.0 and out["chargers"]["wb1"]["phases"] == 3
+
+
 def test_an_unmetered_pv_charger_is_named_in_a_warning(vm):
     cfg = {"version": 1, "groups": [{"id": "main", "limit_a": 40}],
            "chargers": [{"id": "wb1", "group": "main", "max_a": 16, "mode": "pv"}]}
@@ -124,12 +137,18 @@ def test_a_sunny_and_a_cloudy_day(vm):
     for day in (sunny, cloudy):
         assert ev_caused(day) == {}
         assert day["fallback_s"] == {"garage": 0, "driveway": 0}
+        assert day["switched_under_load"] == 0
     # In the sun the cars charge from the surplus alone; under clouds the min_pv car's minimum
     # and the pv car's stop delays take some from the grid, most still comes from the sun.
     assert sunny["chargers_wh"]["grid"] * 50 <= sunny["chargers_wh"]["surplus"]
     assert sunny["chargers_wh"]["grid"] < cloudy["chargers_wh"]["grid"] < cloudy["chargers_wh"]["surplus"] // 4
-    # The start and stop delays bound the pv car's cycling under minute-by-minute clouds.
-    assert 1 <= cloudy["starts"]["garage"] <= 6
+    # The garage switches to one phase in the morning and evening sun; under minute-by-minute
+    # clouds the switch budget (6 a session, besides the free moves before a start) and the
+    # delays bound its cycling.
+    assert 1 <= sunny["phase_switches"]["garage"] <= 4
+    assert sunny["phase_switches"]["garage"] <= cloudy["phase_switches"]["garage"] <= 6 + 3
+    assert cloudy["starts"]["garage"] <= 2 * cloudy["phase_switches"]["garage"] + 6
+    assert sunny["phase_switches"]["driveway"] == cloudy["phase_switches"]["driveway"] == 0  # no second contactor
     assert sunny["energy_wh"]["garage"] >= 40_000  # from 20 % to full on the sun
 
 

@@ -15,6 +15,7 @@ class Car:
 
     def __init__(self, spec, rnd, voltage):
         self.phases = spec.get("phases", 3)
+        self.wired = self.phases  # the phases it draws on now: one behind a 1-phase relay
         self.max_ma = int(spec.get("max_a", 16) * 1000)
         self.capacity_mwh = int(spec.get("capacity_kwh", 60) * 1_000_000)
         self.energy_mwh = int(spec.get("soc", 0.3) * self.capacity_mwh)
@@ -63,7 +64,7 @@ class Car:
             self.change_at = None
         # An on-board charger may lower its draw itself (taper) at once, never raise it early.
         self.draw = min(self.target, self.limit() - self.limit() % CAR_STEP_MA)
-        mwh = self.voltage * self.draw * self.phases * dt_ms // 3_600_000
+        mwh = self.voltage * self.draw * self.wired * dt_ms // 3_600_000
         self.energy_mwh += mwh
         self.delivered_mwh += mwh
 
@@ -165,7 +166,7 @@ class Plant:
             if car is None or not car.draw:
                 continue
             g = site.cgroup[c]
-            for k in range(car.phases):
+            for k in range(car.wired):
                 p = self.wire[c][k]
                 self._up(g, p, car.draw, self.total)
                 self._up(g, p, car.draw, self.ev_total)
@@ -216,6 +217,6 @@ class Plant:
         car = self.cars[c]
         out = [0, 0, 0]
         if car is not None:
-            for k in range(car.phases):
+            for k in range(car.wired):
                 out[k] = car.draw
         return out

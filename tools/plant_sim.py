@@ -31,6 +31,7 @@ class Board:
         self.addr = addr
         self.duty = pilot.DUTY_FULL
         self.contactor = False
+        self.one_phase = False  # the 3->1 relay
         self.sent = None
         self.sent_at = 0
         self.reduced_at = None  # ticks when the duty last went down (reaction benchmark)
@@ -65,6 +66,7 @@ class PlantSim:
                 b.reduced_at = now  # the first reduction since the last load step
             b.duty = msg["duty"]
             b.contactor = bool(msg["contactor"])
+            b.one_phase = bool(msg.get("relay", 0))
             b.heard_at = now
             self._tell(c, b, now, True)
         elif "meters" in msg:
@@ -120,6 +122,7 @@ class PlantSim:
             if b is None or time.ticks_diff(now, b.heard_at) >= DEAD_MS:
                 car.step(rel, STEP_MS, 0, False)
             else:
+                car.wired = 1 if b.one_phase else car.phases
                 car.step(rel, STEP_MS, pilot.offered_by(b.duty), b.contactor)
         self.plant.step(rel, STEP_MS)
         for c, b in self.boards.items():

@@ -90,6 +90,9 @@ class Twin:
         self.fallback_ms = [0] * n
         self.pauses = [0] * n
         self.starts = [0] * n
+        self.switches = [0] * n  # 3<->1 relay moves
+        self._one = [False] * n
+        self.under_load = 0
         # The chargers' draw at the root's meter, mA*s summed over phases: what the surplus
         # covered and what came from the grid (the root's net import, up to that draw).
         self.from_surplus = self.from_grid = 0
@@ -109,7 +112,7 @@ class Twin:
 
     def _new_follower(self, c, now_ms):
         car_max = int(self.site.cmax[c])
-        return Follower(self.uids[c], car_max, self.site.cphases[c], False, self.f_epoch[c], b"",
+        return Follower(self.uids[c], car_max, self.site.cphases[c], bool(self.site.cswitch[c]), self.f_epoch[c], b"",
                         self._t(now_ms),
                         key=self.keys[c], charger=c)
 
@@ -193,7 +196,7 @@ class Twin:
         drawn = 0
         for car in self.plant.cars:
             if car is not None:
-                drawn += car.draw * car.phases
+                drawn += car.draw * car.wired
         imported = sum(self.plant.meter(0))
         grid = min(drawn, imported) if imported > 0 else 0
         self.from_grid += grid
@@ -212,13 +215,21 @@ class Twin:
             f.sample(t, level, -12000)
             self._level[c], self._duty[c] = level, f.duty
         if car is not None:
+            # The relay only moves with the contactor open (the follower's order): the car
+            # draws on the phases the relay leaves it.
+            car.wired = 1 if f.one_phase else car.phases
+            if f.one_phase != self._one[c]:
+                self._one[c] = f.one_phase
+                self.switches[c] += 1
+                if f.contactor or car.draw:
+                    self.under_load += 1  # a relay that moves under load: never
             car.step(now_ms, self.step_ms, pilot.offered_by(f.duty), f.contactor)
             d = car.draw
             if d != self._drawn[c] or now_ms % 1000 == 0:
                 # The charger's own meter (plant.charger_meas), read when it changed and each
                 # second for the energy: reading it again unchanged tells the follower nothing.
                 self._drawn[c] = d
-                n = car.phases
+                n = car.wired
                 f.measure(d, d if n > 1 else 0, d if n > 2 else 0, car.delivered_mwh // 1000)
         if self._offered[c] and not f.offered:
             self.pauses[c] += 1
@@ -283,6 +294,8 @@ class Twin:
                 "fallback_s": {cid: self.fallback_ms[c] // 1000 for c, cid in enumerate(self.cids)},
                 "pauses": {cid: self.pauses[c] for c, cid in enumerate(self.cids)},
                 "starts": {cid: self.starts[c] for c, cid in enumerate(self.cids)},
+                "phase_switches": {cid: self.switches[c] for c, cid in enumerate(self.cids)},
+                "switched_under_load": self.under_load,
                 # The chargers' energy at the root's meter: from the surplus, and from the grid.
                 "chargers_wh": {"surplus": self.from_surplus * site.voltage // 3_600_000,
                                 "grid": self.from_grid * site.voltage // 3_600_000}}

@@ -32,6 +32,19 @@ ERR_PILOT = const(2)  # pilot in E or F
 # STATE flags
 AT_FALLBACK = const(1)
 CONTACTOR = const(2)
+ONE_PHASE = P.ONE_PHASE
+SWITCHING = P.SWITCHING
+
+# 3<->1 phase switching (a charger with the second contactor), step by step: offer nothing,
+# wait for the car to stop (up to the EV's 5 s and one more), open the contactor, move the
+# relay, wait, offer again, and close only when the car asks again (C, pilot oscillating).
+SW_IDLE = const(0)
+SW_STOPPING = const(1)
+SW_WAITING = const(2)
+SWITCH_STOP_MS = const(6_000)
+# A car's on-board charger re-detects its phases only after a pause: some need 45 s or more
+# before they accept the new count without a fault, so a minute.
+SWITCH_PAUSE_MS = const(60_000)
 
 
 class Follower:
@@ -71,6 +84,11 @@ class Follower:
         self.last_increase = ticks_add(now_ms, -INCREASE_GAP_MS)
         self.paused_at = None
         self.meas = array("i", [0, 0, 0])
+        self.one_phase = False  # the relay's position: the shell drives hal.set_phase_relay
+        self.switch = SW_IDLE
+        self._want_one = False
+        self._switch_at = now_ms
+        self._session_closed = False  # the contactor closed since the car was plugged in
         self._reported = array("i", [0, 0, 0])
         self.energy_wh = 0
         # Reports
@@ -142,6 +160,11 @@ class Follower:
         self.last_cmd = now_ms
         self.target = min(cur, self.nameplate)
         self.fallback = min(fb, self.target)
+        self._want_one = self.can_switch and phases == 1
+        if self.switch == SW_IDLE and self._want_one != self.one_phase:
+            self.switch = SW_STOPPING
+            self._switch_at = now_ms
+            self._changed = True
         if self.at_fallback:
             self.at_fallback = False
             self._changed = True
@@ -203,11 +226,16 @@ class Follower:
 
     def allowed(self):
         """What the leader allows now: its command, or the fallback once it went silent."""
+        if self.switch != SW_IDLE:
+            return 0  # switching phases: nothing until the relay has moved and settled
         if self.at_fallback:
             return self.fallback if self.heard else 0
         return self.target
 
     def _drive(self, now_ms, settled_ok=False):
+        if self.switch != SW_IDLE:
+            self._switching(now_ms)
+            settled_ok = False
         want = self.allowed()
         if want < pilot.MIN_MA or self.errors & ERR_PILOT:
             want = 0
@@ -224,6 +252,24 @@ class Follower:
         if closed != self.contactor:
             self.contactor = closed
             self._changed = True
+        if closed:
+            self._session_closed = True
+
+    def _switching(self, now_ms):
+        waited = ticks_diff(now_ms, self._switch_at)
+        if self.switch == SW_STOPPING:
+            if self.contactor and self.in_use() and waited < SWITCH_STOP_MS:
+                return  # the car still draws: it has until the stop time
+            self.contactor = False  # open before the relay moves: it never switches under load
+            self.one_phase = self._want_one
+            self.switch = SW_WAITING
+            self._switch_at = now_ms
+            self._changed = True
+        elif not self._session_closed or waited >= SWITCH_PAUSE_MS:
+            # A car that has not charged in this session knows no phase count yet: no pause.
+            self.switch = SW_IDLE
+            self.diode = False  # the car must ask again, on an oscillating pilot
+            self._changed = True
 
     def _may_increase(self, now_ms):
         if ticks_diff(now_ms, self.last_increase) < INCREASE_GAP_MS:
@@ -237,7 +283,9 @@ class Follower:
         self._changed = True
 
     def _contactor(self, now_ms):
-        if self.state not in (pilot.C, pilot.D) or self.errors:
+        if self.state == pilot.A:
+            self._session_closed = False
+        if self.state not in (pilot.C, pilot.D) or self.errors or self.switch == SW_WAITING:
             return False  # the car went back to B or A, or a fault: open now
         if self.offered == 0:
             # Paused: the car should stop within 5 s; open after 6 s even if it does not.
@@ -269,7 +317,8 @@ class Follower:
         self.seq += 1
         for k in range(3):
             self._reported[k] = self.meas[k]
-        flags = (AT_FALLBACK if self.at_fallback else 0) | (CONTACTOR if self.contactor else 0)
+        flags = (AT_FALLBACK if self.at_fallback else 0) | (CONTACTOR if self.contactor else 0) | \
+            (ONE_PHASE if self.one_phase else 0) | (SWITCHING if self.switch != SW_IDLE else 0)
         # What it may offer: its offer, or the command it holds if higher (an increase
         # waiting out its gap). A decrease counts as followed only once this is down.
         held = self.allowed()

@@ -32,7 +32,8 @@ class FollowerApp(Shell):
         store.save_json(self.path, saved)
         self.saved = saved
         key = unhexlify(saved["key"]) if "key" in saved else None
-        f = Follower(unhexlify(settings["uid"]), settings["nameplate_a"] * 1000, settings["phases"], False,
+        f = Follower(unhexlify(settings["uid"]), settings["nameplate_a"] * 1000, settings["phases"],
+                     settings["phase_switching"],
                      saved["f_epoch"], settings["code"].encode(), now_ms, key=key,
                      charger=saved.get("charger", -1))
         f.charger_id = saved.get("charger_id", "")
@@ -44,7 +45,8 @@ class FollowerApp(Shell):
     def _outputs(self):
         b, f = self.board, self.core
         b.set_duty(f.duty)
-        b.set_contactor(f.contactor)
+        b.set_contactor(f.contactor)  # opened before the relay moves (the core's order)
+        b.set_phase_relay(f.one_phase)
 
     def _save_pairing(self):
         f = self.core

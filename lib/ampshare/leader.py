@@ -81,6 +81,7 @@ class Leader:
         self.cmd_at = [now_ms] * nc  # the last COMMAND sent: when its watchdog started
         self.last_increase = [ticks_add(now_ms, -INCREASE_GAP_MS)] * nc
         self.phases = bytearray(site.cphases)
+        self._dmask = bytearray(nc)  # the phases in use demand.py last saw (a switching charger's)
         self.meter_at = [0] * len(site.meter_ids)
         self.rejected = array("i", [0] * len(P.REASONS))
         self.accepted = 0
@@ -175,7 +176,12 @@ class Leader:
         for k in range(3):
             a.meas[c * 3 + k] = meas[k]
         self.applied[c] = applied
-        a.use_phases(c, self.demand.report(now_ms, c, letter, self._drawn(c), self.sent[c], meas))
+        mask = self.demand.report(now_ms, c, letter, self._drawn(c), self.sent[c], meas)
+        if self.surplus is not None and self.site.cswitch[c]:
+            self.surplus.one[c] = 1 if flags & (P.ONE_PHASE | P.SWITCHING) == P.ONE_PHASE else 0
+            self._dmask[c] = mask
+            mask = self._switch_mask(c, mask)
+        a.use_phases(c, mask)
         if first:
             # Adopt what it does now (a restarted leader, a restarted follower): no pause.
             self.sent[c] = applied
@@ -229,10 +235,29 @@ class Leader:
         self.external.before_run()
         if self.surplus is not None:
             self.surplus.update(now_ms)
+            self._phase_switching()
         self.alloc.run()
         self.external.after_run()
         self._apply(now_ms)
         return out
+
+    def _phase_switching(self):
+        # What the surplus decided (1 or 3 phases) goes out in every COMMAND; the fuses count
+        # the charger on one phase only once its follower reports the relay there.
+        s, site = self.surplus, self.site
+        for c in range(self.nc):
+            if site.cswitch[c]:
+                self.phases[c] = 1 if s.want1[c] else 3
+                self.alloc.use_phases(c, self._switch_mask(c, self._dmask[c]))
+
+    def _switch_mask(self, c, mask):
+        s = self.surplus
+        if s.want1[c] != s.one[c]:
+            return 0  # the relay is to move, or moving: every phase it is wired to
+        if s.one[c]:
+            w = self.site.cwire[c * 3]  # one phase: always the charger's L1
+            return 1 << w if w >= 0 else 0
+        return mask
 
     def limit(self, now_ms, kind, ident, ma=None, w=None, watchdog_ms=WATCHDOG_MS):
         """An external limit (external.py): set (ma or w) or clear. Allocated at once; returns

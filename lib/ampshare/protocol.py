@@ -42,6 +42,9 @@ STATE_LEN = HEAD_LEN + struct.calcsize(FMT_STATE) + TAG_LEN
 # HELLO flags
 CAN_SWITCH = const(1)
 PAIRED = const(2)
+# STATE flags the leader reads (the follower sets them, follower.py)
+ONE_PHASE = const(4)  # its phase relay is in the 1-phase position
+SWITCHING = const(8)  # a 3<->1 switch is under way
 # COMMAND flags
 CMD_IDENTIFY = const(1)  # blink the follower's LED: lets an installer find a unit
 

@@ -26,6 +26,7 @@ DEFAULTS = {
     "code": "",  # the pairing code on the unit's label
     "nameplate_a": 32,  # the wallbox's own rating
     "phases": 3,
+    "phase_switching": False,  # the wallbox has the second contactor and its relay (hal: phase_relay)
     # leader
     "site": "site.json",
     "pair": {},  # charger id -> {"uid": 12 hex digits, "code": label code}: paired when first heard
@@ -65,6 +66,8 @@ def parse(cfg):
             raise ConfigError("settings." + name, "must be a UDP port, 1..65535")
     if s["phases"] not in (1, 3) or isinstance(s["phases"], bool):
         raise ConfigError("settings.phases", "must be 1 or 3")
+    if not isinstance(s["phase_switching"], bool) or (s["phase_switching"] and s["phases"] != 3):
+        raise ConfigError("settings.phase_switching", "must be true or false, and true only on a 3-phase wallbox")
     s["pair"] = _listed(s["pair"])
     return s
 

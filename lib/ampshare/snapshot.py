@@ -44,6 +44,10 @@ def load(alloc, state):
         from ampshare.surplus import Surplus
         alloc.surplus = Surplus(alloc)
         alloc.surplus.update(0, steady=True)  # every delay and smoothing run out
+        for c in range(alloc.nc):
+            w = site.cwire[c * 3]
+            if alloc.surplus.want1[c]:  # switched to one phase: its L1's site phase alone
+                alloc.use_phases(c, 1 << w if w >= 0 else 0)
 
 
 def _external(alloc, cfg):
@@ -135,7 +139,7 @@ def to_json(alloc):
     parts = []
     for c, cid in enumerate(site.charger_ids):
         parts.append('%s: {"current_a": %s, "phases": %d, "fallback_a": %s, "requested_a": %s}' % (
-            json.dumps(cid), fmt_a(alloc.out[c]), site.cphases[c], fmt_a(alloc.fallback[c]), fmt_a(_requested(alloc, c))))
+            json.dumps(cid), fmt_a(alloc.out[c]), _phases(alloc, c), fmt_a(alloc.fallback[c]), fmt_a(_requested(alloc, c))))
     req, alloc_a, usage = _per_phase(alloc)
     groups = []
     for g, gid in enumerate(site.group_ids):
@@ -154,6 +158,11 @@ def to_json(alloc):
             row.append(("surplus_a", fmt_a(sur.avg[g])))
         groups.append("%s: {%s}" % (json.dumps(gid), ", ".join('"%s": %s' % kv for kv in row)))
     return '{"chargers": {%s}, "groups": {%s}%s}' % (", ".join(parts), ", ".join(groups), _external_json(alloc))
+
+
+def _phases(alloc, c):
+    sur = getattr(alloc, "surplus", None)
+    return 1 if sur is not None and sur.want1[c] else alloc.site.cphases[c]
 
 
 def _per_phase(alloc):

@@ -32,6 +32,19 @@ _FRAC = const(128)
 _SNAP_MA = const(300)  # the allocator's quantum (0.1 A) on each of three phases
 _WANTING = b"BCD"
 
+# 3<->1 switching of a PV charger with the second contactor (phase_switching). To one phase
+# after a minute in which the surplus cannot hold three at the minimum: sooner than the stop
+# delay, so the car goes on with one phase rather than stopping. Back to three once the
+# surplus holds three at the minimum plus 1 A on each for 5 min: each switch costs the car a
+# minute's pause (follower.SWITCH_PAUSE_MS), worth it only for a lasting change.
+SWITCH_DOWN_MS = const(60_000)
+SWITCH_UP_MS = const(300_000)
+SWITCH_HYST_MA = const(3_000)
+SWITCH_GAP_MS = const(600_000)  # at most one switch in 10 min, whatever the clouds do
+# Switches per session before the charger stays as it is until the car leaves (Zaptec's
+# "switches allowed before locking"): a morning and an evening change, and a few for clouds.
+SWITCH_BUDGET = const(6)
+
 
 class Surplus:
     def __init__(self, alloc):
@@ -56,6 +69,13 @@ class Surplus:
         self._start = [None] * ng  # ticks since the surplus covers the next car, or None
         self._stop = [None] * ng  # ticks since it no longer covers the started ones, or None
         self._last = None
+        # Phase switching: what the leader wants (1: one phase) and what the follower reports
+        # its relay does, switches this session, and their timers.
+        self.want1 = bytearray(nc)
+        self.one = bytearray(nc)
+        self.switches = bytearray(nc)
+        self._sw_since = [None] * nc
+        self._sw_last = [None] * nc
 
     def update(self, now_ms, steady=False):
         """One period. steady: every delay and smoothing has run out (the snapshot)."""
@@ -129,7 +149,37 @@ class Surplus:
             pass
         while self._start_one(g, now_ms, steady):
             pass
+        for c in range(len(self.pvg)):
+            if self.pvg[c] == g and site.cswitch[c]:
+                self._switch(c, g, now_ms, steady)
         self._fill(g)
+
+    def _switch(self, c, g, now_ms, steady):
+        site = self.site
+        if self.alloc.pilot[c] == 65:  # "A": the car left, a new session begins
+            self.switches[c] = 0
+            self._sw_since[c] = None
+            return
+        if not self.on[c]:
+            return
+        lo = site.cmin[c]
+        avail = self.avg[g] - self._needed(g) + lo * self._phases(c)  # if the others keep their minimum
+        one = self.want1[c]
+        if (avail < 3 * lo) if not one else (avail >= 3 * lo + SWITCH_HYST_MA):
+            if steady:
+                self.want1[c] = 0 if one else 1
+                return
+            if self._sw_since[c] is None:
+                self._sw_since[c] = now_ms
+            last = self._sw_last[c]
+            if ticks_diff(now_ms, self._sw_since[c]) >= (SWITCH_UP_MS if one else SWITCH_DOWN_MS) and \
+                    self.switches[c] < SWITCH_BUDGET and (last is None or ticks_diff(now_ms, last) >= SWITCH_GAP_MS):
+                self.want1[c] = 0 if one else 1
+                self.switches[c] += 1
+                self._sw_last[c] = now_ms
+                self._sw_since[c] = None
+        else:
+            self._sw_since[c] = None
 
     def _needed(self, g):
         need = 0
@@ -165,6 +215,10 @@ class Surplus:
                     self.alloc.pilot[c] in _WANTING:
                 nxt = c
                 break
+        if nxt >= 0 and site.cswitch[nxt] and self._switches_free(nxt):
+            # Not charging yet, its relay moves for free: one phase if three do not fit.
+            three = self.avg[g] >= self._needed(g) + site.cmin[nxt] * 3
+            self.want1[nxt] = 0 if three else 1
         if nxt < 0 or self.avg[g] < self._needed(g) + site.cmin[nxt] * self._phases(nxt):
             self._start[g] = None
             return False
@@ -215,8 +269,14 @@ class Surplus:
                 top = x
         return top
 
+    def _switches_free(self, c):
+        return self.switches[c] < SWITCH_BUDGET
+
     def _phases(self, c):
-        # The phases its car draws on (the allocator's phases in use), at most the charger's.
+        # The phases its car draws on (the allocator's phases in use), at most the charger's;
+        # one where the leader switches it to one.
+        if self.want1[c]:
+            return 1
         m = self.alloc._mask[c]
         n = (m & 1) + (m >> 1 & 1) + (m >> 2 & 1)
         return n if n < self.site.cphases[c] else self.site.cphases[c]

@@ -15,7 +15,7 @@ def _hex(b):
 def follower_new(req):
     key = req.get("key")
     _objs["f"] = Follower(unhexlify(req["uid"]), req.get("nameplate", 32000), req.get("phases", 3),
-                          False, req.get("f_epoch", 1), unhexlify(req.get("code", "")), req.get("now", 0),
+                          req.get("can_switch", False), req.get("f_epoch", 1), unhexlify(req.get("code", "")), req.get("now", 0),
                           key=unhexlify(key) if key else None)
     return follower_view()
 
@@ -25,7 +25,8 @@ def follower_view():
     return {"duty": f.duty, "offered": f.offered, "contactor": f.contactor, "state": chr(f.state),
             "at_fallback": f.at_fallback, "target": f.target, "fallback": f.fallback,
             "errors": f.errors, "paired": f.key is not None, "charger_id": f.charger_id,
-            "rejected": list(f.rejected), "n_accepted": f.accepted}
+            "rejected": list(f.rejected), "n_accepted": f.accepted, "one_phase": f.one_phase,
+            "switching": f.switch}
 
 
 def _replay(req, apply, view):
