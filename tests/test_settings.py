@@ -15,6 +15,8 @@ def test_defaults_fill_what_is_left_out(vm):
     ({"role": "boss"}, "settings.role"),
     ({"port_leader": 70000}, "settings.port_leader"),
     ({"phases": 2}, "settings.phases"),
+    ({"phase_switching": "yes"}, "settings.phase_switching"),
+    ({"phase_switching": True, "phases": 1}, "settings.phase_switching"),  # no phases to switch
     ({"colour": "red"}, "settings.colour"),
     ({"pair": ["wb1"]}, "settings.pair"),
     ({"pair": {"wb1": {"uid": "02a5000000", "code": "x"}}}, "settings.pair.wb1"),  # 5 bytes
