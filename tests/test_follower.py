@@ -188,11 +188,13 @@ def test_a_switch_to_one_phase_stops_the_car_opens_moves_the_relay_and_waits(vm)
     # At once: nothing offered (100 % duty); the contactor stays closed while the car draws.
     assert at[2000]["duty"] == 10000 and at[2000]["contactor"] and not at[2000]["one_phase"]
     assert at[3400]["contactor"] and not at[3400]["one_phase"]
-    # The car stopped: open, then the relay moves; nothing is offered for the switch pause.
-    assert not at[3500]["contactor"] and at[3500]["one_phase"]
-    assert at[63400]["offered"] == 0 and not at[63400]["contactor"]
-    # Offered again after the minute; the contactor closes once the car asks on the pilot.
-    assert at[63600]["offered"] == 10000 and at[63700]["contactor"] and at[63700]["one_phase"]
+    # The car stopped: the contactor opens, and half a second later the relay moves.
+    assert not at[3500]["contactor"] and not at[3500]["one_phase"]
+    assert at[3900]["switching"] and not at[3900]["one_phase"] and at[4000]["one_phase"]
+    # Nothing offered for the switch pause; then offered again, and the contactor closes once
+    # the car asks on the oscillating pilot.
+    assert at[63900]["offered"] == 0 and not at[63900]["contactor"]
+    assert at[64000]["offered"] == 10000 and at[64100]["contactor"] and at[64100]["one_phase"]
     assert at[69900]["switching"] == 0
 
 
@@ -203,7 +205,18 @@ def test_a_car_that_keeps_drawing_is_opened_after_6_s_before_the_relay_moves(vm)
     res = run(vm, *events)
     at = {e[0]: t for e, t in zip(events, res["trace"]) if e[1] == "tick"}
     assert at[6900]["contactor"] and not at[6900]["one_phase"]
-    assert not at[7000]["contactor"] and at[7000]["one_phase"]
+    assert not at[7000]["contactor"] and not at[7000]["one_phase"] and at[7500]["one_phase"]
+
+
+def test_a_board_without_a_meter_keeps_the_contactor_closed_the_whole_stop_time(vm):
+    # It cannot see the car stop: the EV's 5 s and one more, then open, then the relay.
+    switching_follower(vm)
+    events = [(0, "recv", cmd_phases(1, 16, 3))] + car(0, 1000, C_MV, step=100)
+    events += [(1000, "recv", cmd_phases(2, 16, 1))] + car(1000, 8000, C_MV, step=100)
+    res = run(vm, *events)
+    at = {e[0]: t for e, t in zip(events, res["trace"]) if e[1] == "tick"}
+    assert at[1000]["duty"] == 10000 and at[6900]["contactor"]
+    assert not at[7000]["contactor"] and not at[7000]["one_phase"] and at[7500]["one_phase"]
 
 
 def test_before_the_car_has_charged_the_relay_moves_without_a_pause(vm):
@@ -211,7 +224,8 @@ def test_before_the_car_has_charged_the_relay_moves_without_a_pause(vm):
     events = [(0, "recv", cmd_phases(1, 10, 1))] + charging(0, 6000, drawing=False)
     res = run(vm, *events)
     at = {e[0]: t for e, t in zip(events, res["trace"]) if e[1] == "tick"}
-    assert at[0]["one_phase"] and at[200]["offered"] == 10000 and at[300]["contactor"]
+    assert not at[400]["one_phase"] and at[500]["one_phase"]
+    assert at[600]["offered"] == 10000 and at[700]["contactor"]
 
 
 def test_a_follower_without_the_second_contactor_never_moves_its_relay(vm):

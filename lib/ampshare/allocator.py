@@ -201,11 +201,10 @@ class Allocator:
             hi[c] = top if wants and not self.held[c] else 0
         self._pin(self.held)
         self._share(self.cap, self.out)
-        for _ in range(2):  # a charger the re-share admits may unbalance a phase again: once more
-            if not (self._unb and self._balance()):
-                break
+        if self._unb and self._balance():
             self._pin(self.held)
             self._share(self.cap, self.out)  # what the lowered ones left goes to the others
+            self._balance()  # the re-share may admit one onto a high phase: lowering only
         for c in range(self.nc):
             hi[c] = self.out[c]
         self._pin(self.held_fb)
@@ -587,7 +586,8 @@ class Allocator:
         excess = t[pmax] - t[pmin] - (limit if limit > by_others else by_others)
         if excess <= 0:
             return False
-        out, lo, hi, cand = self.out, self._lo, self._hi, self._tmp
+        out, lo, hi = self.out, self._lo, self._hi
+        cand = self._tmp
         n, room = 0, -excess  # room: what these chargers may keep on the highest phase together
         for i in range(self.nc):
             c = self._order[i]
@@ -613,7 +613,8 @@ class Allocator:
 
     def _even(self, cand, n, room):
         # room shared evenly between cand[:n], none above what it has: water-filling again.
-        out, lo, hi, free = self.out, self._lo, self._hi, self._rise
+        out, lo, hi = self.out, self._lo, self._hi
+        free = self._rise
         m, left = n, room
         for j in range(n):
             free[cand[j]] = 1
@@ -656,7 +657,8 @@ class Allocator:
         return False
 
     def _phase_totals(self, g, t):
-        ck, out, oth, k0 = self._ck, self.out, self.other, g * 3
+        ck, out, oth = self._ck, self.out, self.other
+        k0 = g * 3
         t[0], t[1], t[2] = oth[k0], oth[k0 + 1], oth[k0 + 2]
         for c in range(self.nc):
             if out[c]:

@@ -39,9 +39,13 @@ SWITCHING = P.SWITCHING
 # wait for the car to stop (up to the EV's 5 s and one more), open the contactor, move the
 # relay, wait, offer again, and close only when the car asks again (C, pilot oscillating).
 SW_IDLE = const(0)
-SW_STOPPING = const(1)
-SW_WAITING = const(2)
+SW_STOPPING = const(1)  # nothing offered; the contactor closed until the car has stopped
+SW_OPENING = const(2)  # the contactor opened; the relay waits for it to drop out
+SW_WAITING = const(3)  # the relay moved; the car's pause
 SWITCH_STOP_MS = const(6_000)
+# A contactor drops out within tens of ms; the relay moves only after this, a control period
+# later at the soonest, so no two coil changes ever fall in the same instant.
+CONTACTOR_DROP_MS = const(500)
 # A car's on-board charger re-detects its phases only after a pause: some need 45 s or more
 # before they accept the new count without a fault, so a minute.
 SWITCH_PAUSE_MS = const(60_000)
@@ -89,6 +93,7 @@ class Follower:
         self._want_one = False
         self._switch_at = now_ms
         self._session_closed = False  # the contactor closed since the car was plugged in
+        self.metered = False
         self._reported = array("i", [0, 0, 0])
         self.energy_wh = 0
         # Reports
@@ -121,6 +126,7 @@ class Follower:
             self._drive(now_ms)
 
     def measure(self, m1, m2, m3, energy_wh):
+        self.metered = True  # a board without a meter: a switch waits the whole stop time
         rep = self._reported
         if abs(m1 - rep[0]) >= REPORT_DELTA_MA or abs(m2 - rep[1]) >= REPORT_DELTA_MA \
                 or abs(m3 - rep[2]) >= REPORT_DELTA_MA:
@@ -258,18 +264,24 @@ class Follower:
     def _switching(self, now_ms):
         waited = ticks_diff(now_ms, self._switch_at)
         if self.switch == SW_STOPPING:
-            if self.contactor and self.in_use() and waited < SWITCH_STOP_MS:
-                return  # the car still draws: it has until the stop time
-            self.contactor = False  # open before the relay moves: it never switches under load
-            self.one_phase = self._want_one
-            self.switch = SW_WAITING
-            self._switch_at = now_ms
-            self._changed = True
+            if waited < SWITCH_STOP_MS and self.contactor and (not self.metered or self.in_use() or not waited):
+                return  # the car may still draw: it has until the stop time (all of it, unmetered)
+            self.contactor = False  # opens first; the relay never moves under load
+            self._next_step(now_ms, SW_OPENING)
+        elif self.switch == SW_OPENING:
+            if waited >= CONTACTOR_DROP_MS:
+                self.one_phase = self._want_one
+                self._next_step(now_ms, SW_WAITING)
         elif not self._session_closed or waited >= SWITCH_PAUSE_MS:
             # A car that has not charged in this session knows no phase count yet: no pause.
             self.switch = SW_IDLE
             self.diode = False  # the car must ask again, on an oscillating pilot
             self._changed = True
+
+    def _next_step(self, now_ms, step):
+        self.switch = step
+        self._switch_at = now_ms
+        self._changed = True
 
     def _may_increase(self, now_ms):
         if ticks_diff(now_ms, self.last_increase) < INCREASE_GAP_MS:
@@ -285,7 +297,7 @@ class Follower:
     def _contactor(self, now_ms):
         if self.state == pilot.A:
             self._session_closed = False
-        if self.state not in (pilot.C, pilot.D) or self.errors or self.switch == SW_WAITING:
+        if self.state not in (pilot.C, pilot.D) or self.errors or self.switch >= SW_OPENING:
             return False  # the car went back to B or A, or a fault: open now
         if self.offered == 0:
             # Paused: the car should stop within 5 s; open after 6 s even if it does not.

@@ -176,9 +176,15 @@ class Leader:
         for k in range(3):
             a.meas[c * 3 + k] = meas[k]
         self.applied[c] = applied
+        switching = self.surplus is not None and self.site.cswitch[c]
+        if switching:
+            sur = self.surplus
+            sur.moving[c] = 1 if flags & P.SWITCHING else 0
+            sur.one[c] = 1 if flags & P.ONE_PHASE and not sur.moving[c] else 0
+            if sur.moving[c]:
+                self.demand.active[c] = 0  # its car starts afresh: every phase until it settles
         mask = self.demand.report(now_ms, c, letter, self._drawn(c), self.sent[c], meas)
-        if self.surplus is not None and self.site.cswitch[c]:
-            self.surplus.one[c] = 1 if flags & (P.ONE_PHASE | P.SWITCHING) == P.ONE_PHASE else 0
+        if switching:
             self._dmask[c] = mask
             mask = self._switch_mask(c, mask)
         a.use_phases(c, mask)
@@ -252,7 +258,7 @@ class Leader:
 
     def _switch_mask(self, c, mask):
         s = self.surplus
-        if s.want1[c] != s.one[c]:
+        if s.want1[c] != s.one[c] or s.moving[c]:
             return 0  # the relay is to move, or moving: every phase it is wired to
         if s.one[c]:
             w = self.site.cwire[c * 3]  # one phase: always the charger's L1

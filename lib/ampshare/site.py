@@ -275,6 +275,11 @@ def _charger(site, c, where, i, seen, groups, min_ma):
     sw = _field(c, "phase_switching", where, False, False)
     if not isinstance(sw, bool):
         raise ConfigError(where + ".phase_switching", "must be true or false")
+    if sw and phases != 3:
+        raise ConfigError(where + ".phase_switching", "a 1-phase charger has no phases to switch")
+    if sw and site.cmode[i] not in (MODE_PV, MODE_MIN_PV):
+        site.warnings.append("%s.phase_switching: only a pv or min_pv charger is switched; this one "
+                             "keeps its three phases" % where)
     site.cswitch[i] = sw
 
 

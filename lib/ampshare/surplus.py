@@ -69,10 +69,13 @@ class Surplus:
         self._start = [None] * ng  # ticks since the surplus covers the next car, or None
         self._stop = [None] * ng  # ticks since it no longer covers the started ones, or None
         self._last = None
+        self._steady = False
         # Phase switching: what the leader wants (1: one phase) and what the follower reports
         # its relay does, switches this session, and their timers.
         self.want1 = bytearray(nc)
-        self.one = bytearray(nc)
+        self.one = bytearray(nc)  # the relay reports one phase, and is not moving
+        self.moving = bytearray(nc)  # the follower reports a switch under way
+        self.began = bytearray(nc)  # started in this session: its relay no longer moves for free
         self.switches = bytearray(nc)
         self._sw_since = [None] * nc
         self._sw_last = [None] * nc
@@ -81,6 +84,7 @@ class Surplus:
         """One period. steady: every delay and smoothing has run out (the snapshot)."""
         dt = 0 if self._last is None else ticks_diff(now_ms, self._last)
         self._last = now_ms
+        self._steady = steady  # a snapshot: every relay is where it was asked to be
         self._measure(dt, steady)
         for g in range(len(self.avg)):
             if self.fresh[g]:
@@ -102,9 +106,8 @@ class Surplus:
             if not self.metered[g]:
                 continue
             if a.meter_ok[m]:
-                imp = a.meter[m * 3] + a.meter[m * 3 + 1] + a.meter[m * 3 + 2]
-                v = site.pv_target[g] * 1000 // site.voltage - imp + x[g]
-                v = -_CLAMP_MA if v < -_CLAMP_MA else _CLAMP_MA if v > _CLAMP_MA else v
+                imp = _clamp(a.meter[m * 3]) + _clamp(a.meter[m * 3 + 1]) + _clamp(a.meter[m * 3 + 2])
+                v = _clamp(site.pv_target[g] * 1000 // site.voltage - imp + x[g])
             else:
                 v = 0  # no reading: no surplus to give (min_pv keeps its minimum)
             self._smooth(g, v, dt, steady)
@@ -143,8 +146,13 @@ class Surplus:
                 wanting = self.alloc.pilot[c] in _WANTING
                 if not wanting:
                     on[c] = 0
-                elif site.cmode[c] == MODE_MIN_PV or (steady and site.cmode[c] == MODE_PV):
-                    on[c] = 1  # a snapshot starts every pv car, then stops those that do not fit
+                    self._session_ends(c)
+                elif not on[c] and (site.cmode[c] == MODE_MIN_PV or (steady and site.cmode[c] == MODE_PV)):
+                    # min_pv always charges; a snapshot starts every pv car, then stops those
+                    # that do not fit.
+                    self._choose_phases(c, g, self._needed(g))
+                    on[c] = 1
+                    self.began[c] = 1
         while self._stop_one(g, now_ms, steady):
             pass
         while self._start_one(g, now_ms, steady):
@@ -154,14 +162,32 @@ class Surplus:
                 self._switch(c, g, now_ms, steady)
         self._fill(g)
 
+    def _session_ends(self, c):
+        if self.alloc.pilot[c] == 65:  # "A": the car left; the next one starts afresh
+            self.switches[c] = 0
+            self.began[c] = 0
+            self.want1[c] = 0  # the relay back to three while nothing draws
+            self._sw_since[c] = None
+
+    def _choose_phases(self, c, g, need):
+        # Before a car's first start in its session the relay moves for free (the contactor
+        # has not closed): one phase when three at the minimum do not fit in the surplus.
+        if self.site.cswitch[c] and not self.began[c] and self.switches[c] < SWITCH_BUDGET:
+            three = 3 * self.site.cmin[c] + (SWITCH_HYST_MA if self.want1[c] else 0)
+            self.want1[c] = 0 if self.avg[g] - need >= three else 1
+
     def _switch(self, c, g, now_ms, steady):
         site = self.site
-        if self.alloc.pilot[c] == 65:  # "A": the car left, a new session begins
-            self.switches[c] = 0
+        last = self._sw_last[c]
+        if last is not None and ticks_diff(now_ms, last) >= SWITCH_GAP_MS:
+            self._sw_last[c] = None  # aged out: no difference grows old (see clock.py)
+        if not self.on[c]:
             self._sw_since[c] = None
             return
-        if not self.on[c]:
-            return
+        if not self.want1[c] and not self.one[c] and not self.moving[c] and self._phases(c) == 1:
+            # A 1-phase car on three phases: one phase would give it nothing. Switching stops
+            # for this session.
+            self.switches[c] = SWITCH_BUDGET
         lo = site.cmin[c]
         avail = self.avg[g] - self._needed(g) + lo * self._phases(c)  # if the others keep their minimum
         one = self.want1[c]
@@ -215,11 +241,10 @@ class Surplus:
                     self.alloc.pilot[c] in _WANTING:
                 nxt = c
                 break
-        if nxt >= 0 and site.cswitch[nxt] and self._switches_free(nxt):
-            # Not charging yet, its relay moves for free: one phase if three do not fit.
-            three = self.avg[g] >= self._needed(g) + site.cmin[nxt] * 3
-            self.want1[nxt] = 0 if three else 1
-        if nxt < 0 or self.avg[g] < self._needed(g) + site.cmin[nxt] * self._phases(nxt):
+        need = self._needed(g)
+        if nxt >= 0:
+            self._choose_phases(nxt, g, need)
+        if nxt < 0 or self.avg[g] < need + site.cmin[nxt] * (1 if self.want1[nxt] else self._phases(nxt)):
             self._start[g] = None
             return False
         if not steady:
@@ -229,6 +254,7 @@ class Surplus:
                 return False
             self._start[g] = None
         self.on[nxt] = 1
+        self.began[nxt] = 1
         return True
 
     def _fill(self, g):
@@ -264,18 +290,18 @@ class Surplus:
     def _top(self, c):
         a = self.alloc
         top = self.site.cmax[c]
-        for x in (a.want[c], a.ext_max[c]):
-            if 0 <= x < top:
-                top = x
+        x = a.want[c]
+        if 0 <= x < top:
+            top = x
+        x = a.ext_max[c]
+        if 0 <= x < top:
+            top = x
         return top
-
-    def _switches_free(self, c):
-        return self.switches[c] < SWITCH_BUDGET
 
     def _phases(self, c):
         # The phases its car draws on (the allocator's phases in use), at most the charger's;
-        # one where the leader switches it to one.
-        if self.want1[c]:
+        # one where the relay reports one (asking is not enough: a board may not switch).
+        if self.one[c] or (self._steady and self.want1[c]):
             return 1
         m = self.alloc._mask[c]
         n = (m & 1) + (m >> 1 & 1) + (m >> 2 & 1)
@@ -293,3 +319,7 @@ class Surplus:
             else:
                 s = self.share[c]
                 pv_max[c] = s if s > site.cmin[c] else site.cmin[c]
+
+
+def _clamp(v):
+    return -_CLAMP_MA if v < -_CLAMP_MA else _CLAMP_MA if v > _CLAMP_MA else v
