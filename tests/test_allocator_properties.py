@@ -100,3 +100,38 @@ def test_the_fewest_chargers_pause(vm, data):
     _, out, _ = allocate(vm, site, state)
     running = sum(1 for a in out.values() if a)
     assert running == ref.most_servable(ref.capacities())
+
+
+@st.composite
+def smart_moment(draw):
+    # The same random sites, some groups with an unbalance limit and some chargers in pv or
+    # min_pv: these lower chargers on purpose (no longer max-min fair), but never a fuse's
+    # safety, the minimum, or the fallbacks'.
+    site, state = draw(moment())
+    for g in site["groups"]:
+        if draw(st.integers(0, 2)) == 0:
+            g["unbalance_limit_a"] = draw(st.integers(6, 40))
+    for c in site["chargers"]:
+        if c.get("mode") != "off" and draw(st.integers(0, 2)) == 0:
+            c["mode"] = draw(st.sampled_from(["pv", "min_pv"]))
+    return site, state
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(smart_moment())
+def test_surplus_and_unbalance_never_overload_a_fuse(vm, case):
+    site, state = case
+    ref = Reference(site, state)
+    res, out, fb = allocate(vm, site, state)
+    cap, tot = ref.capacities(), ref.totals(out)
+    for k, used in tot.items():
+        assert used <= max(0, cap[k]), ("overload", k, used, cap[k])
+    for cid, a in out.items():
+        c = ref.chargers[cid]
+        assert a == 0 or c["lo"] <= a <= c["hi"], (cid, a, c)
+    capfb, totfb = ref.capacities(metered=False), ref.totals(fb)
+    for k, used in totfb.items():
+        assert used <= max(0, capfb[k]), ("fallback overload", k, used, capfb[k])
+    for cid, f in fb.items():
+        assert f == 0 or ref.chargers[cid]["lo"] <= f <= out[cid], (cid, f, out[cid])
+    assert res["peak"] < 2**30
