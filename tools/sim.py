@@ -106,6 +106,10 @@ class Sim:
             shutil.rmtree(self.work)
         (self.work / "plant").mkdir(parents=True)
         scn = {"site": self.site, "cars": self.cars, "loads": self.loads}
+        if any(c.get("mode") in ("pv", "min_pv") for c in self.site["chargers"]):
+            # PV chargers need sun: a clear midday over the root group for the whole run.
+            root = [g["id"] for g in self.site["groups"] if not g.get("parent")][0]
+            scn["pv"] = [{"group": root, "peak_a": 20, "start_s": -20000, "end_s": 30000}]
         (self.work / "plant" / "scenario.json").write_text(json.dumps(scn))
         common = dict({"hal": "unix", "bind": "127.0.0.1", "broadcast": "127.0.0.1", "port_leader": self.port,
                        "plant": ["127.0.0.1", self.plant_port], "state_dir": "."}, **self.extra)
@@ -117,7 +121,8 @@ class Sim:
         for i, c in enumerate(self.site["chargers"][:self.n]):
             self._write("f%d" % i, dict(common, role="follower", uid=uid_of(i), code="code-%d" % i,
                                         port_follower=self.port + 10 + i, plant_id=c["id"],
-                                        nameplate_a=c["max_a"], phases=c.get("phases", 3)))
+                                        nameplate_a=c["max_a"], phases=c.get("phases", 3),
+                                        phase_switching=c.get("phase_switching", False)))
 
     def _write(self, name, settings):
         d = self.work / name
@@ -257,11 +262,15 @@ def render(leader, plant):
             lines.append("%-14s %-3s %7s %9s %9s %7s" % (gid if p == 0 else "", LINK[p],
                          amps(g["meter"][p] if g["meter"] else None), amps(max(0, g["available"][p])),
                          amps(g["allocated"][p]), amps(g["usage"][p])))
-    lines += ["", "%-14s %-5s %7s %-20s %8s %-7s" % ("charger", "pilot", "offered", "drawn L1/L2/L3", "fallback", "link")]
+    for gid, g in leader["groups"].items():
+        if "surplus" in g:
+            lines.append("%-14s surplus for its PV chargers: %s over the phases" % (gid, amps(g["surplus"])))
+    lines += ["", "%-14s %-5s %7s %2s %-20s %8s %-7s" % ("charger", "pilot", "offered", "ph", "drawn L1/L2/L3",
+                                                          "fallback", "link")]
     for cid, c in leader["chargers"].items():
         drawn = "/".join("%.1f" % (m / 1000) for m in c["meas"])
-        lines.append("%-14s %-5s %7s %-20s %8s %-7s" % (cid, c["pilot"], amps(c["offered"]), drawn,
-                                                        amps(c["fallback"]), c["link"]))
+        lines.append("%-14s %-5s %7s %2d %-20s %8s %-7s" % (cid, c["pilot"], amps(c["offered"]), c.get("phases", 3),
+                                                             drawn, amps(c["fallback"]), c["link"]))
     if leader.get("meters"):
         lines.append("")
     for mid, h in leader.get("meters", {}).items():

@@ -16,11 +16,14 @@ def status(app):
         meter = [a.meter[m * 3 + p] for p in range(3)] if m >= 0 and a.meter_ok[m] else None
         groups[gid] = {"meter": meter, "available": [a.cap[g * 3 + p] for p in range(3)],
                        "allocated": allocated[g * 3:g * 3 + 3], "usage": usage[g * 3:g * 3 + 3]}
+        if core.surplus is not None and core.surplus.metered[g]:
+            groups[gid]["surplus"] = core.surplus.avg[g]
     chargers = {}
     for c, cid in enumerate(site.charger_ids):
         chargers[cid] = {"pilot": chr(a.pilot[c]), "offered": core.sent[c], "fallback": core.sent_fb[c],
                          "meas": [max(0, a.meas[c * 3 + k]) for k in range(3)],
-                         "link": ("unknown", "online", "silent", "lost")[core.status[c]]}
+                         "link": ("unknown", "online", "silent", "lost")[core.status[c]],
+                         "phases": core.phases[c]}
     return json.dumps({"epoch": core.l_epoch, "groups": groups, "chargers": chargers, "meters": meter_health(app)})
 
 
