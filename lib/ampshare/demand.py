@@ -42,8 +42,8 @@ class Demand:
             self.active[c] = 0
             want[c] = NO_LIMIT
             return 0
-        if not self.active[c]:
-            self.started[c] = now_ms
+        if not self.active[c] or drawn <= IN_USE_MA:
+            self.started[c] = now_ms  # settles only after a start period of drawing
         # Its phases: settled a start period after it began charging.
         settled = self.active[c] and ticks_diff(now_ms, self.started[c]) >= START_MS
         if settled:

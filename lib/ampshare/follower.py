@@ -92,7 +92,9 @@ class Follower:
         self.switch = SW_IDLE
         self._want_one = False
         self._switch_at = now_ms
-        self._session_closed = False  # the contactor closed since the car was plugged in
+        # The contactor closed since the car was plugged in. True at boot: a board that reset
+        # mid-charge cannot know, and a needless pause is the safe side (cleared at A).
+        self._session_closed = True
         self.metered = False
         self._reported = array("i", [0, 0, 0])
         self.energy_wh = 0
@@ -274,6 +276,9 @@ class Follower:
                 self._next_step(now_ms, SW_WAITING)
         elif not self._session_closed or waited >= SWITCH_PAUSE_MS:
             # A car that has not charged in this session knows no phase count yet: no pause.
+            if self._want_one != self.one_phase:
+                self._next_step(now_ms, SW_OPENING)  # asked back meanwhile: the contactor is open
+                return
             self.switch = SW_IDLE
             self.diode = False  # the car must ask again, on an oscillating pilot
             self._changed = True
@@ -297,7 +302,7 @@ class Follower:
     def _contactor(self, now_ms):
         if self.state == pilot.A:
             self._session_closed = False
-        if self.state not in (pilot.C, pilot.D) or self.errors or self.switch >= SW_OPENING:
+        if not pilot.C <= self.state <= pilot.D or self.errors or self.switch >= SW_OPENING:
             return False  # the car went back to B or A, or a fault: open now
         if self.offered == 0:
             # Paused: the car should stop within 5 s; open after 6 s even if it does not.

@@ -164,10 +164,10 @@ class Leader:
         r = W.read_state(data, self.keys.at(c))
         _, f_epoch, seq, _, letter, errors, applied, fb, meas, _, flags, wh, _ = r
         self.fresh.admit(c, f_epoch, seq)
-        self.turns.report(c, letter, wh)
-        self.last_from = c
         first = self.status[c] == UNKNOWN or self.f_epoch[c] != f_epoch
         self.f_epoch[c] = f_epoch
+        self.turns.report(c, letter, wh)
+        self.last_from = c
         self.heard[c] = now_ms
         a = self.alloc
         if a.pilot[c] != letter:
@@ -183,6 +183,12 @@ class Leader:
             sur.one[c] = 1 if flags & P.ONE_PHASE and not sur.moving[c] else 0
             if sur.moving[c]:
                 self.demand.active[c] = 0  # its car starts afresh: every phase until it settles
+            if first and not sur.moving[c]:
+                # Adopted (a restarted leader): the relay stays where it is; a car already
+                # charging has had its start.
+                sur.want1[c] = sur.one[c]
+                if letter in b"CD" and max(meas[0], meas[1], meas[2]) > 1000:
+                    sur.began[c] = 1
         mask = self.demand.report(now_ms, c, letter, self._drawn(c), self.sent[c], meas)
         if switching:
             self._dmask[c] = mask

@@ -61,6 +61,7 @@ class Surplus:
                 self.metered[self.pvg[c]] = 1
         self.avg = array("i", [0] * ng)  # the smoothed surplus, mA summed over phases
         self.fresh = bytearray(ng)  # 1 once avg holds a reading
+        self._read = bytearray(ng)
         self.on = bytearray(nc)  # a started PV car
         self._x = array("i", [0] * ng)
         self._need = array("i", [0] * ng)  # the started cars' minimums, over their phases
@@ -108,9 +109,10 @@ class Surplus:
             if a.meter_ok[m]:
                 imp = _clamp(a.meter[m * 3]) + _clamp(a.meter[m * 3 + 1]) + _clamp(a.meter[m * 3 + 2])
                 v = _clamp(site.pv_target[g] * 1000 // site.voltage - imp + x[g])
+                self._smooth(g, v, dt, steady or not self._read[g])  # the first reading: at once
+                self._read[g] = 1
             else:
-                v = 0  # no reading: no surplus to give (min_pv keeps its minimum)
-            self._smooth(g, v, dt, steady)
+                self._smooth(g, 0, dt, steady)  # no reading: no surplus to give (min_pv keeps its minimum)
 
     def _drawn(self, c):
         # What a PV car draws now, over its phases: measured, else its offer while charging.
@@ -150,7 +152,7 @@ class Surplus:
                 elif not on[c] and (site.cmode[c] == MODE_MIN_PV or (steady and site.cmode[c] == MODE_PV)):
                     # min_pv always charges; a snapshot starts every pv car, then stops those
                     # that do not fit.
-                    self._choose_phases(c, g, self._needed(g))
+                    self._choose_phases(c, g, self._needed(g), now_ms)
                     on[c] = 1
                     self.began[c] = 1
         while self._stop_one(g, now_ms, steady):
@@ -169,12 +171,23 @@ class Surplus:
             self.want1[c] = 0  # the relay back to three while nothing draws
             self._sw_since[c] = None
 
-    def _choose_phases(self, c, g, need):
+    def _choose_phases(self, c, g, need, now_ms):
         # Before a car's first start in its session the relay moves for free (the contactor
         # has not closed): one phase when three at the minimum do not fit in the surplus.
-        if self.site.cswitch[c] and not self.began[c] and self.switches[c] < SWITCH_BUDGET:
-            three = 3 * self.site.cmin[c] + (SWITCH_HYST_MA if self.want1[c] else 0)
-            self.want1[c] = 0 if self.avg[g] - need >= three else 1
+        # A car stopped later in its session: the same, as a counted switch.
+        if not self.site.cswitch[c] or self.switches[c] >= SWITCH_BUDGET or not self.alloc.meter_ok[self.site.gmeter[g]]:
+            return
+        three = 3 * self.site.cmin[c] + (SWITCH_HYST_MA if self.want1[c] else 0)
+        w = 0 if self.avg[g] - need >= three else 1
+        if w == self.want1[c]:
+            return
+        if self.began[c]:
+            last = self._sw_last[c]
+            if last is not None and ticks_diff(now_ms, last) < SWITCH_GAP_MS:
+                return
+            self.switches[c] += 1
+            self._sw_last[c] = now_ms
+        self.want1[c] = w
 
     def _switch(self, c, g, now_ms, steady):
         site = self.site
@@ -211,7 +224,7 @@ class Surplus:
         need = 0
         for c in range(len(self.pvg)):
             if self.pvg[c] == g and self.on[c]:
-                need += self.site.cmin[c] * self._phases(c)
+                need += self.site.cmin[c] * (1 if self.moving[c] and self.want1[c] else self._phases(c))
         self._need[g] = need
         return need
 
@@ -243,8 +256,8 @@ class Surplus:
                 break
         need = self._needed(g)
         if nxt >= 0:
-            self._choose_phases(nxt, g, need)
-        if nxt < 0 or self.avg[g] < need + site.cmin[nxt] * (1 if self.want1[nxt] else self._phases(nxt)):
+            self._choose_phases(nxt, g, need, now_ms)
+        if nxt < 0 or self.avg[g] < need + site.cmin[nxt] * self._phases(nxt):
             self._start[g] = None
             return False
         if not steady:
