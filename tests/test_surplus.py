@@ -93,9 +93,12 @@ def test_an_unmetered_pv_charger_is_named_in_a_warning(vm):
     assert any("chargers.wb1.mode" in w for w in warnings)
 
 
-def run(vm, export_a, seconds, cfg=None):
-    rows = vm.call("surplus_run", site=cfg or site(wb2={"mode": "min_pv"}), export_a=export_a, seconds=seconds)
-    return {r[0]: r[1:] for r in rows}
+def run(vm, export_a, seconds, cfg=None, phases=False):
+    cfg = cfg or site(wb2={"mode": "min_pv"})
+    rows = vm.call("surplus_run", site=cfg, export_a=export_a, seconds=seconds)
+    n = len(cfg["chargers"])
+    # Each second: what each charger got, and (phases=True) whether it is asked for one phase.
+    return {r[0]: (r[1:] if phases else r[1:1 + n]) for r in rows}
 
 
 def test_a_pv_car_starts_after_the_start_delay_and_stops_after_the_stop_delay(vm):
@@ -167,3 +170,13 @@ def test_a_tapering_car_gives_way_and_a_sleeping_one_wakes_to_its_share(vm):
     # Asleep on its own timer it keeps the minimum; awake, it has its share within seconds.
     assert early["sleeper"]["offered_a"] == mid["sleeper"]["offered_a"] == wake[1495]["sleeper"]["offered_a"] == 6.0
     assert wake[1520]["sleeper"]["offered_a"] >= 15.0
+
+
+def test_a_switching_car_stopped_by_the_dark_restarts_on_one_phase(vm):
+    cfg = site(wb1={"phase_switching": True})
+    cfg["chargers"].pop()
+    at = run(vm, [[0, 20], [700, 0], [1500, 4]], 2400, cfg=cfg, phases=True)
+    assert at[100] == [16000, 0]  # full sun: three phases
+    assert at[1400] == [0, 0] or at[1400] == [0, 1]  # dark: stopped
+    # 4 A on each phase: 12 A, not three phases at 6 A but one at 12 A, after the start delay.
+    assert at[2399] == [12000, 1]

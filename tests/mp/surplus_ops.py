@@ -19,14 +19,19 @@ def op_surplus_run(req):
         export = [x for at, x in profile if at <= t][-1]
         drawn = 0
         for c in range(nc):
+            # A switching charger's relay follows the leader at once (the follower's own
+            # sequence is tests/test_follower.py's); on one phase it draws on its L1.
+            s.one[c] = s.want1[c] if site.cswitch[c] else 0
+            n = 1 if s.one[c] else site.cphases[c]
+            a.use_phases(c, 1 << site.cwire[c * 3] if s.one[c] else 0)
             for k in range(3):
-                a.meas[c * 3 + k] = a.out[c] if k < site.cphases[c] else 0
-            drawn += a.out[c]  # on every phase: the sites here are 3-phase
+                a.meas[c * 3 + k] = a.out[c] if k < n else 0
+            drawn += a.out[c] * n
         for p in range(3):
-            a.meter[p] = -export * 1000 + drawn
+            a.meter[p] = -export * 1000 + drawn // 3  # the sun and the cars, spread over the phases
         s.update(t * 1000)
         a.run()
-        rows.append([t] + list(a.out))
+        rows.append([t] + list(a.out) + [s.want1[c] for c in range(nc)])
     return rows
 
 
