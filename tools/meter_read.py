@@ -36,7 +36,7 @@ def to_json(r):
 async def read_once(device, model, unit, baud):
     port = Serial(device, baud)
     try:
-        meter = ModbusMeter(Master(port, baud), model, unit, _NO_LIMIT_MA)
+        meter = ModbusMeter(Master(port), model, unit, _NO_LIMIT_MA)
         return await meter.poll()
     finally:
         port.close()

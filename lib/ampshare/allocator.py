@@ -32,6 +32,9 @@ from ampshare.site_arrays import MODE_OFF, PRIO_MAX
 
 NO_LIMIT = -1  # no external limit in force
 IN_USE_MA = const(1_000)  # a phase drawing more than this is in use (above a meter's noise)
+# IEC 61851 pilot letters: a car plugged in (it may want current), and a car charging.
+PLUGGED = b"BCD"
+CHARGING = b"CD"
 
 # The granularity of an allocation: 0.1 A, the resolution of the configuration and finer
 # than any pilot duty step a charger can follow.
@@ -40,7 +43,7 @@ _BIG = const(0x3FFFFFFF)  # 2**30 - 1: "no bound yet", still a small int on the 
 # Readings beyond four times the largest fuse are faults; clamping there changes no
 # decision (such a load already pauses everything) and keeps every sum below 2**30.
 _METER_CLAMP = const(4_000_000)
-_RANK_MAX = const(0x1FFFFF)  # rank fits 21 bits so the sort key stays below 2**30
+RANK_MAX = const(0x1FFFFF)  # rank fits 21 bits so the sort key stays below 2**30
 _PILOT_C = const(67)  # ord("C")
 _PILOT_D = const(68)
 _PILOT_B = const(66)
@@ -297,7 +300,7 @@ class Allocator:
         site, key, order = self.site, self._key, self._order
         for c in range(self.nc):
             r = self.rank[c]
-            r = 0 if r < 0 else r if r < _RANK_MAX else _RANK_MAX
+            r = 0 if r < 0 else r if r < RANK_MAX else RANK_MAX
             key[c] = (PRIO_MAX - site.cprio[c]) << 21 | r
         for i in range(1, self.nc):
             c = order[i]
@@ -657,15 +660,14 @@ class Allocator:
         return False
 
     def _phase_totals(self, g, t):
-        ck, out, oth = self._ck, self.out, self.other
-        k0 = g * 3
-        t[0], t[1], t[2] = oth[k0], oth[k0 + 1], oth[k0 + 2]
-        for c in range(self.nc):
-            if out[c]:
-                for j in range(self._coff[c], self._cend[c]):
-                    k = ck[j]
-                    if k - k0 < 3 and k >= k0:
-                        t[k - k0] += out[c]
+        # Other load and allocations on group g's phases. _acc is free once the capacities
+        # are made (it is _other_loads' work array).
+        acc, oth = self._acc, self.other
+        for k in range(self.nk):
+            acc[k] = 0
+        self.spread(self.out, acc)
+        for p in range(3):
+            t[p] = oth[g * 3 + p] + acc[g * 3 + p]
 
     # ---- audit ---------------------------------------------------------------------
 

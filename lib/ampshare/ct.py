@@ -4,7 +4,7 @@
 from array import array
 from micropython import const
 
-from ampshare.units import ConfigError
+from ampshare.units import ConfigError, whole
 
 # What read() returns. On anything but OK every phase reads INVALID_MA.
 OK = const(0)
@@ -98,9 +98,9 @@ def per_count(rated, rated_mv, adc_uv_per_count):
     A current-output clamp gives its secondary current times the burden resistor.
     """
     # The bounds are _mul_div's, and 1000 A or V is beyond any clamp or phase voltage.
-    _whole(rated, "rated", 1, 1000)
-    _whole(rated_mv, "rated_mv", 1, (1 << 19) - 1)
-    _whole(adc_uv_per_count, "adc_uv_per_count", 1, (1 << 17) - 1)
+    whole(rated, "rated", 1, 1000)
+    whole(rated_mv, "rated_mv", 1, (1 << 19) - 1)
+    whole(adc_uv_per_count, "adc_uv_per_count", 1, (1 << 17) - 1)
     return _mul_div(adc_uv_per_count, rated * 1000, rated_mv)
 
 
@@ -190,21 +190,13 @@ def _less_noise(ma, off):
     return ma - off * off // (ma << 1)  # first order; above 32 A it is within 3 mA
 
 
-def _whole(v, field, lo, hi):
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(field, "must be a whole number")
-    if not lo <= v <= hi:
-        raise ConfigError(field, "%d is outside %d..%d" % (v, lo, hi))
-    return v
-
-
 def _number(cfg, key, where, lo, hi, default=None):
     if not isinstance(cfg, dict):
         raise ConfigError(where, "must be an object")
     v = cfg.get(key, default)
     if v is None:
         raise ConfigError(where + "." + key, "missing required field")
-    return _whole(v, where + "." + key, lo, hi)
+    return whole(v, where + "." + key, lo, hi)
 
 
 def _position(cfg, where, default, taken):
@@ -232,12 +224,12 @@ class Ct:
             raise ConfigError("ct.phases", "must list 1 to 3 phases")
         if mode not in (IMPORT_ONLY, VOLTAGE):
             raise ConfigError("ct.mode", "'%s' is not one of %s %s" % (mode, IMPORT_ONLY, VOLTAGE))
-        bits = _whole(adc_bits, "ct.adc_bits", _MIN_BITS, _MAX_BITS)
+        bits = whole(adc_bits, "ct.adc_bits", _MIN_BITS, _MAX_BITS)
         self._sh = bits - _WORK_BITS if bits > _WORK_BITS else 0
         full = (1 << bits) - 1
         self._lo = full >> _CLIP_SHIFT or 1
         self._hi = full - self._lo
-        deadband = _whole(deadband_ma, "ct.deadband_ma", 0, _QUAD_MAX_MA)
+        deadband = whole(deadband_ma, "ct.deadband_ma", 0, _QUAD_MAX_MA)
         self.n_phases = k
         self._i_at = array("B", [0] * k)
         self._upc = array("i", [0] * k)

@@ -8,7 +8,7 @@ from array import array
 
 from micropython import const
 
-from ampshare.allocator import IN_USE_MA, NO_LIMIT
+from ampshare.allocator import CHARGING, IN_USE_MA, NO_LIMIT
 from ampshare.clock import ticks_add, ticks_diff
 
 START_MS = const(60_000)  # a car settles into its charge curve within its first minute
@@ -20,7 +20,6 @@ NEAR_MA = const(1_000)
 # Every 10 min a limited car is offered its maximum again for a start period: one that wants
 # more (a battery warmed up, a timer that ended) gets it within 11 min at the latest.
 PROBE_MS = const(600_000)
-_CHARGING = b"CD"
 
 
 class Demand:
@@ -31,14 +30,13 @@ class Demand:
         self.active = bytearray(nc)
         self.since = [0] * nc  # ticks the current observation began (a start or a probe)
         self.started = [0] * nc  # ticks the car began charging
-        self.probed = [0] * nc  # ticks of the last probe
 
     def report(self, now_ms, c, letter, drawn, offered, meas):
         """A follower's pilot state, its highest phase's draw, the offer in force and its
         measured currents (mA). Returns the site phases its car draws on (a bit each), or 0
         for all those it is wired to."""
         want = self.alloc.want
-        if letter not in _CHARGING:
+        if letter not in CHARGING:
             self.active[c] = 0
             want[c] = NO_LIMIT
             return 0
@@ -48,11 +46,10 @@ class Demand:
         settled = self.active[c] and ticks_diff(now_ms, self.started[c]) >= START_MS
         if settled:
             self.started[c] = ticks_add(now_ms, -START_MS)  # aged: no difference grows old
-        if not self.active[c] or ticks_diff(now_ms, self.probed[c]) >= PROBE_MS or \
+        if not self.active[c] or ticks_diff(now_ms, self.since[c]) >= PROBE_MS or \
                 (offered > 0 and drawn >= offered - NEAR_MA):
             self.active[c] = 1
             self.since[c] = now_ms
-            self.probed[c] = now_ms
             want[c] = NO_LIMIT
         elif ticks_diff(now_ms, self.since[c]) >= START_MS:
             want[c] = drawn + MARGIN_MA  # the allocator keeps the minimum under it

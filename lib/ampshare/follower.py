@@ -32,8 +32,6 @@ ERR_PILOT = const(2)  # pilot in E or F
 # STATE flags
 AT_FALLBACK = const(1)
 CONTACTOR = const(2)
-ONE_PHASE = P.ONE_PHASE
-SWITCHING = P.SWITCHING
 
 # 3<->1 phase switching (a charger with the second contactor), step by step: offer nothing,
 # wait for the car to stop (up to the EV's 5 s and one more), open the contactor, move the
@@ -335,7 +333,7 @@ class Follower:
         for k in range(3):
             self._reported[k] = self.meas[k]
         flags = (AT_FALLBACK if self.at_fallback else 0) | (CONTACTOR if self.contactor else 0) | \
-            (ONE_PHASE if self.one_phase else 0) | (SWITCHING if self.switch != SW_IDLE else 0)
+            (P.ONE_PHASE if self.one_phase else 0) | (P.SWITCHING if self.switch != SW_IDLE else 0)
         # What it may offer: its offer, or the command it holds if higher (an increase
         # waiting out its gap). A decrease counts as followed only once this is down.
         held = self.allowed()

@@ -177,22 +177,12 @@ class Leader:
             a.meas[c * 3 + k] = meas[k]
         self.applied[c] = applied
         switching = self.surplus is not None and self.site.cswitch[c]
-        if switching:
-            sur = self.surplus
-            sur.moving[c] = 1 if flags & P.SWITCHING else 0
-            sur.one[c] = 1 if flags & P.ONE_PHASE and not sur.moving[c] else 0
-            if sur.moving[c]:
-                self.demand.active[c] = 0  # its car starts afresh: every phase until it settles
-            if first and not sur.moving[c]:
-                # Adopted (a restarted leader): the relay stays where it is; a car already
-                # charging has had its start.
-                sur.want1[c] = sur.one[c]
-                if letter in b"CD" and max(meas[0], meas[1], meas[2]) > 1000:
-                    sur.began[c] = 1
+        if switching and self.surplus.relay(c, flags, first, meas):
+            self.demand.active[c] = 0  # its car starts afresh: every phase until it settles
         mask = self.demand.report(now_ms, c, letter, self._drawn(c), self.sent[c], meas)
         if switching:
             self._dmask[c] = mask
-            mask = self._switch_mask(c, mask)
+            mask = self.surplus.mask(c, mask)
         a.use_phases(c, mask)
         if first:
             # Adopt what it does now (a restarted leader, a restarted follower): no pause.
@@ -260,16 +250,7 @@ class Leader:
         for c in range(self.nc):
             if site.cswitch[c]:
                 self.phases[c] = 1 if s.want1[c] else 3
-                self.alloc.use_phases(c, self._switch_mask(c, self._dmask[c]))
-
-    def _switch_mask(self, c, mask):
-        s = self.surplus
-        if s.want1[c] != s.one[c] or s.moving[c]:
-            return 0  # the relay is to move, or moving: every phase it is wired to
-        if s.one[c]:
-            w = self.site.cwire[c * 3]  # one phase: always the charger's L1
-            return 1 << w if w >= 0 else 0
-        return mask
+                self.alloc.use_phases(c, s.mask(c, self._dmask[c]))
 
     def limit(self, now_ms, kind, ident, ma=None, w=None, watchdog_ms=WATCHDOG_MS):
         """An external limit (external.py): set (ma or w) or clear. Allocated at once; returns

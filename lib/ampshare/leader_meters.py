@@ -27,7 +27,7 @@ def modbus_line(rs, site, board, feed):
     from ampshare.meter_poll import MeterLine, ModbusMeter
     from ampshare.rtu import Master
     line = MeterLine(feed, METER_MS)
-    master = Master(board.serial(rs), rs.get("baud", 9600))
+    master = Master(board.serial(rs))
     for m, source in enumerate(site.meter_source):
         if source == "modbus":
             line.add(m, ModbusMeter(master, site.meter_model[m], site.meter_addr[m], implausible_ma(site, m),

@@ -6,6 +6,7 @@ from micropython import const
 READ_HOLDING = const(3)
 READ_INPUT = const(4)
 _EXCEPTION_BIT = const(0x80)
+_EXCEPTION_LEN = const(5)  # address, function | 0x80, exception code, CRC
 REGS_MAX = const(125)  # the most one read may ask for (Modbus application protocol 6.3)
 
 # Why a read failed; each has a counter in the shell.
@@ -53,19 +54,15 @@ def answer_len(count):
     return 5 + 2 * count
 
 
-def exception_len():
-    return 5
-
-
-def expected(frame, n, count):
-    """How many bytes the answer will have, once its first two are in (n >= 2)."""
-    return exception_len() if frame[1] & _EXCEPTION_BIT else answer_len(count)
+def expected(frame, count):
+    """How many bytes the answer will have, once its first two are in."""
+    return _EXCEPTION_LEN if frame[1] & _EXCEPTION_BIT else answer_len(count)
 
 
 def check_answer(frame, n, unit, fc, count):
     """Raises ModbusError unless frame[:n] is the answer to (unit, fc, count); the words
     are then frame[3:3 + 2 * count], big-endian."""
-    if n < exception_len():
+    if n < _EXCEPTION_LEN:
         raise ModbusError(E_TIMEOUT, "%d bytes" % n)
     if crc16(frame, n - 2) != frame[n - 2] | frame[n - 1] << 8:
         raise ModbusError(E_CRC)

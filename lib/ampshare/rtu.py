@@ -17,10 +17,10 @@ TURNAROUND_MS = const(200)
 
 
 class Master:
-    def __init__(self, port, baud):
+    def __init__(self, port):
         self.port = port
-        self.char_us = _BITS_PER_CHAR * 1_000_000 // baud
-        self.silence_us = _FAST_SILENCE_US if baud > 19200 else self.char_us * 35 // 10
+        self.char_us = _BITS_PER_CHAR * 1_000_000 // port.baud
+        self.silence_us = _FAST_SILENCE_US if port.baud > 19200 else self.char_us * 35 // 10
         self.req = bytearray(8)
         self.frame = bytearray(M.answer_len(M.REGS_MAX))
         self._mv = memoryview(self.frame)
@@ -59,7 +59,7 @@ class Master:
                     frame[0:n - 1] = frame[1:n]
                     n -= 1
                 if n >= 2:
-                    need = M.expected(self.frame, n, count)
+                    need = M.expected(self.frame, count)
                 view = self._mv[n:need]
             if n < need:
                 await asyncio.sleep_ms(_POLL_MS)

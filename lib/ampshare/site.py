@@ -5,7 +5,7 @@ from array import array
 from micropython import const
 
 from ampshare.site_arrays import MODE_MIN_PV, MODE_OFF, MODE_PV, PRIO_MAX, Site  # noqa: F401 (the model's names, here too)
-from ampshare.units import ConfigError, ma
+from ampshare.units import ConfigError, ma, whole
 
 # Sanity bounds, each with its reason.
 _LIMIT_MAX_A = const(1000)  # no LV site fuse we serve is larger; keeps sums far below 2**30
@@ -19,7 +19,9 @@ _VOLT_MAX = const(480)  # above any public LV network's phase voltage
 MAX_CHARGERS = const(64)
 MAX_GROUPS = const(64)
 _MODBUS_ADDR_MAX = const(247)  # Modbus RTU: unicast addresses are 1..247
-_TURN_MIN = const(15)  # turns.TURN_MS
+# turns.py: 15 min is long enough to be worth a contactor cycle and the car's restart, short
+# enough that a waiting car starts within the hour.
+_TURN_MIN = const(15)
 _TURN_MIN_MAX = const(1440)  # a day: beyond, nobody would take a turn
 _WIRE_ID_MAX = const(24)  # protocol.ID_MAX: a charger's id is sent to its follower
 _MODBUS_ADDR = const(1)  # every supported meter leaves the factory at address 1
@@ -84,14 +86,6 @@ def _phase_amps(value, where, lo_a, hi_a):
     return [m, m, m]
 
 
-def _int(value, where, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(where, "must be a whole number")
-    if value < lo or value > hi:
-        raise ConfigError(where, "%d is outside %d..%d" % (value, lo, hi))
-    return value
-
-
 def _choice(value, where, words):
     if value not in words:
         raise ConfigError(where, "'%s' is not one of %s" % (value, " ".join(words)))
@@ -111,7 +105,7 @@ def _meters(site, cfg):
             model = _field(m, "model", where, False, _MODBUS_MODEL)
             if model not in MODELS:
                 raise ConfigError(where + ".model", "'%s' is not one of %s" % (model, ", ".join(sorted(MODELS))))
-            addr = _int(_field(m, "address", where, False, _MODBUS_ADDR), where + ".address", 1, _MODBUS_ADDR_MAX)
+            addr = whole(_field(m, "address", where, False, _MODBUS_ADDR), where + ".address", 1, _MODBUS_ADDR_MAX)
         # A 1-phase meter names the site phase it is on (L1 unless told).
         one = model is not None and MODELS[model][1] == 1
         site.meter_phase.append(_choice(_field(m, "phase", where, False, "L1"), where + ".phase", _PHASES)
@@ -204,7 +198,7 @@ def _group(site, g, where, pos, meters, used_by):
         site.reserve[pos * 3 + p] = reserve[p]
     # The import a PV charger's surplus is measured against: 0 keeps the group at zero net
     # import; negative keeps that much export (a feed-in tariff), positive allows that import.
-    site.pv_target[pos] = _int(_field(g, "pv_target_w", where, False, 0), where + ".pv_target_w",
+    site.pv_target[pos] = whole(_field(g, "pv_target_w", where, False, 0), where + ".pv_target_w",
                                -_PV_TARGET_MAX_W, _PV_TARGET_MAX_W)
     unb = _field(g, "unbalance_limit_a", where, False)
     if unb is not None:
@@ -270,7 +264,7 @@ def _charger(site, c, where, i, seen, groups, min_ma):
         r = ROTATIONS[_choice(rot, where + ".rotation", ROTATIONS + ("unknown",))]
         for k in range(3):
             site.cwire[i * 3 + k] = ord(r[k + 1]) - ord("1")
-    site.cprio[i] = _int(_field(c, "priority", where, False, 0), where + ".priority", 0, PRIO_MAX)
+    site.cprio[i] = whole(_field(c, "priority", where, False, 0), where + ".priority", 0, PRIO_MAX)
     site.cmode[i] = _choice(_field(c, "mode", where, False, "fast"), where + ".mode", MODES)
     sw = _field(c, "phase_switching", where, False, False)
     if not isinstance(sw, bool):
@@ -309,15 +303,15 @@ def parse(cfg):
     if isinstance(version, bool) or not isinstance(version, int) or version != 1:
         raise ConfigError("version", "%s is not a supported version (1)" % (version,))
     site = Site()
-    site.voltage = _int(_field(cfg, "voltage_v", "site", False, 230), "voltage_v", _VOLT_MIN, _VOLT_MAX)
+    site.voltage = whole(_field(cfg, "voltage_v", "site", False, 230), "voltage_v", _VOLT_MIN, _VOLT_MAX)
     site.min_ma = ma(_field(cfg, "min_current_a", "site", False, _IEC_MIN_A), "min_current_a",
                      _IEC_MIN_A, _SITE_MIN_MAX_A)
     # When not every car can charge, the paused ones take turns on this interval (turns.py).
-    site.turn_ms = _int(_field(cfg, "turn_interval_min", "site", False, _TURN_MIN), "turn_interval_min",
+    site.turn_ms = whole(_field(cfg, "turn_interval_min", "site", False, _TURN_MIN), "turn_interval_min",
                         1, _TURN_MIN_MAX) * 60_000
-    site.pv_start_ms = _int(_field(cfg, "pv_start_s", "site", False, _PV_START_S), "pv_start_s",
+    site.pv_start_ms = whole(_field(cfg, "pv_start_s", "site", False, _PV_START_S), "pv_start_s",
                             0, _PV_DELAY_MAX_S) * 1000
-    site.pv_stop_ms = _int(_field(cfg, "pv_stop_s", "site", False, _PV_STOP_S), "pv_stop_s",
+    site.pv_stop_ms = whole(_field(cfg, "pv_stop_s", "site", False, _PV_STOP_S), "pv_stop_s",
                            0, _PV_DELAY_MAX_S) * 1000
     meters = _meters(site, cfg)
     _groups(site, cfg, meters)

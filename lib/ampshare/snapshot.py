@@ -45,9 +45,8 @@ def load(alloc, state):
         alloc.surplus = Surplus(alloc)
         alloc.surplus.update(0, steady=True)  # every delay and smoothing run out
         for c in range(alloc.nc):
-            w = site.cwire[c * 3]
             if alloc.surplus.want1[c]:  # switched to one phase: its L1's site phase alone
-                alloc.use_phases(c, 1 << w if w >= 0 else 0)
+                alloc.use_phases(c, alloc.surplus.mask(c, 0))
 
 
 def _external(alloc, cfg):

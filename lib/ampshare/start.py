@@ -40,8 +40,7 @@ def build(s):
         from ampshare.app import release
         # The parser's code goes before the role's comes (units stays: the role's start-up
         # may still refuse a setting, with the same ConfigError).
-        release(("ampshare.site", "ampshare.meters", "ampshare.modbus"))
-        gc.collect()
+        release(("ampshare.site", "ampshare.meters", "ampshare.modbus"))  # and collects
         site.compact()
     gc.collect()
     from ampshare import hal

@@ -15,7 +15,8 @@ from array import array
 
 from micropython import const
 
-from ampshare.allocator import NO_LIMIT
+from ampshare import protocol as P
+from ampshare.allocator import CHARGING, IN_USE_MA, NO_LIMIT, PLUGGED
 from ampshare.clock import ticks_diff
 from ampshare.site_arrays import MODE_MIN_PV, MODE_PV
 
@@ -30,7 +31,6 @@ FALL_MS = const(5_000)
 _CLAMP_MA = const(3_000_000)
 _FRAC = const(128)
 _SNAP_MA = const(300)  # the allocator's quantum (0.1 A) on each of three phases
-_WANTING = b"BCD"
 
 # 3<->1 switching of a PV charger with the second contactor (phase_switching). To one phase
 # after a minute in which the surplus cannot hold three at the minimum: sooner than the stop
@@ -64,7 +64,6 @@ class Surplus:
         self._read = bytearray(ng)
         self.on = bytearray(nc)  # a started PV car
         self._x = array("i", [0] * ng)
-        self._need = array("i", [0] * ng)  # the started cars' minimums, over their phases
         self._free = bytearray(nc)
         self.share = array("i", [0] * nc)  # each started car's part of the surplus, mA per phase
         self._start = [None] * ng  # ticks since the surplus covers the next car, or None
@@ -91,6 +90,37 @@ class Surplus:
             if self.fresh[g]:
                 self._decide(g, now_ms, steady)
         self._publish()
+
+    # ---- a switching charger's relay --------------------------------------------------
+
+    def relay(self, c, flags, first, meas):
+        """A switching charger's STATE: where its relay is (flags), whether this is the first
+        report this leader has from it, and its measured currents. True while it switches."""
+        self.moving[c] = 1 if flags & P.SWITCHING else 0
+        self.one[c] = 1 if flags & P.ONE_PHASE and not self.moving[c] else 0
+        if first and not self.moving[c]:
+            # Adopted (a restarted leader): the relay stays where it is; a car already
+            # charging has had its start.
+            self.want1[c] = self.one[c]
+            if self.alloc.pilot[c] in CHARGING and max(meas[0], meas[1], meas[2]) > IN_USE_MA:
+                self.began[c] = 1
+        return self.moving[c]
+
+    def mask(self, c, mask):
+        """The site phases (allocator.use_phases) a switching charger counts on, given those
+        its car was seen on: every wired one while its relay is to move or moving, its L1's
+        alone once the relay is on one phase."""
+        one = self._relay_one(c)
+        if self.want1[c] != one or self.moving[c]:
+            return 0
+        if one:
+            w = self.site.cwire[c * 3]
+            return 1 << w if w >= 0 else 0
+        return mask
+
+    def _relay_one(self, c):
+        # A snapshot: every relay is where it was asked to be.
+        return self.one[c] or (self._steady and self.want1[c])
 
     # ---- the surplus ------------------------------------------------------------------
 
@@ -122,7 +152,7 @@ class Surplus:
             m = a.meas[c * 3 + k]
             if m > 0:
                 total += m
-        if a.meas[c * 3] < 0 and (a.pilot[c] == 67 or a.pilot[c] == 68):  # "C", "D", unmeasured
+        if a.meas[c * 3] < 0 and a.pilot[c] in CHARGING:  # unmeasured
             total = a.offered[c] * self._phases(c)
         return total
 
@@ -145,7 +175,7 @@ class Surplus:
         site, on = self.site, self.on
         for c in range(len(self.pvg)):
             if self.pvg[c] == g:
-                wanting = self.alloc.pilot[c] in _WANTING
+                wanting = self.alloc.pilot[c] in PLUGGED
                 if not wanting:
                     on[c] = 0
                     self._session_ends(c)
@@ -181,13 +211,21 @@ class Surplus:
         w = 0 if self.avg[g] - need >= three else 1
         if w == self.want1[c]:
             return
-        if self.began[c]:
-            last = self._sw_last[c]
-            if last is not None and ticks_diff(now_ms, last) < SWITCH_GAP_MS:
-                return
-            self.switches[c] += 1
-            self._sw_last[c] = now_ms
-        self.want1[c] = w
+        if not self.began[c]:
+            self.want1[c] = w
+        elif self._may_switch(c, now_ms):
+            self._flip(c, now_ms)
+
+    def _may_switch(self, c, now_ms):
+        last = self._sw_last[c]
+        return self.switches[c] < SWITCH_BUDGET and (last is None or ticks_diff(now_ms, last) >= SWITCH_GAP_MS)
+
+    def _flip(self, c, now_ms):
+        # A counted switch: against the session's budget and the gap between two.
+        self.want1[c] ^= 1
+        self.switches[c] += 1
+        self._sw_last[c] = now_ms
+        self._sw_since[c] = None
 
     def _switch(self, c, g, now_ms, steady):
         site = self.site
@@ -210,13 +248,9 @@ class Surplus:
                 return
             if self._sw_since[c] is None:
                 self._sw_since[c] = now_ms
-            last = self._sw_last[c]
             if ticks_diff(now_ms, self._sw_since[c]) >= (SWITCH_UP_MS if one else SWITCH_DOWN_MS) and \
-                    self.switches[c] < SWITCH_BUDGET and (last is None or ticks_diff(now_ms, last) >= SWITCH_GAP_MS):
-                self.want1[c] = 0 if one else 1
-                self.switches[c] += 1
-                self._sw_last[c] = now_ms
-                self._sw_since[c] = None
+                    self._may_switch(c, now_ms):
+                self._flip(c, now_ms)
         else:
             self._sw_since[c] = None
 
@@ -225,7 +259,6 @@ class Surplus:
         for c in range(len(self.pvg)):
             if self.pvg[c] == g and self.on[c]:
                 need += self.site.cmin[c] * (1 if self.moving[c] and self.want1[c] else self._phases(c))
-        self._need[g] = need
         return need
 
     def _stop_one(self, g, now_ms, steady):
@@ -251,7 +284,7 @@ class Surplus:
         site, nxt = self.site, -1
         for c in range(len(self.pvg)):
             if self.pvg[c] == g and not self.on[c] and site.cmode[c] == MODE_PV and \
-                    self.alloc.pilot[c] in _WANTING:
+                    self.alloc.pilot[c] in PLUGGED:
                 nxt = c
                 break
         need = self._needed(g)
@@ -314,7 +347,7 @@ class Surplus:
     def _phases(self, c):
         # The phases its car draws on (the allocator's phases in use), at most the charger's;
         # one where the relay reports one (asking is not enough: a board may not switch).
-        if self.one[c] or (self._steady and self.want1[c]):
+        if self._relay_one(c):
             return 1
         m = self.alloc._mask[c]
         n = (m & 1) + (m >> 1 & 1) + (m >> 2 & 1)
@@ -323,7 +356,7 @@ class Surplus:
     def _publish(self):
         pv_max, site = self.alloc.pv_max, self.site
         for c in range(len(self.pvg)):
-            if self.pvg[c] < 0 and site.cmode[c] != MODE_PV and site.cmode[c] != MODE_MIN_PV:
+            if site.cmode[c] != MODE_PV and site.cmode[c] != MODE_MIN_PV:
                 pv_max[c] = NO_LIMIT
             elif self.pvg[c] < 0:
                 pv_max[c] = site.cmin[c] if site.cmode[c] == MODE_MIN_PV else 0  # nothing measures it

@@ -5,18 +5,13 @@
 # paused and resumed on every small change. Sans-I/O: reports and now_ms in, ranks out.
 from array import array
 
-from micropython import const
-
+from ampshare.allocator import PLUGGED, RANK_MAX
 from ampshare.clock import ticks_add, ticks_diff
 
-TURN_MS = const(900_000)  # 15 min: long enough to be worth a contactor cycle and the car's
-#                           restart, short enough that a waiting car starts within the hour
-_RANK_MAX = const(0x1FFFFF)  # allocator.py keeps ranks in 21 bits (2,097 kWh: no session is longer)
-_PLUGGED = b"BCD"
 
 
 class Turns:
-    def __init__(self, alloc, now_ms, turn_ms=TURN_MS):
+    def __init__(self, alloc, now_ms, turn_ms):
         self.alloc = alloc
         nc = len(alloc.site.charger_ids)
         self.turn_ms = turn_ms
@@ -27,11 +22,11 @@ class Turns:
 
     def report(self, c, letter, wh):
         """A follower's state letter and energy counter (Wh)."""
-        plugged = letter in _PLUGGED
+        plugged = letter in PLUGGED
         if plugged and not self.plugged[c]:
             # A new session: at the back of the line until the next turn, whatever it had.
             self.base[c] = wh
-            self.alloc.rank[c] = _RANK_MAX
+            self.alloc.rank[c] = RANK_MAX  # the allocator's bound: 2,097 kWh, no session is longer
         self.plugged[c] = plugged
         self.wh[c] = wh
 
@@ -43,5 +38,5 @@ class Turns:
         rank = self.alloc.rank
         for c in range(len(self.wh)):
             got = self.wh[c] - self.base[c]
-            rank[c] = 0 if got < 0 else got if got < _RANK_MAX else _RANK_MAX
+            rank[c] = got  # the allocator bounds it
         return True

@@ -26,6 +26,15 @@ def read_json(path):
         raise ConfigError(path, "is not valid JSON")
 
 
+def whole(value, where, lo, hi):
+    """A whole number within lo..hi, or a ConfigError naming where."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(where, "must be a whole number")
+    if value < lo or value > hi:
+        raise ConfigError(where, "%d is outside %d..%d" % (value, lo, hi))
+    return value
+
+
 def ma(value, field, lo_a, hi_a, decimals=1):
     # Configured amps carry at most one decimal (DESIGN.md); readings may carry three.
     if isinstance(value, bool) or not isinstance(value, (int, float)):

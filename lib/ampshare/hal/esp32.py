@@ -127,11 +127,6 @@ class Rs485:
         return self.uart.readinto(mv) or 0
 
 
-# CT clamps, then voltage references, in a frame's order: the ADC1 pins the pilot leaves free
-# (a leader drives no pilot and may use GPIO 36 too).
-CT_PINS = (39, 34, 35, 32, 33)
-
-
 class CtSampler:
     """Fills a window of CT samples, one mains cycle per turn of the event loop: a window of
     ten cycles never holds the loop for more than one (20 ms at 50 Hz)."""
