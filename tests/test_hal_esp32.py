@@ -141,6 +141,21 @@ def test_a_leaders_ct_clamps_feed_its_core_and_a_clipped_window_does_not(tmp_pat
         assert all(abs(m - a) <= a * 0.02 for m, a in zip(out["meter"], [20000, 10000, 5000])), out
 
 
+def test_a_leaders_ct_clamps_on_fewer_than_three_phases_are_refused_by_name(tmp_path):
+    # They would feed the core three currents from one: the clamp task died on it, and the
+    # board with it.
+    site = {"version": 1, "groups": [{"id": "main", "limit_a": 40, "meter": "house"}],
+            "meters": [{"id": "house", "source": "ct"}],
+            "chargers": [{"id": "wb1", "group": "main", "max_a": 16, "phases": 3}]}
+    req = {"dir": str(tmp_path), "site": site, "ct": {"pins": [39], "phases": [{"ua_per_count": 4000}]},
+           "samples": [32768] * 400}
+    env = mp_env()
+    env["MICROPYPATH"] = str(ROOT / "tests" / "mp" / "fakes") + ":" + env["MICROPYPATH"]
+    proc = subprocess.run([micropython(), str(ROOT / "tests" / "mp" / "leader_ct.py")], input=json.dumps(req),
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=30)
+    assert proc.returncode != 0 and "settings.ct.phases: the site's ct meter measures three phases" in proc.stdout + proc.stderr
+
+
 def _build(tmp_path, settings):
     env = mp_env()
     env["MICROPYPATH"] = str(ROOT / "tests" / "mp" / "fakes") + ":" + env["MICROPYPATH"]

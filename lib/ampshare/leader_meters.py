@@ -42,6 +42,10 @@ class Clamps:
         from ampshare import ct
         from ampshare.units import ConfigError
         meter = ct.Ct(cfg["phases"], cfg.get("mode", ct.IMPORT_ONLY), cfg.get("voltages"))
+        if meter.n_phases != 3:
+            # The site's meters read three phases (a 1-phase CT meter has no site phase to name):
+            # fewer would leave the others unmeasured, as 0 A of load.
+            raise ConfigError("settings.ct.phases", "the site's ct meter measures three phases; list three")
         if len(cfg["pins"]) != meter.width:
             raise ConfigError("settings.ct.pins", "%d pins for a frame of %d channels" % (len(cfg["pins"]), meter.width))
         rate = cfg.get("rate_hz", CT_RATE_HZ)
