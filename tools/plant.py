@@ -5,7 +5,9 @@
 CAR_STEP_MA = 500  # on-board chargers set their current in 0.5 A steps
 TAPER_FROM = 800  # per mille of the battery: above 80 % the current tapers
 TAPER_END_MA = 2000  # ... down to about 2 A just before full
-SIX_S = 6000
+# DESIGN.md: an other-load rise is the leader's to answer within 1 s and the EVs' to follow
+# within 5 s more; an excess that the rise explains is excused that long, no longer.
+RISE_MS = 6000
 WIRES = {"L123": (0, 1, 2), "L132": (0, 2, 1), "L213": (1, 0, 2), "L231": (1, 2, 0),
          "L312": (2, 0, 1), "L321": (2, 1, 0)}
 
@@ -107,17 +109,23 @@ class Plant:
             else:
                 rot = WIRES[rot]
             self.wire.append(rot)
-        self.other = [0] * (3 * self.ng)  # other load directly in each group now
-        self.total = [0] * (3 * self.ng)  # what each fuse carries now
-        self.ev_total = [0] * (3 * self.ng)
-        self.overload_ev = [0] * (3 * self.ng)  # mA*ms above the limit the EVs drew into
-        self.overload_step = [0] * (3 * self.ng)
-        self.overload_other = [0] * (3 * self.ng)  # other load alone above the limit
-        self.over_since = [None] * (3 * self.ng)
-        self.over_cause = [0] * (3 * self.ng)
+        nk = 3 * self.ng
+        self.other = [0] * nk  # other load directly in each group now
+        self.total = [0] * nk  # what each fuse carries now
+        self.ev_total = [0] * nk
+        self.overload_ev = [0] * nk  # mA*ms above the limit the EVs drew into, unexcused
+        self.overload_step = [0] * nk  # excused: an other-load rise not yet 6 s old
+        self.overload_other = [0] * nk  # other load alone above the limit
+        self.over_since = [None] * nk  # when the EVs' part of an overload began
         self.longest_over_ms = 0
-        self._window = [[] for _ in range(3 * self.ng)]  # (t, other load) where it changed
+        self._window = [[] for _ in range(nk)]  # (t, other load) where it changed
         self._other_s = -1
+        # Each group's reserve on each phase, summed over its subtree: the other load that the
+        # fallbacks must leave room for (DESIGN.md, invariant 2).
+        self.reserve = [0] * nk
+        for g in range(self.ng):
+            for p in range(3):
+                self._up(g, p, site.reserve[g * 3 + p], self.reserve)
 
     def other_at(self, g, now_s):
         """Other load directly in group g at time now_s: profile steps and PV, mA per phase."""
@@ -146,7 +154,8 @@ class Plant:
                     out[p] -= amps
         return out
 
-    def step(self, now_ms, dt_ms):
+    def settle(self, now_ms):
+        """Every fuse's current at now_ms: the loads of this second, the cars as they draw."""
         site = self.site
         now_s = now_ms // 1000
         for k in range(3 * self.ng):
@@ -170,6 +179,9 @@ class Plant:
                 p = self.wire[c][k]
                 self._up(g, p, car.draw, self.total)
                 self._up(g, p, car.draw, self.ev_total)
+
+    def step(self, now_ms, dt_ms):
+        self.settle(now_ms)
         self._account(now_ms, dt_ms)
 
     def _up(self, g, p, ma, into):
@@ -177,36 +189,48 @@ class Plant:
             into[g * 3 + p] += ma
             g = self.site.parent[g]
 
+    def rise(self, k):
+        """How far the other load through fuse k rose in the last RISE_MS: the part of an
+        excess the EVs may not have followed yet (_account keeps the window)."""
+        win = self._window[k]
+        return win[-1][1] - min(v for _, v in win)
+
     def _account(self, now_ms, dt_ms):
-        # Above the limit: other load alone above it is nobody's to correct; what the EVs could
-        # avoid is split by what started the overload.
+        # Invariant 1 (realized), step by step. Above the limit, the part the other load alone
+        # makes is nobody's to correct; of the EVs' part, as much as the other load rose in the
+        # last 6 s is excused (the leader's second and the EVs' 5 s); the rest the EVs drew
+        # into: what they were permitted was too much.
         for k in range(3 * self.ng):
             other = self.total[k] - self.ev_total[k]
             win = self._window[k]
             if not win or win[-1][1] != other:
                 win.append((now_ms, other))
             # Keep the last change before the window too: it is the value at its start.
-            while len(win) > 1 and now_ms - win[1][0] > SIX_S:
+            while len(win) > 1 and now_ms - win[1][0] > RISE_MS:
                 win.pop(0)
             excess = self.total[k] - self.limits[k]
             avoidable = min(excess, self.ev_total[k]) if excess > 0 else 0
+            if excess > 0:
+                self.overload_other[k] += (excess - avoidable) * dt_ms
             if avoidable <= 0:
-                # Corrected (or never the EVs' to correct): how long did it take?
-                if self.over_since[k] is not None:
-                    self.longest_over_ms = max(self.longest_over_ms, now_ms - self.over_since[k])
-                    self.over_since[k] = None
-                if excess > 0:
-                    self.overload_other[k] += excess * dt_ms
+                self._close(k, now_ms)
                 continue
             if self.over_since[k] is None:
-                # An overload begins. If other load rose within the last 6 s (1 s to react
-                # plus the EV's 5 s), it is a step not yet corrected; if not, the EVs drew
-                # into it: what they were permitted was too much.
                 self.over_since[k] = now_ms
-                self.over_cause[k] = 1 if other - min(v for _, v in win) > 0 else 0
-            into = self.overload_step if self.over_cause[k] else self.overload_ev
-            into[k] += avoidable * dt_ms
-            self.overload_other[k] += (excess - avoidable) * dt_ms
+            excused = min(avoidable, max(0, other - min(v for _, v in win)))
+            self.overload_step[k] += excused * dt_ms
+            self.overload_ev[k] += (avoidable - excused) * dt_ms
+
+    def _close(self, k, now_ms):
+        # An episode of the EVs' overload ended (or the run did): how long did it last?
+        if self.over_since[k] is not None:
+            self.longest_over_ms = max(self.longest_over_ms, now_ms - self.over_since[k])
+            self.over_since[k] = None
+
+    def finish(self, end_ms):
+        """The run ends: an overload still open counts to its end."""
+        for k in range(3 * self.ng):
+            self._close(k, end_ms)
 
     def meter(self, g):
         """What a meter at group g reads now: everything through its fuse, per phase."""

@@ -12,7 +12,7 @@ from ampshare.leader import Leader
 from ampshare import pilot
 
 sys.path.append("tools")
-from plant import Car, Plant, site_of  # noqa: E402
+from plant import RISE_MS, Car, Plant, site_of  # noqa: E402
 
 # The shells sample the pilot at 10 Hz (a contactor opens within 100 ms); a scenario may take
 # a coarser step ("step_ms") for long runs: the control period (1 s) and the EVs' 1-5 s stay
@@ -20,6 +20,7 @@ from plant import Car, Plant, site_of  # noqa: E402
 STEP_MS = 100
 METER_MS = 1000  # a meter is polled once a second
 LEADER = -1
+EV_FOLLOW_MS = 5000  # IEC 61851-1: a car may draw an offer up to 5 s after it was lowered
 
 
 class Net:
@@ -103,6 +104,13 @@ class Twin:
         self._level = [0] * n
         self._duty = [0] * n
         self._drawn = [-1] * n
+        # Invariants 2 and 3 (docs/leader.md), counted from the followers' own state and the
+        # plant, not from the leader's: mA*ms beyond a fuse, and the first second it happened.
+        self._offers = [[(0, 0)] for _ in range(n)]  # (t, offer) changes: 5 s and the one before
+        self.fb_over = self.mbb_over = 0
+        self.fb_first = self.mbb_first = None
+        self._fb = [0] * (3 * len(self.site.group_ids))
+        self._may = [0] * (3 * len(self.site.group_ids))
 
     def _new_leader(self, now_ms):
         leader = Leader(self.site, self.l_epoch, self._t(now_ms))
@@ -130,6 +138,8 @@ class Twin:
             if spec.get("arrive_s", 0) == now_s:
                 self.plant.cars[c] = Car(spec, random, self.site.voltage)
                 self.had_car[c] = True
+                f = self.followers[c]
+                self._offers[c] = [(now_ms, f.offered if f else 0)]  # it saw no earlier offer
             if spec.get("leave_s") == now_s and self.plant.cars[c] is not None:
                 self.energy_mwh[c] += self.plant.cars[c].delivered_mwh
                 self.plant.cars[c] = None
@@ -143,6 +153,7 @@ class Twin:
             elif kind == "follower_crash":
                 c = self.cids.index(f["charger"])
                 self.followers[c] = None
+                self._offers[c] = [(now_ms, 0)]  # its relay drops: the car stops at once
                 self.follower_down_until[c] = now_ms + f.get("restart_s", 30) * 1000
             elif kind == "meter_silent":
                 self.meter_silent[f["meter"]] = now_ms + f.get("for_s", 30) * 1000
@@ -175,6 +186,7 @@ class Twin:
             elif self.followers[to] is not None and not self.followers[to].receive(t, data):
                 self.rejected += 1
         if self.leader is not None and now_ms % METER_MS == 0:
+            plant.settle(now_ms)  # a meter reads the fuse as it is now
             for g, m in enumerate(self.site.gmeter):
                 if m < 0:
                     continue
@@ -189,8 +201,54 @@ class Twin:
         for c, f in enumerate(self.followers):
             self._follower(now_ms, t, c, f)
         plant.step(now_ms, self.step_ms)
+        self._invariants(now_ms)
         if now_ms % 1000 == 0 and self.site.gmeter[0] >= 0:
             self._energy_split()
+
+    def _invariants(self, now_ms):
+        # 2. Fallback: every follower at the fallback of the last COMMAND it took, on every
+        #    phase its charger is wired to, every group's other load at its reserve_a.
+        # 3. Make-before-break: what each car may still draw (the highest offer in force over
+        #    the last 5 s), on the phases it draws on, beside the other load there now; an
+        #    other-load rise of the last 6 s excused as far as it goes (invariant 1's rule).
+        p, site = self.plant, self.site
+        fb, may = self._fb, self._may
+        nk = len(fb)
+        for k in range(nk):
+            fb[k] = may[k] = 0
+        for c, f in enumerate(self.followers):
+            g = site.cgroup[c]
+            if f is not None and f.heard:
+                for k in range(site.cphases[c]):
+                    p._up(g, p.wire[c][k], f.fallback, fb)
+            car = p.cars[c]
+            if car is not None:
+                d = self._may_draw(now_ms, c, f)
+                for k in range(car.wired):
+                    p._up(g, p.wire[c][k], d, may)
+        dt = self.step_ms
+        for k in range(nk):
+            lim = p.limits[k]
+            over = min(fb[k], p.reserve[k] + fb[k] - lim)
+            if over > 0:
+                self.fb_over += over * dt
+                if self.fb_first is None:
+                    self.fb_first = now_ms // 1000
+            other = p.total[k] - p.ev_total[k]
+            over = min(may[k], other + may[k] - lim) - p.rise(k)
+            if over > 0:
+                self.mbb_over += over * dt
+                if self.mbb_first is None:
+                    self.mbb_first = now_ms // 1000
+
+    def _may_draw(self, now_ms, c, f):
+        hist = self._offers[c]
+        v = f.offered if f is not None else 0
+        if hist[-1][1] != v:
+            hist.append((now_ms, v))
+        while len(hist) > 1 and now_ms - hist[1][0] >= EV_FOLLOW_MS:
+            hist.pop(0)  # the entry before the window is the offer at its start
+        return max(o for _, o in hist)
 
     def _energy_split(self):
         drawn = 0
@@ -259,6 +317,7 @@ class Twin:
                     rows.append(row)
         if trace is not None:
             trace.close()
+        self.plant.finish(duration)
         return self.summary()
 
     def _second(self, now_ms):
@@ -287,9 +346,14 @@ class Twin:
         for c, cid in enumerate(self.cids):
             car = p.cars[c]
             energy[cid] = (self.energy_mwh[c] + (car.delivered_mwh if car else 0)) // 1000
+        ev = sum(p.overload_ev)
         return {"energy_wh": energy, "fairness": _jain([energy[cid] for c, cid in enumerate(self.cids)
                                                         if self.had_car[c]]), "overload": over,
                 "longest_overload_s": p.longest_over_ms / 1000,
+                # One figure per invariant (docs/leader.md), ampere-seconds beyond a fuse.
+                "invariants": {"realized_ev_As": _as(ev),
+                               "fallback_As": _as(self.fb_over), "fallback_first_s": self.fb_first,
+                               "make_before_break_As": _as(self.mbb_over), "make_before_break_first_s": self.mbb_first},
                 "packets": {"sent": self.net.sent, "lost": self.net.lost, "rejected": self.rejected},
                 "fallback_s": {cid: self.fallback_ms[c] // 1000 for c, cid in enumerate(self.cids)},
                 "pauses": {cid: self.pauses[c] for c, cid in enumerate(self.cids)},
