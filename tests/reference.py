@@ -75,9 +75,9 @@ class Reference:
         c = self.chargers[cid]
         own = []
         for k in range(c["phases"]):
-            # Credited at most the offer in force, and nothing while not charging.
+            # Credited at most the offer in force, nothing while not charging, nothing unmeasured.
             cap = min(c["offered"], c["hi"]) if c["charging"] else 0
-            own.append(max(0, min(c["meas"][k], cap)) if c["meas"] is not None else cap)
+            own.append(max(0, min(c["meas"][k], cap)) if c["meas"] is not None else 0)
         if c["wire"] is None:
             # Only a 3-phase charger surely draws its least on every site phase.
             return [min(own) if c["phases"] == 3 else 0] * 3
@@ -123,15 +123,16 @@ class Reference:
                 tot[k] += a
         return tot
 
-    def most_servable(self, cap):
-        """Brute force: the largest number of wanting chargers that fit at their minimum."""
-        want = [c for c in self.chargers if self.chargers[c]["wants"]]
+    def most_servable(self, cap, among=None, beside=()):
+        """Brute force: the largest number of wanting chargers (of `among`, default all) that
+        fit at their minimum beside the chargers `beside`, also at their minimum."""
+        want = [c for c in (among if among is not None else self.chargers) if self.chargers[c]["wants"]]
         best = 0
         for mask in range(1 << len(want)):
             chosen = [want[i] for i in range(len(want)) if mask >> i & 1]
             if len(chosen) <= best:
                 continue
-            tot = self.totals({c: self.chargers[c]["lo"] for c in chosen})
+            tot = self.totals({c: self.chargers[c]["lo"] for c in chosen + list(beside)})
             if all(tot[k] <= cap[k] for k in tot if tot[k]):
                 best = len(chosen)
         return best

@@ -74,3 +74,21 @@ def states(draw, site):
             ch["offered_a"] = draw(reading(0, 80))
         chargers[c["id"]] = ch
     return {"meters": meters, "chargers": chargers}
+
+
+@st.composite
+def settled_states(draw, site):
+    """Moments past many cars' first minute: a car draws on 1, 2 or 3 of a 3-phase charger's
+    phases, measured clearly (0 A, or 2 A and more: a charger meter's noise is far below)."""
+    state = draw(states(site))
+    for c in site["chargers"]:
+        ch = state["chargers"][c["id"]]
+        ch["charging_s"] = draw(st.sampled_from([0, 30, 59, 60, 61, 600, 20000]))
+        if draw(st.integers(0, 3)):
+            n = c["phases"]
+            used = draw(st.integers(1, n))
+            live = draw(st.permutations(range(n)))[:used]
+            ch["measured_a"] = [draw(reading(2, 80)) if k in live else 0 for k in range(n)]
+        else:
+            ch.pop("measured_a", None)  # a charger without a meter
+    return state

@@ -136,12 +136,21 @@ def test_a_1_phase_charger_of_unknown_wiring_is_credited_on_no_phase(vm):
     assert amps(vm, cfg, state) == {"u1": 12.0}
 
 
-def test_an_offer_above_the_chargers_maximum_is_credited_at_its_maximum(vm):
+def test_an_unmeasured_charger_is_credited_nothing(vm):
     cfg = site([{"id": "main", "limit_a": 40, "meter": "grid"}], [charger("wb1", max_a=16)],
                meters=["grid"])
-    # Unmeasured, it counts as drawing its offer; an offer of 32 A on a 16 A charger is a
-    # fault, and only the 16 A it can draw comes off the meter's 30 A.
-    state = {"meters": {"grid": [30, 30, 30]}, "chargers": cars("wb1", offered_a=32)}
+    # Offered 16 A, but nothing says its car draws it (it may be asleep and wake): the
+    # meter's 30 A are all other load, 10 A are left.
+    state = {"meters": {"grid": [30, 30, 30]}, "chargers": cars("wb1", offered_a=16)}
+    assert amps(vm, cfg, state) == {"wb1": 10.0}
+
+
+def test_a_draw_above_the_chargers_maximum_is_credited_at_its_maximum(vm):
+    cfg = site([{"id": "main", "limit_a": 40, "meter": "grid"}], [charger("wb1", max_a=16)],
+               meters=["grid"])
+    # 32 A measured on a 16 A charger is a fault: only the 16 A it can draw comes off the
+    # meter's 30 A.
+    state = {"meters": {"grid": [30, 30, 30]}, "chargers": cars("wb1", offered_a=32, measured_a=[32, 32, 32])}
     assert amps(vm, cfg, state) == {"wb1": 16.0}
     cfg["groups"][0]["limit_a"] = 30
     assert amps(vm, cfg, state) == {"wb1": 16.0}
@@ -202,3 +211,25 @@ def test_pilot_states(vm, letter, expect):
 def test_mode_off_gets_nothing(vm):
     cfg = site([{"id": "main", "limit_a": 63}], [charger("wb1", mode="off")])
     assert amps(vm, cfg, {"chargers": cars("wb1")}) == {"wb1": 0.0}
+
+
+def test_one_charger_pauses_so_that_two_of_the_same_priority_run(vm):
+    # 6 A a phase: the 3-phase charger first in order takes all three at its minimum; paused
+    # instead, the two 1-phase ones (L1 and L2) both run.
+    cfg = site([{"id": "main", "limit_a": 6}],
+               [charger("three"), charger("one", phases=1, rotation="L123"), charger("two", phases=1, rotation="L231")])
+    state = {"chargers": {"three": {"state": "C", "charging_s": 0}, "one": {"state": "C", "charging_s": 600},
+                          "two": {"state": "C", "charging_s": 600}}}
+    assert amps(vm, cfg, state) == {"three": 0.0, "one": 6.0, "two": 6.0}
+
+
+def test_the_fewest_pause_also_once_cars_draw_on_fewer_phases(vm):
+    # Three 3-phase chargers, wired alike; two of the cars draw on one phase each (L1, L2)
+    # past their first minute and count only there. The third, in its first minute, counts
+    # on all three and comes first: it pauses so that the other two run.
+    cfg = site([{"id": "main", "limit_a": 6}],
+               [charger("three", rotation="L123"), charger("one", rotation="L123"), charger("two", rotation="L123")])
+    state = {"chargers": {"three": {"state": "C", "charging_s": 0},
+                          "one": {"state": "C", "charging_s": 600, "measured_a": [6, 0, 0]},
+                          "two": {"state": "C", "charging_s": 600, "measured_a": [0, 6, 0]}}}
+    assert amps(vm, cfg, state) == {"three": 0.0, "one": 6.0, "two": 6.0}

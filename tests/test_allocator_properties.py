@@ -2,8 +2,9 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from oracle import Fuses
 from reference import Q, Reference
-from sites import sites, states
+from sites import settled_states, sites, states
 
 RUNS = settings(max_examples=2000, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -68,6 +69,9 @@ def test_random_sites_keep_every_rule(vm, case):
         assert used <= max(0, capfb[k]), ("fallback overload", k, used, capfb[k])
     for cid, f in fb.items():
         assert f == 0 or ref.chargers[cid]["lo"] <= f <= out[cid], (cid, f, out[cid])
+    # And as a fuse sees it.
+    fuses = Fuses(site, state)
+    assert fuses.overloads(out) == [] and fuses.overloads(fb, fallback=True) == []
 
     # Bit for bit the same, whether from a fresh allocator or the same one again.
     assert res["again"]["out"] == res["out"] and res["again"]["fallback"] == res["fallback"]
@@ -91,15 +95,54 @@ def test_a_fresh_allocator_gives_the_same_answer(vm):
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
-def test_the_fewest_chargers_pause(vm, data):
-    # Small sites, so that every subset can be tried: no larger set of chargers could run
-    # at its minimum than the allocator runs.
+def test_priority_first_then_the_fewest_chargers_pause(vm, data):
+    # Small sites, so that every subset can be tried. Level by level from the highest
+    # priority: beside the higher levels as the allocator runs them, no larger set of this
+    # level could run at its minimum than the allocator runs.
     site = data.draw(sites(max_groups=4, max_chargers=7, max_depth=3))
     state = _first_minute(data.draw(states(site)))
     ref = Reference(site, state)
     _, out, _ = allocate(vm, site, state)
-    running = sum(1 for a in out.values() if a)
-    assert running == ref.most_servable(ref.capacities())
+    cap = ref.capacities()
+    above = []
+    for level in sorted({c["prio"] for c in ref.chargers.values()}, reverse=True):
+        mine = [cid for cid, c in ref.chargers.items() if c["prio"] == level]
+        running = [cid for cid in mine if out[cid]]
+        assert len(running) == ref.most_servable(cap, among=mine, beside=above), (level, out)
+        above += running
+
+
+def test_a_high_priority_charger_is_not_paused_for_two_of_lower_priority(vm):
+    # 20 A: the priority-9 charger's 16 A minimum, or two priority-0 chargers at 6 A.
+    site = {"version": 1, "groups": [{"id": "m", "limit_a": 20}],
+            "chargers": [{"id": "boss", "group": "m", "max_a": 32, "min_a": 16, "priority": 9},
+                         {"id": "a", "group": "m", "max_a": 32}, {"id": "b", "group": "m", "max_a": 32}]}
+    state = {"chargers": {c: {"state": "C"} for c in ("boss", "a", "b")}}
+    _, out, _ = allocate(vm, site, state)
+    assert out == {"boss": 20000, "a": 0, "b": 0}, out
+    # The same three of equal priority: the fewest pause, two run.
+    del site["chargers"][0]["priority"]
+    _, out, _ = allocate(vm, site, state)
+    assert out == {"boss": 0, "a": 10000, "b": 10000}, out
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(sites().flatmap(lambda s: st.tuples(st.just(s), settled_states(s))))
+def test_cars_past_their_first_minute_overload_no_fuse_on_the_phases_they_draw(vm, case):
+    # Past the start period a 1- or 2-phase car on a 3-phase charger is counted on the phases
+    # it draws on, and the others go to other chargers; its fallback still counts on every
+    # phase its charger is wired to. Checked as a fuse would see it (oracle.py).
+    site, state = case
+    res, out, fb = allocate(vm, site, state)
+    fuses = Fuses(site, state)
+    assert fuses.overloads(out) == [], out
+    assert fuses.overloads(fb, fallback=True) == [], fb
+    ref = Reference(site, state)
+    for cid, a in out.items():
+        c = ref.chargers[cid]
+        assert a == 0 or c["lo"] <= a <= c["hi"], (cid, a, c)
+        assert fb[cid] == 0 or c["lo"] <= fb[cid] <= a, (cid, fb[cid], a)
+    assert res["peak"] < 2**30
 
 
 @st.composite

@@ -67,8 +67,26 @@ def _spread(main):
 
 
 def test_a_charger_the_re_share_admits_does_not_unbalance_again(vm):
-    # Seven chargers, 1- and 3-phase, on a 10 A limit: the sharing after the lowering once
-    # admitted a charger onto the high phase and left it there.
+    # The lowering frees room, and the re-share that gives it out admits c3 onto main's
+    # highest phase (L3): the limit is checked once more after it, and c3 pauses again.
+    ch = [("c0", "main", 19, 3, "L231", 2), ("c1", "sub", 31, 1, "L123", 1), ("c2", "main", 12, 3, "L312", 2),
+          ("c3", "sub", 16, 1, "L312", 0), ("c4", "main", 9, 1, "L312", 0), ("c5", "sub", 28, 3, "L312", 0),
+          ("c6", "main", 21, 1, "L312", 1), ("c7", "sub", 11, 1, "L231", 1)]
+    cfg = {"version": 1, "meters": [{"id": "grid", "source": "modbus"}],
+           "groups": [{"id": "main", "limit_a": 63, "meter": "grid", "unbalance_limit_a": 13},
+                      {"id": "sub", "parent": "main", "limit_a": 12}],
+           "chargers": [{"id": i, "group": g, "max_a": a, "phases": n, "rotation": r, "priority": p}
+                        for i, g, a, n, r, p in ch]}
+    state = {"meters": {"grid": [33, -18, 29]}, "chargers": {c["id"]: {"state": "C"} for c in cfg["chargers"]}}
+    out = json.loads(vm.call("snapshot", site=cfg, state=state)["json"])
+    spread, by_others = _spread(out["groups"]["main"])
+    assert spread <= max(13, by_others), out["groups"]["main"]
+    got = {cid: c["current_a"] for cid, c in out["chargers"].items()}
+    assert got["c3"] == 0 and got["c0"] >= 6 and got["c2"] >= 6, got  # the 3-phase ones add no spread
+
+
+def test_a_full_sub_fuse_goes_to_its_highest_priority(vm):
+    # Seven chargers, 1- and 3-phase, on a 10 A limit.
     cfg = {"version": 1, "meters": [{"id": "grid", "source": "modbus"}],
            "groups": [{"id": "main", "limit_a": 32, "meter": "grid", "unbalance_limit_a": 10},
                       {"id": "sub", "parent": "main", "limit_a": 16}],
@@ -84,7 +102,11 @@ def test_a_charger_the_re_share_admits_does_not_unbalance_again(vm):
     out = json.loads(vm.call("snapshot", site=cfg, state=state)["json"])
     spread, by_others = _spread(out["groups"]["main"])
     assert spread <= max(10, by_others), out["groups"]["main"]
-    assert sum(ch["current_a"] for ch in out["chargers"].values()) > 0
+    # The sub-fuse's 16 A goes to its two priority-2 3-phase chargers; main then carries 28 A
+    # on L1 and L2 (4 A left, below a minimum) and 21 A on L3, where only c3 (in the full
+    # sub-group) is wired: nobody else fits.
+    got = {cid: ch["current_a"] for cid, ch in out["chargers"].items()}
+    assert got == {"c0": 8.0, "c1": 8.0, "c2": 0.0, "c3": 0.0, "c4": 0.0, "c5": 0.0, "c6": 0.0}, got
 
 
 @settings(max_examples=150, deadline=None)
@@ -100,3 +122,11 @@ def test_the_phases_never_differ_by_more_than_the_limit_or_the_other_loads(vm, c
     out = json.loads(vm.call("snapshot", site=cfg, state=state)["json"])
     spread, by_others = _spread(out["groups"]["main"])
     assert spread <= max(limit, by_others) + 0.001, out["groups"]["main"]
+    # Nobody charging is an answer only when nobody could: no charger alone at 6 A fits the
+    # fuse and the unbalance allowance.
+    if not any(ch["current_a"] for ch in out["chargers"].values()):
+        site_phase = {"L123": 0, "L231": 1, "L312": 2}
+        for n, r, _ in chargers:
+            load = [m + (6 if n == 3 or p == site_phase[r] else 0) for p, m in enumerate(meter)]
+            assert max(load) > 63 or max(load) - min(load) > max(limit, max(meter) - min(meter)), \
+                (chargers, meter, limit)

@@ -47,6 +47,11 @@ RANK_MAX = const(0x1FFFFF)  # rank fits 21 bits so the sort key stays below 2**3
 _PILOT_C = const(67)  # ord("C")
 _PILOT_D = const(68)
 _PILOT_B = const(66)
+# What _other_loads computes: the capacities that decide the sharing (every draw credited),
+# those an increase may use (only draws reported lately credited), the fallbacks' (no meter).
+_NOW = const(0)
+_UP = const(1)
+_RESERVE = const(2)
 _FROZEN = const(0)
 _WAITING = const(1)  # admitted above the current water level: joins when the level gets there
 _RISING = const(2)
@@ -64,6 +69,11 @@ class Allocator:
         self.meter_ok = bytearray(nm)  # 1 while the meter's reading is fresh
         self.pilot = bytearray(b"A" * nc)  # IEC 61851 state letter
         self.meas = array("i", [-1] * (3 * nc))  # mA per charger phase, -1 unmeasured
+        # 1 while a charger's report is recent enough that its draw is what it draws now. A
+        # draw not reported lately (a report lost, a follower cut off) may have stopped since
+        # the meter read it: crediting it would count its fall as room, so an increase never
+        # relies on it (cap_up).
+        self.fresh = bytearray(b"\x01" * nc)
         self.offered = array("i", [0] * nc)  # the current in force now
         self.rank = array("i", [0] * nc)  # lower is served first within a priority
         # A silent follower keeps what it may still draw (and its fallback) whatever we
@@ -84,8 +94,9 @@ class Allocator:
         self.fallback = array("i", [0] * nc)
         self.cap = array("i", [0] * (3 * ng))  # what the chargers under a group may take
         self.other = array("i", [0] * (3 * ng))  # other load, export credit bounded
+        self.cap_fb = array("i", [0] * (3 * ng))  # the same with no meter, every group at its reserve
+        self.cap_up = array("i", [0] * (3 * ng))  # the same crediting only fresh draws: for increases
         # Work.
-        self._capfb = array("i", [0] * (3 * ng))
         self._raw = array("i", [0] * (3 * ng))
         self._draw = array("i", [0] * (3 * ng))
         self._acc = array("i", [0] * (3 * ng))
@@ -103,10 +114,16 @@ class Allocator:
         self._order = array("h", range(nc))
         self._key = array("i", [0] * nc)
         self._sd = array("i", [0, 0, 0])
-        self._mask = bytearray(self._phase_mask(c) for c in range(nc))
+        # The site phases each charger is counted on: those its car draws on (use_phases), and
+        # every one it is wired to (the fallbacks': a new car may draw on all of them).
+        self._wmask = bytearray(self._phase_mask(c) for c in range(nc))
+        self._mask = bytearray(self._wmask)
+        self._m = self._mask  # the masks of the pass under way
         self._cons_table(site)
-        self._uniform = self._uniform_chargers(site)
         self._unb = [g for g in range(ng) if site.unbalance[g] >= 0]  # groups with an unbalance limit
+        # Set by a test: the largest magnitude any work array held at the end of any pass.
+        self.audit = False
+        self._peak = 0
 
     def _cons_table(self, site):
         # Flat list of the constraints each charger uses: ancestors x site phases. Grown as
@@ -125,7 +142,9 @@ class Allocator:
         self._coff = off
         # A charger's constraints in use come first in its slice, up to _cend[c]: all of them
         # unless use_phases() says its car draws on fewer site phases.
+        self._wend = off[1:]  # every phase each charger is wired to
         self._cend = off[1:]
+        self._end = self._cend  # the slice ends the pass under way works with
 
     def use_phases(self, c, mask):
         """Count charger c only on the site phases in mask (bit p: site phase p) of those it
@@ -168,6 +187,38 @@ class Allocator:
                         into[g * 3 + w] += meas[c * 3 + k]
                 g = site.parent[g]
 
+    def add_to(self, c, v, into, wired=False):
+        """Adds v to every constraint charger c is counted on: the phases its car draws on,
+        or (wired) every phase it is wired to."""
+        ck = self._ck
+        for j in range(self._coff[c], (self._wend if wired else self._cend)[c]):
+            into[ck[j]] += v
+
+    def least_room(self, c, cap, use, wired=False):
+        """The least of cap[k] - use[k] over the constraints charger c is counted on."""
+        return self._least(c, cap, use, self._wend if wired else self._cend)
+
+    def _least(self, c, cap, use, end):
+        ck, room = self._ck, _BIG
+        for j in range(self._coff[c], end[c]):
+            k = ck[j]
+            r = cap[k] - use[k]
+            if r < room:
+                room = r
+        return room
+
+    def ranked(self, i):
+        """The i-th charger in the order of the last run (priority, then rank)."""
+        return self._order[i]
+
+    def in_use(self, c):
+        """The site phases charger c is counted on now (bit p: site phase p)."""
+        return self._mask[c]
+
+    def wired(self, c):
+        """Every site phase charger c may draw on (all three where its wiring is unknown)."""
+        return self._wmask[c]
+
     def _phase_mask(self, c):
         site = self.site
         wire = site.cwire[c * 3]
@@ -175,17 +226,33 @@ class Allocator:
             return 7
         return 1 << wire
 
-    def _uniform_chargers(self, site):
-        # When every charger has the same minimum and uses the same phases, admission in
-        # order is already optimal (a laminar matroid) and the exchange pass is skipped.
-        masks = set(self._phase_mask(c) for c in range(self.nc))
-        return len(masks) <= 1 and len(set(site.cmin)) <= 1
+    def _uniform(self, i0, i1):
+        # When the candidates order[i0:i1] have the same minimum and are counted on the same
+        # phases, admission in order is already optimal (a laminar matroid): no exchange pass.
+        # Asked at every pass: phases in use change while cars charge.
+        order, hi, m, cmin = self._order, self._hi, self._m, self.site.cmin
+        first = -1
+        for i in range(i0, i1):
+            c = order[i]
+            if not hi[c]:
+                continue
+            if first < 0:
+                first = c
+            elif m[c] != m[first] or cmin[c] != cmin[first]:
+                return False
+        return True
 
     # ---- one allocation ------------------------------------------------------------
 
     def run(self):
-        self._other_loads(True, self.cap)
-        self._other_loads(False, self._capfb)
+        self._peak = 0
+        self._other_loads(_NOW, self.cap)
+        self._other_loads(_RESERVE, self.cap_fb)
+        if min(self.fresh) if self.nc else 1:
+            for k in range(self.nk):
+                self.cap_up[k] = self.cap[k]
+        else:
+            self._other_loads(_UP, self.cap_up)
         self._sort()
         site, lo, hi = self.site, self._lo, self._hi
         for c in range(self.nc):
@@ -208,10 +275,15 @@ class Allocator:
             self._pin(self.held)
             self._share(self.cap, self.out)  # what the lowered ones left goes to the others
             self._balance()  # the re-share may admit one onto a high phase: lowering only
+        # Fallbacks: capped at the allocation, counted on every phase each charger is wired
+        # to whatever its car draws today (a fallback is used when nobody watches, and a new
+        # car may draw on all of them).
         for c in range(self.nc):
             hi[c] = self.out[c]
+        self._end, self._m = self._wend, self._wmask
         self._pin(self.held_fb)
-        self._share(self._capfb, self.fallback)
+        self._share(self.cap_fb, self.fallback)
+        self._end, self._m = self._cend, self._mask
 
     def _pin(self, held):
         base, ck = self._base, self._ck
@@ -223,17 +295,18 @@ class Allocator:
                 for j in range(self._coff[c], self._coff[c + 1]):  # every wired phase: it is silent
                     base[ck[j]] += h
 
-    def _other_loads(self, metered, cap):
+    def _other_loads(self, mode, cap):
         # Other load per group and phase, children before parents.
         site, nk = self.site, self.nk
         raw, acc, corr = self._raw, self._acc, self._corr
         draw, oth = self._draw, self.other
+        metered = mode != _RESERVE
         for k in range(nk):
             acc[k] = 0
             corr[k] = 0
             draw[k] = 0
         if metered:
-            self._charger_draws()
+            self._charger_draws(mode == _UP)
         for g in range(self.ng - 1, -1, -1):
             m = site.gmeter[g]
             live = metered and m >= 0 and self.meter_ok[m]
@@ -255,17 +328,18 @@ class Allocator:
                     corr[up * 3 + p] += e - r + corr[k]
                 x = self.ext_limit[k]
                 cap[k] = (x if 0 <= x < lim else lim) - e
-                if metered:
+                if mode == _NOW:
                     oth[k] = e
 
-    def _charger_draws(self):
+    def _charger_draws(self, fresh_only):
         # What each charger draws now, on each site phase, summed into its group and every
-        # ancestor. Measured where the charger reports it, else the current in force while
-        # it charges. Unknown wiring: a 3-phase charger is credited the least it draws on any
+        # ancestor, as far as its own meter shows it (_draw). Unknown wiring: a 3-phase charger is credited the least it draws on any
         # phase; a 1-phase one nothing, since any one site phase may carry none of it (its
         # draw then stays in its group's other load: safe, if conservative).
         site, meas, draw = self.site, self.meas, self._draw
         for c in range(self.nc):
+            if fresh_only and not self.fresh[c]:
+                continue
             base = c * 3
             charging = self.pilot[c] == _PILOT_C or self.pilot[c] == _PILOT_D
             cmax = site.cmax[c]
@@ -311,38 +385,42 @@ class Allocator:
             order[j + 1] = c
 
     def _share(self, cap, out):
-        paused = self._admit(cap)
-        if paused and not self._uniform:
-            while self._exchange(cap):
-                pass
+        self._admit(cap)
         self._fill(cap)
         self._top_up(cap)
         a = self._a
         for c in range(self.nc):
             out[c] = a[c]
+        if self.audit:
+            self._note()
 
     # ---- admission -----------------------------------------------------------------
 
     def _admit(self, cap):
+        # Priority first: one level at a time, highest first, is admitted and then exchanged
+        # until the fewest of that level pause; only then may a lower level take what is left.
+        # A charger is never paused so that chargers of lower priority can run.
         used, a, lo = self._used, self._a, self._lo
-        hi, base = self._hi, self._base
+        hi, base, order, prio = self._hi, self._base, self._order, self.site.cprio
         for k in range(self.nk):
             used[k] = base[k]
-        paused = 0
+        i0 = paused = 0
         for i in range(self.nc):
-            c = self._order[i]
+            c = order[i]
             a[c] = 0
-            if hi[c] == 0:
-                continue
-            if self._fits(c, lo[c], cap):
+            if hi[c] and self._fits(c, lo[c], cap):
                 self._add(c, lo[c])
-            else:
+            elif hi[c]:
                 paused += 1
-        return paused
+            if i + 1 == self.nc or prio[order[i + 1]] != prio[c]:
+                if paused > 1 and not self._uniform(i0, i + 1):
+                    while self._exchange(cap, i0, i + 1):
+                        pass
+                i0, paused = i + 1, 0
 
     def _fits(self, c, amount, cap):
         ck, used = self._ck, self._used
-        for j in range(self._coff[c], self._cend[c]):
+        for j in range(self._coff[c], self._end[c]):
             k = ck[j]
             if used[k] + amount > cap[k]:
                 return False
@@ -350,23 +428,24 @@ class Allocator:
 
     def _add(self, c, amount):
         ck, used = self._ck, self._used
-        for j in range(self._coff[c], self._cend[c]):
+        for j in range(self._coff[c], self._end[c]):
             used[ck[j]] += amount
         self._a[c] += amount
 
-    def _exchange(self, cap):
-        # Pause the lowest-placed admitted charger whose place lets two or more run.
+    def _exchange(self, cap, i0, i1):
+        # Within one priority level (order[i0:i1]): pause the lowest-placed admitted charger
+        # whose place lets two or more run.
         a, lo, hi = self._a, self._lo, self._hi
         order, tmp, paused = self._order, self._tmp, self._paused
         np = 0
-        for i in range(self.nc):
+        for i in range(i0, i1):
             c = order[i]
             if hi[c] and a[c] == 0:
                 paused[np] = c
                 np += 1
         if np < 2:
             return False
-        for i in range(self.nc - 1, -1, -1):
+        for i in range(i1 - 1, i0 - 1, -1):
             s = order[i]
             if a[s] == 0 or not self._smaller_paused(s, np):
                 continue
@@ -389,7 +468,7 @@ class Allocator:
         # If every paused charger needs at least what s frees, on at least the phases s
         # uses, no two of them can take s's place (each would block the other on the fuse
         # that blocks it now): that exchange is not worth trying.
-        lo, mask, paused = self._lo, self._mask, self._paused
+        lo, mask, paused = self._lo, self._m, self._paused
         ms = mask[s]
         for j in range(np):
             c = paused[j]
@@ -441,13 +520,13 @@ class Allocator:
     def _join(self, c):
         self._rise[c] = _RISING
         ck, n = self._ck, self._n
-        for j in range(self._coff[c], self._cend[c]):
+        for j in range(self._coff[c], self._end[c]):
             n[ck[j]] += 1
 
     def _freeze(self, c):
         if self._rise[c] == _RISING:
             ck, n = self._ck, self._n
-            for j in range(self._coff[c], self._cend[c]):
+            for j in range(self._coff[c], self._end[c]):
                 n[ck[j]] -= 1
         self._rise[c] = _FROZEN
 
@@ -485,20 +564,13 @@ class Allocator:
 
     def _uses_tight(self, c):
         ck, tight = self._ck, self._tight
-        for j in range(self._coff[c], self._cend[c]):
+        for j in range(self._coff[c], self._end[c]):
             if tight[ck[j]]:
                 return True
         return False
 
     def _room(self, c, cap):
-        ck, used = self._ck, self._used
-        room = _BIG
-        for j in range(self._coff[c], self._cend[c]):
-            k = ck[j]
-            r = cap[k] - used[k]
-            if r < room:
-                room = r
-        return room
+        return self._least(c, cap, self._used, self._end)
 
     def _top_up(self, cap):
         # Whatever water-filling left, a quantum at a time to whoever has least (first in
@@ -538,7 +610,7 @@ class Allocator:
         ck, used, coff = self._ck, self._used, self._coff
         a, lo = self._a, self._lo
         full = -1
-        for j in range(coff[c], self._cend[c]):
+        for j in range(coff[c], self._end[c]):
             k = ck[j]
             if cap[k] - used[k] < QUANTUM:
                 if full >= 0:
@@ -550,7 +622,7 @@ class Allocator:
         for e in range(self.nc):
             if e == c or a[e] <= a[c] + QUANTUM or a[e] - QUANTUM < lo[e] or (d >= 0 and a[e] <= a[d]):
                 continue
-            for j in range(coff[e], self._cend[e]):
+            for j in range(coff[e], self._end[e]):
                 if ck[j] == full:
                     d = e
                     break
@@ -654,7 +726,7 @@ class Allocator:
 
     def _loads(self, c, k):
         ck = self._ck
-        for j in range(self._coff[c], self._cend[c]):
+        for j in range(self._coff[c], self._end[c]):
             if ck[j] == k:
                 return True
         return False
@@ -672,25 +744,34 @@ class Allocator:
     # ---- audit ---------------------------------------------------------------------
 
     def peak(self):
-        """The largest magnitude held by any input, output or work array after run()."""
-        top = 0
+        """The largest magnitude held by any input, output or work array after run(), and
+        (with audit set) at the end of every pass in it: the sharing and the fallbacks'."""
+        self._note()
+        return self._peak
+
+    def _note(self):
+        top = self._peak
         for arr in (self.meter, self.meas, self.offered, self.out, self.fallback, self.cap,
-                    self.other, self._capfb, self._raw, self._draw, self._acc, self._corr,
+                    self.other, self.cap_fb, self.cap_up, self._raw, self._draw, self._acc, self._corr,
                     self._used, self._a, self._lo, self._hi, self._key, self.held,
-                    self.held_fb, self._base):
+                    self.held_fb, self._base, self.want, self.ext_limit, self.ext_max, self.pv_max):
             for v in arr:
                 if v > top:
                     top = v
                 elif -v > top:
                     top = -v
-        return top
+        self._peak = top
 
 
 def _draw(measured, held, cmax):
-    # Unmeasured (-1): the current in force while it charges. A measurement is credited at
-    # most at that current (a report from before the car followed a decrease reads high) and
-    # at the charger's own maximum (above it is a fault): crediting less is the safe side.
-    if measured < 0 or measured > held:
+    # Unmeasured (-1): nothing. Its car may draw less than its offer (asleep on its own timer,
+    # full) and take it up later: crediting the offer would show that gap as room. A
+    # measurement is credited at most at what the car may draw (a report from before it
+    # followed a decrease reads high) and at the charger's own maximum (above it is a fault):
+    # crediting less is the safe side.
+    if measured < 0:
+        return 0
+    if measured > held:
         measured = held
     return measured if measured < cmax else cmax
 

@@ -25,7 +25,10 @@ def _outputs(alloc):
 
 
 def op_allocate(req):
-    alloc = snapshot.run(req["site"], req["state"])
+    alloc = Allocator(sitemod.parse(req["site"]))
+    alloc.audit = True  # peak() sees every pass's work, the fallbacks' included
+    snapshot.load(alloc, req["state"])
+    alloc.run()
     res = _outputs(alloc)
     if req.get("again"):
         # The same allocator a second time: its kept order must not change the answer.
