@@ -15,3 +15,6 @@ def test_a_week_idle_on_the_esp32_clock_changes_nothing():
     assert out["offered_after_12_s"] == 16000  # a car after a week charges at once
     assert not out["pair_accepted"]  # the pairing window stays closed
     assert 7 * 86400 - 5 <= out["uptime_s"] <= 7 * 86400 + 12  # counted, not wrapped
+    # The leader after a week: it lowers at once, and repeats the unconfirmed decrease.
+    assert out["lowered"] == 22000
+    assert out["resent_within_400_ms"]

@@ -3,13 +3,14 @@
 # letting what the cars may still draw exceed a fuse. Sans-I/O: datagrams, meter readings and
 # now_ms in; datagrams out.
 from array import array
-from ampshare.clock import ticks_add, ticks_diff
+from ampshare.clock import aged, ticks_add, ticks_diff
 
 from micropython import const
 
 from ampshare import protocol as P
 from ampshare import protocol_leader as W
 from ampshare.allocator import Allocator
+from ampshare.budget import Budget
 from ampshare.external import WATCHDOG_MS, External
 from ampshare.demand import Demand
 from ampshare.turns import Turns
@@ -22,10 +23,12 @@ FOLLOWER_WATCHDOG_MS = const(10_000)  # the follower's own watchdog (follower.WA
 # up in the network.
 LOST_MS = const(16_000)
 SILENT_MS = const(3_000)  # three missed reports: shown as silent, its share kept reserved
+# A report younger than this is the follower's latest (it reports every second, follower.py's
+# REPORT_MS; 300 ms for the network and a tick): only such a draw is credited for an increase.
+FRESH_MS = const(1_300)
 METER_SILENT_MS = const(5_000)  # DESIGN.md: then its group counts its reserve_a
-FREED_MARGIN_MA = const(1_000)  # a measured draw this close to the new value confirms it
 INCREASE_GAP_MS = const(5_000)  # DESIGN.md: increases to one pilot at most every 5 s
-# A change of other load above this triggers an allocation at once rather than next period.
+# A fall of a meter's reading above this triggers an allocation at once (a rise always does).
 STEP_MA = const(2_000)
 # A new leader first listens: every follower reports within a second, and one that has not
 # after three is counted at its maximum. Allocating earlier would pin the unheard at their
@@ -33,6 +36,7 @@ STEP_MA = const(2_000)
 ADOPT_MS = const(3_000)
 RESEND_MS = const(200)  # an unconfirmed decrease is repeated this often until confirmed
 STATUS_MS = const(500)  # how often follower timers (silent, lost, freed) are looked at
+IDENTIFY_MS = const(10_000)  # an installer's "find this unit": its LED blinks this long
 
 # The COMMAND sequence stays a small int: at this the leader starts a new epoch (the shell
 # saves it), and every follower takes the fresh numbers as newer.
@@ -75,9 +79,11 @@ class Leader:
         self.sent_fb = array("i", [0] * nc)
         self.fb_allowed = array("i", [0] * nc)  # the most any fallback it may hold allows
         self.applied = array("i", [0] * nc)
+        self.flags = bytearray(nc)  # each follower's last STATE flags (protocol.py), for the page
         self.freed_at = [0] * nc  # when a decrease counts as followed
         self.pending = bytearray(nc)  # 1 while a decrease is not yet confirmed
         self.resent = [now_ms] * nc
+        self.identify_until = [None] * nc  # ticks until which COMMANDs ask it to blink
         self.cmd_at = [now_ms] * nc  # the last COMMAND sent: when its watchdog started
         self.last_increase = [ticks_add(now_ms, -INCREASE_GAP_MS)] * nc
         self.phases = bytearray(site.cphases)
@@ -91,8 +97,7 @@ class Leader:
         self._due = now_ms
         self._adopting = True
         self._status_due = now_ms
-        self._use = array("i", [0] * self.alloc.nk)
-        self._usefb = array("i", [0] * self.alloc.nk)
+        self.budget = Budget(self.alloc)
         self._out = []
         self._send = None
 
@@ -113,14 +118,18 @@ class Leader:
         return W.pair(code, uid, nonce, self.l_epoch, charger, self.site.charger_ids[charger], key)
 
     def meter(self, now_ms, m, l1, l2, l3):
-        a = self.alloc
-        old = max(abs(a.meter[m * 3] - l1), abs(a.meter[m * 3 + 1] - l2), abs(a.meter[m * 3 + 2] - l3))
-        a.meter[m * 3], a.meter[m * 3 + 1], a.meter[m * 3 + 2] = l1, l2, l3
-        fresh = a.meter_ok[m]
+        a, i = self.alloc, m * 3
+        r1, r2, r3 = a.meter[i], a.meter[i + 1], a.meter[i + 2]
+        # Any rise is answered at once: the cars have their 5 s to follow from the moment the
+        # leader reacts, and the fuse only 1 s + 5 s from the rise. A fall can wait for the
+        # period, unless it is a step (the others may have current back sooner).
+        now = not a.meter_ok[m] or l1 > r1 or l2 > r2 or l3 > r3 or \
+            max(r1 - l1, r2 - l2, r3 - l3) > STEP_MA
+        a.meter[i], a.meter[i + 1], a.meter[i + 2] = l1, l2, l3
         a.meter_ok[m] = 1
         self.meter_at[m] = now_ms
-        if old > STEP_MA or not fresh:
-            self._due = now_ms  # a meter step: allocate at once
+        if now:
+            self._due = now_ms
 
     def receive(self, now_ms, data):
         """A datagram from a follower. Returns True when accepted."""
@@ -176,6 +185,7 @@ class Leader:
         for k in range(3):
             a.meas[c * 3 + k] = meas[k]
         self.applied[c] = applied
+        self.flags[c] = flags
         switching = self.surplus is not None and self.site.cswitch[c]
         if switching and self.surplus.relay(c, flags, first, meas):
             self.demand.active[c] = 0  # its car starts afresh: every phase until it settles
@@ -183,25 +193,32 @@ class Leader:
         if switching:
             self._dmask[c] = mask
             mask = self.surplus.mask(c, mask)
+        was = a.in_use(c)
         a.use_phases(c, mask)
+        if a.in_use(c) & ~was:
+            self._due = now_ms  # a phase came alive: counted on its fuses at once
         if first:
             # Adopt what it does now (a restarted leader, a restarted follower): no pause.
+            # What its car may still draw is not known here (an earlier leader's offer, or
+            # one it left for its fallback moments ago): its maximum until the EV's 5 s
+            # have passed.
             self.sent[c] = applied
-            self.permitted[c] = max(applied, self._drawn(c))
+            self.permitted[c] = max(applied, self._drawn(c), self.site.cmax[c])
+            self.pending[c] = 1
+            self.freed_at[c] = ticks_add(now_ms, EV_FOLLOW_MS) | 1
             self.sent_fb[c] = fb
             self.fb_allowed[c] = fb
-            self.pending[c] = 0
             self._due = now_ms
         elif applied > self.permitted[c]:
             # It holds more than we counted (a report we had not seen, a replay adopted
             # first): count what it says it may offer, and resend the decrease.
             self.permitted[c] = applied
             self.pending[c] = 1
-        elif self.pending[c] and applied <= self.sent[c]:
-            if self._drawn(c) <= self.sent[c] + FREED_MARGIN_MA:
-                self._free(c)  # measured: the car already follows
-            elif self.freed_at[c] == 0:
-                self.freed_at[c] = ticks_add(now_ms, EV_FOLLOW_MS) | 1
+            self.freed_at[c] = 0
+        elif self.pending[c] and applied <= self.sent[c] and self.freed_at[c] == 0:
+            # It took the decrease: its car may draw the old offer for the EV's 5 s more. A
+            # low measurement proves nothing (an asleep or tapering car may rise again).
+            self.freed_at[c] = ticks_add(now_ms, EV_FOLLOW_MS) | 1
         if fb <= self.sent_fb[c]:
             self.fb_allowed[c] = self.sent_fb[c]
         self.status[c] = ONLINE
@@ -214,6 +231,11 @@ class Leader:
         self.pending[c] = 0
         self.freed_at[c] = 0
         self.permitted[c] = self.sent[c]
+
+    def identify(self, now_ms, c):
+        """Ask follower c to blink its LED for IDENTIFY_MS (an installer finding a unit)."""
+        self.identify_until[c] = ticks_add(now_ms, IDENTIFY_MS)
+        self._due = now_ms
 
     # ---- every period ---------------------------------------------------------------
 
@@ -239,6 +261,7 @@ class Leader:
             self.surplus.update(now_ms)
             self._phase_switching()
         self.alloc.run()
+        self.budget.window(now_ms)
         self.external.after_run()
         self._apply(now_ms)
         return out
@@ -287,11 +310,19 @@ class Leader:
             return
         # Follower timers at 2 Hz: each later step only keeps more reserved, the safe side.
         self._status_due = ticks_add(now_ms, STATUS_MS)
+        for m in range(len(self.meter_at)):
+            self.meter_at[m] = aged(now_ms, self.meter_at[m], METER_SILENT_MS)
         for c in range(self.nc):
             if self.pending[c] and self.freed_at[c] and ticks_diff(now_ms, self.freed_at[c]) >= 0:
                 self._free(c)
-            if ticks_diff(now_ms, self.last_increase[c]) > INCREASE_GAP_MS:
-                self.last_increase[c] = ticks_add(now_ms, -INCREASE_GAP_MS)  # aged: see clock.py
+            # Aged (clock.py): each only decides while younger than its bound.
+            self.last_increase[c] = aged(now_ms, self.last_increase[c], INCREASE_GAP_MS)
+            self.resent[c] = aged(now_ms, self.resent[c], RESEND_MS)
+            self.heard[c] = aged(now_ms, self.heard[c], SILENT_MS)
+            self.cmd_at[c] = aged(now_ms, self.cmd_at[c], LOST_MS)
+            u = self.identify_until[c]
+            if u is not None and ticks_diff(now_ms, u) >= 0:
+                self.identify_until[c] = None
             s = self.status[c]
             if s == ONLINE or s == SILENT:
                 if ticks_diff(now_ms, self.heard[c]) < SILENT_MS:
@@ -310,6 +341,7 @@ class Leader:
         a, site = self.alloc, self.site
         for c in range(self.nc):
             s = self.status[c]
+            a.fresh[c] = s == ONLINE and ticks_diff(now_ms, self.heard[c]) < FRESH_MS
             if s == ONLINE:
                 a.held[c] = 0
                 a.held_fb[c] = 0
@@ -320,8 +352,9 @@ class Leader:
                 a.held[c] = self.fb_allowed[c]
                 a.held_fb[c] = self.fb_allowed[c]
             else:
-                off = site.cmode[c] == 3  # "off": the installer says it draws nothing
-                a.held[c] = 0 if off or self.uid[c] is None else site.cmax[c]
+                # A paired unit not yet heard may hold anything up to its maximum (an earlier
+                # leader's offer or fallback), whatever its mode is now.
+                a.held[c] = 0 if self.uid[c] is None else site.cmax[c]
                 a.held_fb[c] = a.held[c]
             if a.held[c]:
                 # Whatever it draws now is inside any meter above it; none of it is credited
@@ -332,9 +365,9 @@ class Leader:
                 for k in range(3):
                     a.meas[c * 3 + k] = 0
             else:
-                # A measured draw is credited at most at the current sent: a report from
-                # before the car followed a decrease must not read as less other load.
-                a.offered[c] = self.sent[c]
+                # A measured draw is credited up to what the car may still draw: while it
+                # follows a decrease, the part not yet shed is its own, not new other load.
+                a.offered[c] = self.permitted[c]
 
     def _apply(self, now_ms):
         # Decreases at once; increases only where what every car may still draw leaves room.
@@ -350,7 +383,7 @@ class Leader:
                 self.resent[c] = now_ms
         self._usage()
         for i in range(self.nc):
-            c = a._order[i]
+            c = a.ranked(i)
             if self.status[c] != ONLINE:
                 continue
             t = a.out[c]
@@ -369,42 +402,22 @@ class Leader:
             self._out.append((c, data))
 
     def _usage(self):
-        # What every car may still draw, and every fallback a follower may still hold, per
-        # fuse and phase: the pinned ones included.
-        a, use, usefb = self.alloc, self._use, self._usefb
-        for k in range(a.nk):
-            use[k] = 0
-            usefb[k] = 0
-        for c in range(self.nc):
-            p = a.held[c] if a.held[c] else self.permitted[c]
-            f = a.held_fb[c] if a.held[c] else self.fb_allowed[c]
-            # A silent follower counts on every phase it is wired to; a heard one on those
-            # its car draws on (allocator.use_phases).
-            end = a._coff[c + 1] if a.held[c] else a._cend[c]
-            for j in range(a._coff[c], end):
-                use[a._ck[j]] += p
-                usefb[a._ck[j]] += f
+        self.budget.count(self.permitted, self.fb_allowed, self.alloc.held, self.alloc.held_fb)
 
     def _room(self, c, target):
-        a, use = self.alloc, self._use
-        extra = target - self.permitted[c]
-        for j in range(a._coff[c], a._cend[c]):
-            k = a._ck[j]
-            free = a.cap[k] - use[k]
-            if free < extra:
-                extra = free
-        grant = self.permitted[c] + (extra if extra > 0 else 0)
+        # Up to what every phase it is counted on leaves beside what the others may still
+        # draw; less than its own permitted where even that does not fit (an adopted car).
+        p = self.permitted[c]
+        grant = p + self.budget.room(c, target - p)
         grant -= grant % 100
         if grant > target:
             grant = target
         return grant if grant >= self.site.cmin[c] else self.sent[c]
 
     def _raise(self, c, grant):
-        a, use = self.alloc, self._use
         more = grant - self.permitted[c]
         if more > 0:
-            for j in range(a._coff[c], a._cend[c]):
-                use[a._ck[j]] += more
+            self.budget.take(c, more)
             self.permitted[c] = grant
         self.sent[c] = grant
         # Back above a decrease not yet followed: what it may draw is still the higher value.
@@ -413,21 +426,29 @@ class Leader:
     def _send_fallback(self, c):
         # A lower fallback goes out at once; a higher one only once every fallback a
         # follower may still hold fits with it (the fallbacks' own make-before-break).
-        a, use = self.alloc, self._usefb
-        fb = min(a.fallback[c], self.sent[c])
+        fb = min(self.alloc.fallback[c], self.sent[c])
         if fb <= self.sent_fb[c]:
             self.sent_fb[c] = fb
             return
         more = fb - self.fb_allowed[c]
-        for j in range(a._coff[c], a._cend[c]):
-            k = a._ck[j]
-            if more > 0 and use[k] + more > a._capfb[k]:
-                return
         if more > 0:
-            for j in range(a._coff[c], a._cend[c]):
-                use[a._ck[j]] += more
+            if not self.budget.fallback_fits(c, more):
+                return
+            self.budget.take_fallback(c, more)
             self.fb_allowed[c] = fb
         self.sent_fb[c] = fb
+
+    def _flags(self, c):
+        # Identify, and the charger's own phases this leader does not count it on (its car
+        # draws on fewer): a new car there must wait for a COMMAND that counts them.
+        a, site = self.alloc, self.site
+        used = a.in_use(c)
+        flags = P.CMD_IDENTIFY if self.identify_until[c] is not None else 0
+        for k in range(site.cphases[c]):
+            w = site.cwire[c * 3 + k]
+            if w >= 0 and not used & (1 << w):
+                flags |= 1 << (P.CMD_UNCOUNTED_SHIFT + k)
+        return flags
 
     def _command(self, c, now_ms):
         self.cmd_at[c] = now_ms
@@ -436,4 +457,4 @@ class Leader:
             self.seq = 0
         self.seq += 1
         return W.command(self.keys.at(c), self.uid[c], self.l_epoch, self.seq, self.f_epoch[c],
-                         self.sent[c], self.sent_fb[c], self.phases[c])
+                         self.sent[c], self.sent_fb[c], self.phases[c], self._flags(c))

@@ -45,8 +45,12 @@ PAIRED = const(2)
 # STATE flags the leader reads (the follower sets them, follower.py)
 ONE_PHASE = const(4)  # its phase relay is in the 1-phase position
 SWITCHING = const(8)  # a 3<->1 switch is under way
+FLASH_FAILED = const(16)  # it could not save to flash (keys, boot counter): shown on the page
 # COMMAND flags
 CMD_IDENTIFY = const(1)  # blink the follower's LED: lets an installer find a unit
+# Bits 1-3: the charger's own L1, L2, L3 that the leader does not count it on (its car draws
+# on fewer phases). A car arriving there must wait for a COMMAND that counts them all.
+CMD_UNCOUNTED_SHIFT = const(1)
 
 # Why a datagram was dropped: each has a counter.
 R_SHORT = const(0)  # shorter than its type needs (truncated)

@@ -349,7 +349,7 @@ class Surplus:
         # one where the relay reports one (asking is not enough: a board may not switch).
         if self._relay_one(c):
             return 1
-        m = self.alloc._mask[c]
+        m = self.alloc.in_use(c)
         n = (m & 1) + (m >> 1 & 1) + (m >> 2 & 1)
         return n if n < self.site.cphases[c] else self.site.cphases[c]
 

@@ -17,7 +17,15 @@ class Esp32Clock:
         return ((a - b + _HALF) % _PERIOD) - _HALF
 
 
-sys.modules["ampshare.clock"] = Esp32Clock  # before any core is imported
+# ampshare.clock takes its tick arithmetic from `time`: given this one while it loads, every
+# core (and clock.aged) runs on the ESP32's.
+_time = sys.modules.get("time")
+sys.modules["time"] = Esp32Clock
+import ampshare.clock  # noqa: E402,F401
+if _time is not None:
+    sys.modules["time"] = _time
+else:
+    del sys.modules["time"]
 
 import drive  # noqa: E402
 from ampshare import protocol as P  # noqa: E402
@@ -61,4 +69,46 @@ out["offered_after_12_s"] = f.offered
 pair = W.pair(b"label", UID, b"n" * 8, 1, 0, "wb", b"\x22" * 32)
 out["pair_accepted"] = f.receive(ticks(start + 12_000), pair)
 out["uptime_s"] = f.uptime_s
+
+# The leader: a follower silent for a week comes back; a decrease it does not confirm is
+# repeated within RESEND_MS, as on the first day (every kept tick was aged).
+from ampshare import site as sitemod  # noqa: E402
+from ampshare.leader import Leader  # noqa: E402
+
+SITE = {"version": 1, "groups": [{"id": "m", "limit_a": 32, "meter": "g", "reserve_a": 0}],
+        "meters": [{"id": "g", "source": "modbus"}],
+        "chargers": [{"id": "a", "group": "m", "max_a": 32, "rotation": "L123"}]}
+L = Leader(sitemod.parse(SITE), 1, ticks(0))
+L.add_follower(0, UID, KEY)
+fseq = [0]
+
+
+def report(t, held=None):
+    # It holds what it was sent (or `held`), and its car draws 16 A.
+    fseq[0] += 1
+    from ampshare import protocol_follower as PF
+    L.receive(ticks(t), PF.state(P.Key(KEY), UID, 1, fseq[0], 1, ord("C"), 0, L.sent[0] if held is None else held,
+                                 6000, (16000, 16000, 16000), 3, 2, 0, t // 1000))
+
+
+def lead(t0, t1, step, meter_a, reports=True):
+    sent = 0
+    for t in range(t0, t1, step):
+        if t % 1000 == 0:
+            L.meter(ticks(t), 0, meter_a * 1000, meter_a * 1000, meter_a * 1000)
+            if reports:
+                report(t)
+        sent += len(L.tick(ticks(t)))
+    return sent
+
+
+lead(0, 20_000, 100, 16)  # charging at 16 A
+lead(20_000, 40_000, 100, 26)  # other load up 10 A: lowered, confirmed, freed
+out["lowered"] = L.sent[0]
+lead(40_000, 7 * DAY, 60_000, 26, False)  # silent for a week, the meter still read
+# Back, saying it holds more than it was sent (a report the leader had not seen): counted,
+# and the decrease repeated within RESEND_MS, as on the first day.
+lead(start, start + 100, 100, 26, False)  # its period
+report(start + 50, 32000)
+out["resent_within_400_ms"] = lead(start + 100, start + 500, 100, 26, False) > 0
 print(json.dumps(out))

@@ -1,0 +1,72 @@
+# Make-before-break: what every car may still draw and every fallback a follower may still
+# hold, per fuse and phase, so that an increase goes out only where it fits beside them.
+# A car may still draw the highest offer in force over the last 5 s (the EV's time to follow a
+# decrease); a follower may still hold the highest fallback it may have accepted. Sans-I/O:
+# the leader fills it each period from its own bookkeeping, then asks and takes.
+from array import array
+
+from micropython import const
+
+from ampshare.clock import ticks_diff
+
+# An increase takes the least room of the last one to two seconds: a meter read a moment
+# after a car stopped, before the car's report came, shows the stop as room (its draw still
+# credited); a second later the report has come. One second is the followers' report period.
+WINDOW_MS = const(1_000)
+
+
+class Budget:
+    def __init__(self, alloc):
+        self.alloc = alloc
+        self.use = array("i", [0] * alloc.nk)  # what the cars may still draw
+        self.use_fb = array("i", [0] * alloc.nk)  # the fallbacks the followers may still hold
+        self.up = array("i", [0] * alloc.nk)  # the room increases may use, after window()
+        self._win = array("i", [0] * alloc.nk)
+        self._prev = array("i", [0] * alloc.nk)
+        self._since = None
+
+    def window(self, now_ms):
+        """After each allocation: up = the least of the allocator's cap_up over the current
+        and the previous window."""
+        cap, up, win, prev = self.alloc.cap_up, self.up, self._win, self._prev
+        new = self._since is None or ticks_diff(now_ms, self._since) >= WINDOW_MS
+        for k in range(len(up)):
+            v = cap[k]
+            if new:
+                prev[k] = win[k] if self._since is not None else v
+                win[k] = v
+            elif v < win[k]:
+                win[k] = v
+            up[k] = min(v, win[k], prev[k])
+        if new:
+            self._since = now_ms
+
+    def count(self, permitted, fb_allowed, held, held_fb):
+        """Every charger's figures on its fuses. A heard one's draw on the phases its car draws
+        on; a silent one's, and every fallback, on each phase it is wired to: nobody watches
+        then, and a new car may draw on all of them."""
+        a, use, use_fb = self.alloc, self.use, self.use_fb
+        for k in range(a.nk):
+            use[k] = 0
+            use_fb[k] = 0
+        for c in range(a.nc):
+            h = held[c]
+            a.add_to(c, h if h else permitted[c], use, h != 0)
+            a.add_to(c, held_fb[c] if h else fb_allowed[c], use_fb, True)
+
+    def room(self, c, more):
+        """How much of `more` (mA) charger c's car may be given beside what the others may
+        still draw, on every phase it is counted on."""
+        free = self.alloc.least_room(c, self.up, self.use)
+        return more if more <= free else free
+
+    def take(self, c, more):
+        self.alloc.add_to(c, more, self.use)
+
+    def fallback_fits(self, c, more):
+        """True when a fallback `more` mA higher fits beside every fallback the others may
+        still hold, with every group at its reserve, on each phase c is wired to."""
+        return more <= self.alloc.least_room(c, self.alloc.cap_fb, self.use_fb, True)
+
+    def take_fallback(self, c, more):
+        self.alloc.add_to(c, more, self.use_fb, True)
