@@ -9,8 +9,11 @@ C_MV, B_MV, A_MV = 6000, 9000, 12000
 DIODE, NO_DIODE = -12000, -9000
 
 
-def cmd(seq, current_a, fallback_a=6):
-    return wire.command(KEY, UID, 3, seq, F_EPOCH, int(current_a * 10), int(fallback_a * 10)).hex()
+def cmd(seq, current_a, fallback_a=6, flags=0):
+    return wire.command(KEY, UID, 3, seq, F_EPOCH, int(current_a * 10), int(fallback_a * 10), flags=flags).hex()
+
+
+UNCOUNTED_L2_L3 = 0b1100  # COMMAND flags bits 1-3: the charger's L1-L3 the leader does not count
 
 
 def every(t0, t1, step, *event):
@@ -234,3 +237,54 @@ def test_a_follower_without_the_second_contactor_never_moves_its_relay(vm):
     res = run(vm, *events)
     assert not any(t["one_phase"] or t["switching"] for t in res["trace"])
     assert res["end"]["offered"] == 10000
+
+
+def test_a_new_car_waits_for_a_command_that_counts_every_phase(vm):
+    # The leader counted this 3-phase charger on L1 only (its car drew on one phase). That car
+    # leaves and another arrives: nothing for it until a COMMAND counts every phase.
+    new_follower(vm)
+    events = [(0, "recv", cmd(1, 16, flags=UNCOUNTED_L2_L3))] + car(0, 1000, C_MV) + car(1000, 1500, A_MV) + \
+        car(1500, 3000, C_MV) + [(3000, "recv", cmd(2, 16, flags=UNCOUNTED_L2_L3))] + car(3000, 4000, C_MV) + \
+        [(4000, "recv", cmd(3, 16))] + car(4000, 6000, C_MV)
+    res = run(vm, *events)
+    at = dict(zip([e[0] for e in events], res["trace"]))
+    assert at[980]["offered"] == 16000  # the first car
+    assert max(t["offered"] for e, t in zip(events, res["trace"]) if 1500 <= e[0] < 4000) == 0
+    assert res["end"]["offered"] == 16000 and res["end"]["contactor"]  # counted: it charges
+
+
+def test_a_new_car_on_a_charger_counted_on_every_phase_charges_at_once(vm):
+    new_follower(vm)
+    events = [(0, "recv", cmd(1, 16))] + car(0, 1000, C_MV) + car(1000, 1500, A_MV) + car(1500, 2500, C_MV)
+    res = run(vm, *events)
+    assert res["end"]["offered"] == 16000 and res["end"]["contactor"]
+
+
+def test_a_new_car_waiting_for_its_count_takes_the_fallback_once_the_leader_is_gone(vm):
+    new_follower(vm)
+    events = [(0, "recv", cmd(1, 16, 8, flags=UNCOUNTED_L2_L3))] + car(0, 1000, C_MV) + car(1000, 1500, A_MV) + \
+        car(1500, 12_000, C_MV, step=100)
+    res = run(vm, *events)
+    assert res["end"]["at_fallback"] and res["end"]["offered"] == 8000  # counted on every phase
+
+
+def test_a_new_car_after_a_pause_does_not_wait_out_the_last_cars_pause(vm):
+    new_follower(vm)
+    events = [(0, "recv", cmd(1, 16))] + car(0, 1000, C_MV) + [(1000, "recv", cmd(2, 0, 0))] + \
+        car(1000, 2000, C_MV) + car(2000, 2500, A_MV) + [(6000, "recv", cmd(3, 16))] + car(6000, 8000, C_MV)
+    assert run(vm, *events)["end"]["offered"] == 16000  # not 60 s after the pause
+
+
+def test_the_identify_flag_blinks_the_led_for_10_s(vm):
+    new_follower(vm)
+    res = run(vm, (0, "recv", cmd(1, 16, flags=1)), (9_000, "tick"), (10_500, "tick"))
+    assert [t["identifying"] for t in res["trace"]] == [True, True, False]
+
+
+def test_the_report_sequence_rolls_into_a_new_epoch_before_2_30(vm):
+    vm.call("follower_new", uid=UID.hex(), key=KEY.hex(), f_epoch=F_EPOCH, seq=2**30 - 2)
+    res = run(vm, *[(t, "tick") for t in range(0, 4000, 1000)])
+    states = [wire.read_state(bytes.fromhex(t["sent"]), KEY) for t in res["trace"] if t["sent"]]
+    seen = [(s["f_epoch"], s["seq"]) for s in states]
+    assert seen == sorted(seen) and len(set(seen)) == len(seen) and max(q for _, q in seen) < 2**30
+    assert seen[-1][0] == F_EPOCH + 1 and res["end"]["epoch_event"]  # the shell saves it

@@ -21,10 +21,17 @@ REPORT_MS = const(1_000)  # STATE at least once a second, and at once on a chang
 HELLO_MS = const(2_000)  # announce while unpaired: found within a page refresh
 PAIR_WINDOW_MS = const(300_000)  # PAIR accepted 5 min after power-up or a button press
 _COUNT_MAX = const(0x3FFFFFFF)
+# The STATE sequence stays a small int: at this the follower starts a new boot epoch (the shell
+# saves it, as at a boot), and the leader takes the fresh numbers as newer.
+SEQ_MAX = const(0x3FFFFFFF)
+IDENTIFY_MS = const(10_000)  # the LED blinks this long after a COMMAND that asks it to
 _ON_A = const(1_000)  # mA per phase above which a phase counts as in use (above noise)
 # A measured change this large is reported at once: the leader subtracts the cars' draw from
-# the meter, and a stale report would read as other load.
+# the site meter. A rise not yet reported reads as other load (the safe side); a fall not yet
+# reported reads as room, so a fall is reported from less: below any car's current step
+# (0.5 A), above a charger meter's noise.
 REPORT_DELTA_MA = const(1_000)
+REPORT_FALL_MA = const(300)
 
 # STATE error flags
 ERR_DIODE = const(1)  # negative half not near -12 V: no diode, or a short
@@ -76,6 +83,14 @@ class Follower:
         self.target = 0  # what the leader allows now
         self.fallback = 0  # what may be kept if the leader goes silent
         self.at_fallback = False
+        # The charger's own phases (bits L1-L3) the leader's last COMMAND did not count it on:
+        # it knew the car then, and that car drew on fewer. A car arriving after that waits
+        # for a COMMAND that counts every phase it may draw on (its fallback counts them all).
+        self.uncounted = 0
+        self._new_car = False
+        self.identify_until = None  # ticks until which the LED blinks (the shell drives it)
+        self.epoch_event = False  # set when the sequence ran out: the shell saves f_epoch
+        self.flash_failed = False  # the shell could not save to flash: reported to the leader
         # Pilot and contactor
         self.state = pilot.A
         self.offered = 0  # what the pilot offers now
@@ -119,6 +134,11 @@ class Follower:
             self._flag(ERR_DIODE, not ok)
         self._flag(ERR_PILOT, state >= pilot.E)
         if state != self.state:
+            if state == pilot.A:
+                # The car left: the next one is a new session (no pause owed to it), and the
+                # leader's count of this one's phases does not hold for it.
+                self._new_car = self.uncounted & self._live() != 0
+                self.paused_at = None  # the contactor opens now (_drive)
             self.state = state
             self._changed = True
             self._drive(now_ms)  # the contactor answers a state change at once
@@ -128,8 +148,7 @@ class Follower:
     def measure(self, m1, m2, m3, energy_wh):
         self.metered = True  # a board without a meter: a switch waits the whole stop time
         rep = self._reported
-        if abs(m1 - rep[0]) >= REPORT_DELTA_MA or abs(m2 - rep[1]) >= REPORT_DELTA_MA \
-                or abs(m3 - rep[2]) >= REPORT_DELTA_MA:
+        if _moved(m1, rep[0]) or _moved(m2, rep[1]) or _moved(m3, rep[2]):
             self._changed = True
         self.meas[0], self.meas[1], self.meas[2] = m1, m2, m3
         self.energy_wh = energy_wh
@@ -166,6 +185,12 @@ class Follower:
         self.last_cmd = now_ms
         self.target = min(cur, self.nameplate)
         self.fallback = min(fb, self.target)
+        self.uncounted = flags >> P.CMD_UNCOUNTED_SHIFT & 7
+        if self._new_car and not self.uncounted & self._live():
+            self._new_car = False
+            self._changed = True
+        if flags & P.CMD_IDENTIFY:
+            self.identify_until = ticks_add(now_ms, IDENTIFY_MS)
         self._want_one = self.can_switch and phases == 1
         if self.switch == SW_IDLE and self._want_one != self.one_phase:
             self.switch = SW_STOPPING
@@ -219,6 +244,8 @@ class Follower:
             return
         if self.window_open and ticks_diff(now_ms, self.window_until) >= 0:
             self.window_open = False
+        if self.identify_until is not None and ticks_diff(now_ms, self.identify_until) >= 0:
+            self.identify_until = None
         if ticks_diff(now_ms, self.last_increase) > INCREASE_GAP_MS:
             self.last_increase = ticks_add(now_ms, -INCREASE_GAP_MS)
         if self.paused_at is not None and not self.contactor and \
@@ -236,7 +263,13 @@ class Follower:
             return 0  # switching phases: nothing until the relay has moved and settled
         if self.at_fallback:
             return self.fallback if self.heard else 0
+        if self._new_car:
+            return 0  # the leader counts this charger on fewer phases than a new car may use
         return self.target
+
+    def _live(self):
+        # The charger's own phases a car may draw on now: L1 alone behind a 1-phase relay.
+        return 1 if self.one_phase else (1 << self.phases) - 1
 
     def _drive(self, now_ms, settled_ok=False):
         if self.switch != SW_IDLE:
@@ -292,8 +325,8 @@ class Follower:
         return self.paused_at is None or ticks_diff(now_ms, self.paused_at) >= MIN_PAUSE_MS
 
     def _offer(self, now_ms, ma):
-        if ma == 0 and self.offered:
-            self.paused_at = now_ms
+        if ma == 0 and self.offered and self.state != pilot.A:
+            self.paused_at = now_ms  # a car's session paused: it owes the minimum pause
         self.offered = ma
         self._changed = True
 
@@ -328,12 +361,20 @@ class Follower:
                 n += 1
         return n
 
+    def identifying(self):
+        return self.identify_until is not None
+
     def report(self):
+        if self.seq >= SEQ_MAX:
+            self.f_epoch += 1
+            self.seq = 0
+            self.epoch_event = True
         self.seq += 1
         for k in range(3):
             self._reported[k] = self.meas[k]
         flags = (AT_FALLBACK if self.at_fallback else 0) | (CONTACTOR if self.contactor else 0) | \
-            (P.ONE_PHASE if self.one_phase else 0) | (P.SWITCHING if self.switch != SW_IDLE else 0)
+            (P.ONE_PHASE if self.one_phase else 0) | (P.SWITCHING if self.switch != SW_IDLE else 0) | \
+            (P.FLASH_FAILED if self.flash_failed else 0)
         # What it may offer: its offer, or the command it holds if higher (an increase
         # waiting out its gap). A decrease counts as followed only once this is down.
         held = self.allowed()
@@ -341,3 +382,7 @@ class Follower:
                        self.errors, held if held > self.offered else self.offered,
                        self.fallback if self.heard else 0, self.meas, self.in_use(), flags,
                        self.energy_wh, self.uptime_s)
+
+
+def _moved(now, reported):
+    return now - reported >= REPORT_DELTA_MA or reported - now >= REPORT_FALL_MA

@@ -14,9 +14,10 @@ def _hex(b):
 
 def follower_new(req):
     key = req.get("key")
-    _objs["f"] = Follower(unhexlify(req["uid"]), req.get("nameplate", 32000), req.get("phases", 3),
-                          req.get("can_switch", False), req.get("f_epoch", 1), unhexlify(req.get("code", "")), req.get("now", 0),
-                          key=unhexlify(key) if key else None)
+    _objs["f"] = f = Follower(unhexlify(req["uid"]), req.get("nameplate", 32000), req.get("phases", 3),
+                              req.get("can_switch", False), req.get("f_epoch", 1), unhexlify(req.get("code", "")),
+                              req.get("now", 0), key=unhexlify(key) if key else None)
+    f.seq = req.get("seq", 0)
     return follower_view()
 
 
@@ -26,7 +27,8 @@ def follower_view():
             "at_fallback": f.at_fallback, "target": f.target, "fallback": f.fallback,
             "errors": f.errors, "paired": f.key is not None, "charger_id": f.charger_id,
             "rejected": list(f.rejected), "n_accepted": f.accepted, "one_phase": f.one_phase,
-            "switching": f.switch}
+            "switching": f.switch, "identifying": f.identifying(), "f_epoch": f.f_epoch,
+            "epoch_event": f.epoch_event}
 
 
 def _replay(req, apply, view):
