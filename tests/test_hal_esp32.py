@@ -159,8 +159,8 @@ def test_a_leaders_ct_clamps_on_fewer_than_three_phases_are_refused_by_name(tmp_
 def _build(tmp_path, settings):
     env = mp_env()
     env["MICROPYPATH"] = str(ROOT / "tests" / "mp" / "fakes") + ":" + env["MICROPYPATH"]
-    settings = dict({"hal": "esp32", "state_dir": str(tmp_path), "bind": "127.0.0.1", "port_follower": 47981,
-                     "port_leader": 47980}, **settings)
+    settings = dict({"hal": "esp32", "state_dir": str(tmp_path), "bind": "127.0.0.1", "port_follower": 27981,
+                     "port_leader": 27980}, **settings)
     proc = subprocess.run([micropython(), str(ROOT / "tests" / "mp" / "start_esp32.py")], input=json.dumps(settings),
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=30)
     assert proc.returncode == 0, proc.stderr + proc.stdout
@@ -176,3 +176,10 @@ def test_an_esp32_leader_refuses_a_modbus_meter_with_no_line(tmp_path):
         {"version": 1, "groups": [{"id": "main", "limit_a": 40, "meter": "grid"}],
          "meters": [{"id": "grid", "source": "modbus"}], "chargers": [{"id": "a", "group": "main", "max_a": 16}]}))
     assert _build(tmp_path, {"role": "leader"})["refused"].startswith("settings.rs485:")
+
+
+def test_the_pair_button_reads_pressed_when_pulled_to_ground_and_the_led_is_written_on_change():
+    out = run(["board", {}], ["button", 1], ["button", 0], ["led", True], ["led", True], ["led", False])
+    assert [0, 0, 2] in calls(out, "Pin")  # GPIO 0 (BOOT) as an input with its pull-up
+    assert out["pressed"] == [False, True]
+    assert calls(out, "Pin.value") == [[2, 1], [2, 0]]  # GPIO 2's LED, only when it changes

@@ -10,17 +10,34 @@ SETTINGS_FILE = "settings.json"
 # bytecode in RAM, as the unix port does; once the role runs, that RAM is given back. (Their
 # names stay interned: the saving is the code.) A running leader keeps only the site's arrays (site_arrays.py), not its parser.
 _START_ONLY = ("ampshare.settings", "ampshare.units", "ampshare.hal", "ampshare.start", "ampshare.site",
-               "ampshare.meters", "ampshare.modbus")  # the last two stay in use where a meter line holds them
+               "ampshare.meters", "ampshare.modbus")
 
 
 def release(names=_START_ONLY):
+    """Let go of the modules named that nothing running holds (see _held)."""
     import ampshare
     for name in names:
-        if sys.modules.pop(name, None) is not None:
-            short = name.split(".")[-1]
-            if short in ampshare.__dict__:
-                delattr(ampshare, short)
+        if name not in sys.modules or _held(name):
+            continue
+        del sys.modules[name]
+        short = name.split(".")[-1]
+        if short in ampshare.__dict__:
+            delattr(ampshare, short)
     gc.collect()
+
+
+def _held(name):
+    # A module another loaded one still holds (the module, or a class of it: a meter line
+    # keeps ModbusError) stays: a later import would make a second module with a second
+    # class of that name, and an except or isinstance on one would not match the other.
+    mod = sys.modules[name]
+    for other in sys.modules:
+        if other == name or not other.startswith("ampshare."):
+            continue  # the package's own attribute for it goes with it
+        for v in sys.modules[other].__dict__.values():
+            if v is mod or (isinstance(v, type) and getattr(v, "__module__", None) == name):
+                return True
+    return False
 
 
 async def _memory(every_s):

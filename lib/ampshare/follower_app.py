@@ -15,6 +15,7 @@ CONTROL_MS = const(100)  # the pilot is sampled at 10 Hz: a contactor opens with
 # The hardware watchdog resets a board whose control loop stalls this long: well above one
 # period, well below the leader's 3 s before it calls a follower silent.
 BOARD_WATCHDOG_MS = const(2000)
+BLINK_STEPS = const(3)  # the identify LED changes every third period: 300 ms on, 300 ms off
 STATE_FILE = "follower.json"  # key, charger and boot counter, in the settings' state_dir
 
 
@@ -29,7 +30,7 @@ class FollowerApp(Shell):
         # A boot counter, saved before anything is sent: the leader tells this boot's
         # packets from an earlier one's.
         saved["f_epoch"] = saved.get("f_epoch", 0) + 1
-        store.save_json(self.path, saved)
+        saved_ok = self.persist(store.save_json, self.path, saved)
         self.saved = saved
         key = unhexlify(saved["key"]) if "key" in saved else None
         f = Follower(unhexlify(settings["uid"]), settings["nameplate_a"] * 1000, settings["phases"],
@@ -37,7 +38,10 @@ class FollowerApp(Shell):
                      saved["f_epoch"], settings["code"].encode(), now_ms, key=key,
                      charger=saved.get("charger", -1))
         f.charger_id = saved.get("charger_id", "")
+        f.flash_failed = not saved_ok
         self.core = f
+        self._pressed = False
+        self._steps = 0
         self.link = Link(settings["bind"], settings["port_follower"], broadcast=True)
         # Until a COMMAND or PAIR shows where the leader is, its port at the broadcast address.
         self.leader = address(settings["broadcast"], settings["port_leader"])
@@ -48,11 +52,24 @@ class FollowerApp(Shell):
         b.set_contactor(f.contactor)  # opened before the relay moves (the core's order)
         b.set_phase_relay(f.one_phase)
 
-    def _save_pairing(self):
+    def _panel(self, now_ms):
+        # The pair button (a press opens the pairing window) and the identify LED.
+        b, f = self.board, self.core
+        pressed = b.pair_button()
+        if pressed and not self._pressed:
+            f.press_pair(now_ms)
+        self._pressed = pressed
+        self._steps = (self._steps + 1) % (2 * BLINK_STEPS)
+        b.set_led(f.identifying() and self._steps < BLINK_STEPS)
+
+    def _save(self):
+        # Flash is written here, from the receiving task, never in the control loop.
         f = self.core
-        f.paired_event = False
-        self.saved.update(key=hexlify(f.key.raw()).decode(), charger=f.charger, charger_id=f.charger_id)
-        store.save_json(self.path, self.saved)
+        f.paired_event = f.epoch_event = False
+        if f.key is not None:
+            self.saved.update(key=hexlify(f.key.raw()).decode(), charger=f.charger, charger_id=f.charger_id)
+        self.saved["f_epoch"] = f.f_epoch
+        f.flash_failed = not self.persist(store.save_json, self.path, self.saved)
 
     def step(self, now_ms):
         """One control period: pilot in, core timers, outputs and a report out."""
@@ -64,6 +81,7 @@ class FollowerApp(Shell):
             f.measure(m[0], m[1], m[2], m[3])
         out = f.tick(now_ms)
         self._outputs()
+        self._panel(now_ms)
         if out is not None:
             self.link.send(out, self.leader)
 
@@ -73,8 +91,8 @@ class FollowerApp(Shell):
             if self.core.receive(time.ticks_ms(), data):
                 self.leader = addr  # authentic: the leader is where it came from
                 self._outputs()  # a decrease reaches the pilot now, not next period
-                if self.core.paired_event:
-                    self._save_pairing()  # flash is written here, never in the control loop
+            if self.core.paired_event or self.core.epoch_event:
+                self._save()
 
     def tasks(self):
         return (self.receive(),)

@@ -61,10 +61,11 @@ class LeaderApp(Shell):
         saved = None
         gc.collect()
         self.core = core = Leader(site, epoch, now_ms)
+        self.saved_epoch = None
         for c, uid, key in keys:
             core.add_follower(c, uid, key)
         keys = None
-        self._save()  # the new epoch, before the first COMMAND
+        self._save()  # the new epoch, before the first COMMAND (kept in RAM if flash fails)
         self.addr = [None] * core.nc
         self._to_pair = []  # (PAIR datagram, address) waiting for the keys to be saved
         self._queued = bytearray(core.nc)
@@ -94,10 +95,11 @@ class LeaderApp(Shell):
             self.clamps = leader_meters.Clamps(ct, site, board, self._meter_at)
 
     def _save(self):
-        # leader.json: {"l_epoch": n, "keys": {charger id: {"uid": hex, "key": hex}}}, written
-        # a line at a time from the core's buffers rather than from a dict of 64 dicts.
+        """leader.json: {"l_epoch": n, "keys": {charger id: {"uid": hex, "key": hex}}}, written
+        a line at a time from the core's buffers rather than from a dict of 64 dicts. True when
+        it took (shell.persist)."""
         core, ids = self.core, self.site.charger_ids
-        self.saved_epoch = core.l_epoch
+        epoch = core.l_epoch
 
         def lines():
             yield '{"l_epoch": %d, "keys": {' % core.l_epoch
@@ -109,7 +111,10 @@ class LeaderApp(Shell):
                     sep = ",\n"
             yield "}}\n"
 
-        store.save_lines(self.path, lines())
+        if not self.persist(store.save_lines, self.path, lines()):
+            return False
+        self.saved_epoch = epoch
+        return True
 
     # ---- inputs -------------------------------------------------------------------------
 
@@ -178,8 +183,8 @@ class LeaderApp(Shell):
                 # above it, or its followers would take every COMMAND for a replay. Saved
                 # here, once a second, never in the control loop.
                 self._save()
-            if self._to_pair:
-                self._save()
+            if self._to_pair and self._save():
+                # A key is handed out only once it is saved; a failed save tries again.
                 for data, addr in self._to_pair:
                     self.link.send(data, addr)
                 self._to_pair = []

@@ -3,6 +3,8 @@
 # health. Loaded only on a leader that sends them.
 import json
 
+from ampshare.protocol import FLASH_FAILED
+
 
 def status(app):
     core, site = app.core, app.site
@@ -23,8 +25,9 @@ def status(app):
         chargers[cid] = {"pilot": chr(a.pilot[c]), "offered": core.sent[c], "fallback": core.sent_fb[c],
                          "meas": [max(0, a.meas[c * 3 + k]) for k in range(3)],
                          "link": ("unknown", "online", "silent", "lost")[core.status[c]],
-                         "phases": core.phases[c]}
-    return json.dumps({"epoch": core.l_epoch, "groups": groups, "chargers": chargers, "meters": meter_health(app)})
+                         "phases": core.phases[c], "flash_failed": bool(core.flags[c] & FLASH_FAILED)}
+    return json.dumps({"epoch": core.l_epoch, "groups": groups, "chargers": chargers, "meters": meter_health(app),
+                       "flash_errors": app.flash_errors, "flash_error": app.flash_error})
 
 
 def meter_health(app):

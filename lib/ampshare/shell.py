@@ -4,6 +4,9 @@ import sys
 import time
 
 import asyncio
+from micropython import const
+
+_COUNT_MAX = const(0x3FFFFFFF)
 
 
 class Shell:
@@ -15,6 +18,22 @@ class Shell:
         self.board = board
         self.started = now_ms
         self.failed = None
+        self.flash_errors = 0  # failed writes to flash, shown in the live view
+        self.flash_error = None  # the last one's message
+
+    def persist(self, save, *args):
+        """A write to flash: True when it took. One that fails (a full or worn flash) is
+        counted and shown, and the board goes on controlling with what it holds in RAM: a
+        reset would only meet the same flash again, in a loop."""
+        try:
+            save(*args)
+            return True
+        except OSError as e:
+            if self.flash_errors < _COUNT_MAX:
+                self.flash_errors += 1
+            self.flash_error = str(e)
+            print("ampshare: flash write failed:", e)
+            return False
 
     def step(self, now_ms):
         raise NotImplementedError

@@ -23,6 +23,11 @@ for act in json.loads(sys.stdin.read()):
             b.set_contactor(act[1])
         elif what == "relay":
             b.set_phase_relay(act[1])
+        elif what == "led":
+            b.set_led(act[1])
+        elif what == "button":
+            machine.LEVELS[0] = act[1]
+            out.setdefault("pressed", []).append(b.pair_button())
         elif what == "sample":
             machine.ADC_UV[:] = act[1]
             out.setdefault("samples", []).append(list(b.sample_pilot()))

@@ -6,6 +6,8 @@
 #   set_duty(duty)          pilot duty in 0.01 % (pilot.DUTY_FULL = 100 %: no offer)
 #   set_contactor(closed)   the main contactor's coil
 #   set_phase_relay(one)    the 3->1 phase relay (True: one phase)
+#   set_led(on)             the unit's LED (it blinks while the installer identifies it)
+#   pair_button()           True while the pair button is held
 #   sample_pilot()          (high_mv, low_mv): the pilot's two levels as the car loads them
 #   measure()               (l1_ma, l2_ma, l3_ma, energy_wh), or None without a meter
 #   start_watchdog(ms) / feed()

@@ -15,7 +15,9 @@ _U16 = const(65535)
 ADC1_PINS = (32, 33, 34, 35, 36, 37, 38, 39)
 # Default wiring of the reference board; any output-capable GPIO serves for the outputs.
 # GPIO 36 (VP) is input-only, on ADC1, with no pull resistor to load the pilot divider.
-PINS = {"pilot": 25, "pilot_adc": 36, "contactor": 26, "phase_relay": 27}
+# The pair button is the module's BOOT button (GPIO 0, to ground, pulled up); the LED is the
+# DevKit's blue one on GPIO 2.
+PINS = {"pilot": 25, "pilot_adc": 36, "contactor": 26, "phase_relay": 27, "button": 0, "led": 2}
 # The pilot front-end maps -12..+12 V onto the ADC's 0.15..3.15 V: 0 V pilot reads 1650 mV and
 # each ADC millivolt is 8 pilot millivolts. A board with another divider passes its own.
 ADC_ZERO_MV = const(1650)
@@ -40,6 +42,9 @@ class Board:
         self.adc = machine.ADC(machine.Pin(pins["pilot_adc"]), atten=machine.ADC.ATTN_11DB)
         self.contactor = machine.Pin(pins["contactor"], machine.Pin.OUT, value=0)
         self.phase_relay = machine.Pin(pins["phase_relay"], machine.Pin.OUT, value=0)
+        self.button = machine.Pin(pins["button"], machine.Pin.IN, machine.Pin.PULL_UP)
+        self.led = machine.Pin(pins["led"], machine.Pin.OUT, value=0)
+        self.lit = False
         self.zero = adc_zero_mv
         self.gain = pilot_per_adc_mv
 
@@ -54,6 +59,14 @@ class Board:
 
     def set_phase_relay(self, one_phase):
         self.phase_relay.value(1 if one_phase else 0)
+
+    def set_led(self, on):
+        if on != self.lit:
+            self.lit = on
+            self.led.value(1 if on else 0)
+
+    def pair_button(self):
+        return self.button.value() == 0  # pressed: pulled to ground
 
     def sample_pilot(self):
         hi = -1

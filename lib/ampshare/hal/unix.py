@@ -22,6 +22,8 @@ class Board:
         self.duty = 10000
         self.closed = False
         self.one_phase = False
+        self.led = False
+        self.button = False  # the plant presses it ({"press": 1}) and lets go ({"press": 0})
         self.high = 12000  # no car until the plant says otherwise
         self.low = -12000
         self.meas = (0, 0, 0)
@@ -48,10 +50,18 @@ class Board:
             self.one_phase = one_phase
             self._send()
 
+    def set_led(self, on):
+        if on != self.led:
+            self.led = on
+            self._send()
+
+    def pair_button(self):
+        return self.button
+
     def _send(self):
         self._sent_at = time.ticks_ms()
         self.link.send(json.dumps({"id": self.id, "duty": self.duty, "contactor": int(self.closed),
-                                   "relay": int(self.one_phase)}), self.plant)
+                                   "relay": int(self.one_phase), "led": int(self.led)}), self.plant)
 
     def keepalive(self):
         if self.id is not None and time.ticks_diff(time.ticks_ms(), self._sent_at) >= KEEPALIVE_MS:
@@ -85,6 +95,8 @@ class Board:
                 msg = json.loads(data)
             except ValueError:
                 continue
+            if "press" in msg:
+                self.button = bool(msg["press"])
             if "hi" in msg:
                 self.high, self.low = msg["hi"], msg["lo"]
                 self.meas = tuple(msg["ma"])

@@ -8,15 +8,21 @@ def _log(*call):
     CALLS.append(list(call))
 
 
+LEVELS = {}  # what an input pin reads, by GPIO (1 when not set)
+
+
 class Pin:
     OUT = 1
     IN = 0
+    PULL_UP = 2
 
-    def __init__(self, n, mode=None, value=None):
+    def __init__(self, n, mode=None, pull=None, value=None):
         self.n = n
-        _log("Pin", n, mode, value)
+        _log("Pin", n, mode, pull if value is None else value)
 
     def value(self, v=None):
+        if v is None:
+            return LEVELS.get(self.n, 1)
         _log("Pin.value", self.n, v)
 
 
