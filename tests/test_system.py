@@ -13,6 +13,7 @@ from vm import ROOT
 sys.path.insert(0, str(ROOT / "tools"))
 from sim import Monitor, Sim  # noqa: E402
 
+
 SITE = ROOT / "examples" / "small-business.json"
 CARS = [{"charger": "office-1", "arrive_s": 1, "phases": 3, "max_a": 32, "soc": 0.2, "follow_ms": 1000},
         {"charger": "office-2", "arrive_s": 1, "phases": 1, "max_a": 16, "soc": 0.2, "follow_ms": 1000},
@@ -73,7 +74,7 @@ def started(tmp_path_factory, name, base_port, **options):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    sim = started(tmp_path_factory, "sim", 46100)
+    sim = started(tmp_path_factory, "sim", 26100)
     yield sim
     sim.stop()
 
@@ -155,7 +156,7 @@ def test_a_killed_followers_share_stays_reserved(site):
 
 
 def test_a_stalled_control_loop_is_reset_by_the_watchdog(tmp_path):
-    sim = Sim(ROOT / "examples" / "home.json", followers=1, work=tmp_path / "sim", base_port=46200,
+    sim = Sim(ROOT / "examples" / "home.json", followers=1, work=tmp_path / "sim", base_port=26200,
               settings={"stall_at_ms": 1500})
     sim.setup()
     sim.start("plant")

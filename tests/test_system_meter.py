@@ -7,9 +7,10 @@ import pytest
 from test_system import leader_says, settled, started, wait_for
 
 
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    sim = started(tmp_path_factory, "simline", 46700, meter_line=True)
+    sim = started(tmp_path_factory, "simline", 26700, meter_line=True)
     yield sim
     sim.stop()
 

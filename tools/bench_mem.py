@@ -54,7 +54,7 @@ def main(argv):
     if not args.code_in_heap and not ROM.exists():
         raise SystemExit("%s is missing: make rom" % ROM)
     # Compiled modules either way: no compiler in the heap.
-    sim = Sim(args.site, args.followers, work=ROOT / "build" / "bench-mem", base_port=46300, heap=heaps,
+    sim = Sim(args.site, args.followers, work=ROOT / "build" / "bench-mem", base_port=26300, heap=heaps,
               settings={"mem_report_s": 5}, code=ROOT / "build" / "lib", monitor=False, meter_line=args.meter_line,
               rom=None if args.code_in_heap else ROM)
     try:

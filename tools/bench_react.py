@@ -49,7 +49,7 @@ def trial(sim, ids, group, base_a):
 def run(site, n, group, base_a, trials):
     cars = [{"charger": c["id"], "arrive_s": 1, "phases": c.get("phases", 3), "max_a": 32, "soc": 0.2,
              "follow_ms": 1000} for c in Sim(ROOT / site).site["chargers"][:n]]
-    sim = Sim(ROOT / site, n, work=ROOT / "build" / "bench-react", base_port=46500, cars=cars,
+    sim = Sim(ROOT / site, n, work=ROOT / "build" / "bench-react", base_port=26500, cars=cars,
               loads=[{"group": group, "profile": [[0, 0]]}])
     ids = [c["charger"] for c in cars]
     times = []

@@ -62,9 +62,11 @@ def cars_for(site, n):
 
 
 class Sim:
-    """Starts and stops the processes of one simulated site in a work folder."""
+    """Starts and stops the processes of one simulated site in a work folder. Its ports run
+    from base_port (leader, plant, monitor, then a follower each from base_port + 10): keep
+    them below Linux's ephemeral range (32768 up), where any socket bound to port 0 may sit."""
 
-    def __init__(self, site_path, followers=None, work=None, base_port=45500, cars=None, loads=None,
+    def __init__(self, site_path, followers=None, work=None, base_port=25500, cars=None, loads=None,
                  heap=None, settings=None, code=None, monitor=True, meter_line=False, rom=None):
         self.site_path = Path(site_path)
         self.site = json.loads(self.site_path.read_text())
@@ -168,6 +170,9 @@ class Sim:
         for name in list(self.procs):
             self.kill(name)
         self._stop_line()
+        monitor = getattr(self, "monitor", None)
+        if monitor is not None:
+            monitor.sock.close()  # its port is free for the next site
 
     # ---- the site meter on an RS485 line -----------------------------------------------------
 

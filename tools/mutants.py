@@ -1,0 +1,165 @@
+"""make mutants: break the safety code on purpose, one named way at a time, and check that the
+tests notice. Each mutant is one textual change to a copy of the tree (lib, tests, tools,
+examples); the tests that guard it run there (stopping at the first failure). A mutant the
+tests let through "survived": the table says which, and the command fails.
+
+    python3 tools/mutants.py [NAME ...]      all mutants, or those named
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LIB = "lib/ampshare/"
+
+TWIN = "tests/test_twin.py"
+EXAMPLES = TWIN + "::test_example_scenarios_keep_every_invariant"
+RANDOM = TWIN + "::test_random_scenarios_keep_every_invariant"
+PROPS = "tests/test_allocator_properties.py"
+
+# (name, file, text as it is, text in the mutant, the tests that must catch it)
+MUTANTS = [
+    ("fallbacks-on-narrowed-phases", LIB + "allocator.py",
+     "        self._end, self._m = self._wend, self._wmask\n", "",
+     [PROPS + "::test_cars_past_their_first_minute_overload_no_fuse_on_the_phases_they_draw"]),
+    ("no-wait-before-an-increase", LIB + "leader.py",
+     "        grant = p + self.budget.room(c, target - p)\n", "        grant = target\n",
+     [EXAMPLES]),
+    ("room-never-below-permitted", LIB + "leader.py",
+     "        grant = p + self.budget.room(c, target - p)\n",
+     "        grant = p + max(0, self.budget.room(c, target - p))\n",
+     ["tests/test_leader.py::test_an_adopted_follower_counts_at_its_maximum_for_the_evs_5_s"]),
+    ("no-5-s-for-the-car", LIB + "leader.py",
+     "            self.freed_at[c] = ticks_add(now_ms, EV_FOLLOW_MS) | 1\n        if fb <=",
+     "            self._free(c)\n        if fb <=",
+     ["tests/test_leader.py::test_an_increase_waits_5_s_after_the_decrease_was_taken_whatever_the_car_draws"]),
+    ("adopted-without-the-5-s-hold", LIB + "leader.py",
+     "max(applied, self._drawn(c), self.site.cmax[c])", "max(applied, self._drawn(c))",
+     ["tests/test_leader.py::test_an_adopted_follower_counts_at_its_maximum_for_the_evs_5_s"]),
+    ("silent-share-released-early", LIB + "leader.py",
+     "LOST_MS = const(16_000)", "LOST_MS = const(6_000)",
+     ["tests/test_leader.py::test_a_silent_followers_share_stays_reserved_until_it_must_have_fallen_back"]),
+    ("unheard-off-unit-not-reserved", LIB + "leader.py",
+     "a.held[c] = 0 if self.uid[c] is None else site.cmax[c]",
+     "a.held[c] = 0 if site.cmode[c] == 3 or self.uid[c] is None else site.cmax[c]",
+     ["tests/test_leader.py::test_a_paired_unit_not_yet_heard_is_reserved_at_its_maximum_even_if_off"]),
+    ("credit-only-up-to-the-last-offer", LIB + "leader.py",
+     "                a.offered[c] = self.permitted[c]\n", "                a.offered[c] = self.sent[c]\n",
+     [TWIN + "::test_a_step_followed_by_the_car_is_not_answered_twice"]),
+    ("stale-draw-credited-for-increases", LIB + "leader.py",
+     "            a.fresh[c] = s == ONLINE and ticks_diff(now_ms, self.heard[c]) < FRESH_MS\n",
+     "            a.fresh[c] = 1\n", [EXAMPLES]),
+    ("a-live-phase-waits-for-the-period", LIB + "leader.py",
+     "            self._due = now_ms  # a phase came alive: counted on its fuses at once\n", "",
+     ["tests/test_leader.py::test_a_phase_that_comes_alive_again_is_allocated_at_once"]),
+    ("uncounted-phases-not-told", LIB + "leader.py",
+     "                flags |= 1 << (P.CMD_UNCOUNTED_SHIFT + k)\n", "",
+     ["tests/test_leader.py::test_a_narrowed_charger_is_told_which_of_its_phases_are_not_counted"]),
+    ("new-car-charges-on-an-old-count", LIB + "follower.py",
+     "self._new_car = self.uncounted & self._live() != 0", "self._new_car = False",
+     ["tests/test_follower.py::test_a_new_car_waits_for_a_command_that_counts_every_phase"]),
+    ("fallback-make-before-break-dropped", LIB + "leader.py",
+     "            if not self.budget.fallback_fits(c, more):\n                return\n", "",
+     ["tests/test_leader.py::test_a_higher_fallback_waits_until_the_lower_one_is_taken"]),
+    ("replayed-command-accepted", LIB + "protocol.py",
+     "epoch < e or (epoch == e and seq <= self.seq[i])", "epoch < e or (epoch == e and seq < self.seq[i])",
+     ["tests/test_protocol.py"]),
+    ("old-epoch-command-accepted", LIB + "follower.py",
+     "            raise P.Rejected(P.R_EPOCH)  # addressed to an earlier boot of ours\n", "",
+     ["tests/test_protocol.py"]),
+    ("forged-tag-accepted", LIB + "protocol.py", "        if diff:\n            raise Rejected(R_AUTH)",
+     "        if False:\n            raise Rejected(R_AUTH)",
+     ["tests/test_protocol.py"]),
+    ("stale-meter-treated-as-fresh", LIB + "leader.py",
+     "                self.alloc.meter_ok[m] = 0\n", "",
+     ["tests/test_leader.py::test_a_silent_meter_counts_its_reserve_after_5_s"]),
+    ("duty-rounded-up", LIB + "pilot.py", "return min(ma // 6, _KNEE_DUTY)", "return min((ma + 5) // 6, _KNEE_DUTY)",
+     ["tests/test_follower.py::test_duty_never_offers_more_and_never_below_the_minimum"]),
+    ("pause-below-6-a-offered", LIB + "pilot.py", "    if ma < MIN_MA:\n        return DUTY_FULL",
+     "    if ma < 1000:\n        return DUTY_FULL",
+     ["tests/test_follower.py::test_duty_never_offers_more_and_never_below_the_minimum"]),
+    ("watchdog-without-ticks-diff", LIB + "follower.py",
+     "ticks_diff(now_ms, self.last_cmd) >= WATCHDOG_MS", "now_ms - self.last_cmd >= WATCHDOG_MS",
+     [TWIN + "::test_the_board_clock_wrapping_mid_run_changes_nothing"]),
+    ("follower-watchdog-20-s", LIB + "follower.py", "WATCHDOG_MS = const(10_000)", "WATCHDOG_MS = const(20_000)",
+     [TWIN + "::test_followers_fall_back_within_10_s_of_losing_the_leader"]),
+    ("unbalance-recheck-dropped", LIB + "allocator.py",
+     "            self._balance()  # the re-share may admit one onto a high phase: lowering only\n", "",
+     ["tests/test_unbalance.py::test_a_charger_the_re_share_admits_does_not_unbalance_again"]),
+    ("external-limit-above-the-fuse", LIB + "allocator.py",
+     "cap[k] = (x if 0 <= x < lim else lim) - e", "cap[k] = (x if 0 <= x else lim) - e",
+     ["tests/test_external.py"]),
+    ("priority-ignored-by-the-exchange", LIB + "allocator.py",
+     "            if i + 1 == self.nc or prio[order[i + 1]] != prio[c]:",
+     "            if i + 1 == self.nc:",
+     [PROPS + "::test_a_high_priority_charger_is_not_paused_for_two_of_lower_priority"]),
+    ("exchange-never-runs", LIB + "allocator.py",
+     "                if paused > 1 and not self._uniform(i0, i + 1):",
+     "                if paused > 1 and not self._uniform(i0, i + 1) and False:",
+     ["tests/test_allocator_examples.py::test_one_charger_pauses_so_that_two_of_the_same_priority_run"]),
+    ("exchange-judged-on-the-wiring-alone", LIB + "allocator.py",
+     "order, hi, m, cmin = self._order, self._hi, self._m, self.site.cmin",
+     "order, hi, m, cmin = self._order, self._hi, self._wmask, self.site.cmin",
+     ["tests/test_allocator_examples.py::test_the_fewest_pause_also_once_cars_draw_on_fewer_phases"]),
+    ("falls-reported-late", LIB + "follower.py", "REPORT_FALL_MA = const(300)", "REPORT_FALL_MA = const(1_000)",
+     [EXAMPLES]),
+    ("meter-rise-waits-for-the-period", LIB + "leader.py",
+     "        now = not a.meter_ok[m] or l1 > r1 or l2 > r2 or l3 > r3 or \\\n",
+     "        now = not a.meter_ok[m] or \\\n",
+     ["tests/test_leader.py::test_a_small_rise_is_answered_at_once"]),
+]
+
+
+def apply(tree, path, old, new):
+    f = tree / path
+    text = f.read_text()
+    if text.count(old) != 1:
+        raise SystemExit("mutant does not apply to %s: %r (found %d times)" % (path, old, text.count(old)))
+    f.write_text(text.replace(old, new))
+
+
+def scratch():
+    tree = Path(tempfile.mkdtemp(prefix="ampshare-mutant-"))
+    for part in ("lib", "tests", "tools", "examples", "pytest.ini"):
+        src = ROOT / part
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tree / part)
+    os.symlink(ROOT / ".venv", tree / ".venv")
+    return tree
+
+
+def run(tree, tests):
+    env = dict(os.environ, MICROPYTHON=str(ROOT / ".venv" / "bin" / "micropython"))
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "pytest"), "-x", "-q", "-p", "no:cacheprovider",
+                           "--hypothesis-seed=0"] + tests, cwd=tree, env=env, capture_output=True, text=True)
+    return proc.returncode
+
+
+def main(argv):
+    chosen = [m for m in MUTANTS if not argv[1:] or m[0] in argv[1:]]
+    survived = []
+    print("%-38s %-10s %s" % ("mutant", "result", "seconds"))
+    for name, path, old, new, tests in chosen:
+        tree = scratch()
+        try:
+            apply(tree, path, old, new)
+            t0 = time.monotonic()
+            code = run(tree, tests)
+            took = time.monotonic() - t0
+        finally:
+            shutil.rmtree(tree)
+        # pytest exits 1 when a test failed: the mutant is killed. 0 is a survivor; anything
+        # else (no tests collected, an error) is reported as such.
+        result = {0: "SURVIVED", 1: "killed"}.get(code, "error %d" % code)
+        if code != 1:
+            survived.append(name)
+        print("%-38s %-10s %.0f" % (name, result, took), flush=True)
+    print("%d mutants, %d killed" % (len(chosen), len(chosen) - len(survived)))
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
