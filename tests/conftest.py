@@ -1,7 +1,7 @@
 import os
 
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 
 from vm import VM
 
@@ -10,6 +10,9 @@ from vm import VM
 settings.register_profile("seeded", derandomize=True, database=None)
 # make soak: fresh examples on every run (Hypothesis prints how to reproduce a failure).
 settings.register_profile("soak", derandomize=False, database=None, print_blob=True)
+# make mutants: the first failure kills a mutant; shrinking it would only cost time.
+settings.register_profile("mutants", derandomize=True, database=None,
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate])
 settings.load_profile(os.environ.get("AMPSHARE_HYPOTHESIS", "seeded"))
 
 

@@ -2,7 +2,9 @@
 """make bench-mem: a leader with 64 followers, each its own `micropython` process, run with
 the heaps of a board without PSRAM (-X heapsize=64wK for the leader, 24wK for a follower).
 Prints the most each role kept in its heap (after a collection, every 5 s) and any
-MemoryError: a role that fits runs to the end without one.
+MemoryError: a role that fits runs to the end without one. Then, in a second run with room to
+spare (the collector is switched off for a second at a time), what the leader allocates on its
+heap per second: the garbage each control period and each datagram make.
 
 The code runs from the ROM image (make rom) as a board runs it from flash: the role's heap is
 64wK or 24wK beside the image. --code-in-heap loads the compiled modules into the heap instead,
@@ -23,6 +25,10 @@ from sim import ROOT, Sim, heap_total  # noqa: E402
 # follower (scaled by the unix port to its word size).
 HEAPS = {"leader": "64wK", "follower": "24wK"}
 ROM = ROOT / "build" / "ampshare.romfs"
+# The allocation run: a second without collection must fit beside what the leader keeps.
+ALLOC_HEAP = "256wK"
+ALLOC_SECONDS = 45
+ALLOC_SKIP = 3  # the first readings: start-up, adoption and the first allocations
 
 
 def peaks(log):
@@ -87,7 +93,27 @@ def main(argv):
         size = min(room[role]) if not args.code_in_heap and room[role] else heap_total(heaps[role])
         print("%-8s  %-6s  %-6d  %d" % (role, heaps[role], size, max(vals) if vals else 0))
     print("MemoryError: %s" % (", ".join(errors) if errors else "none"))
+    rate = alloc_rate(args)
+    print("leader allocates: %s bytes/s (median of %d one-second readings, collector off)" % rate)
     return 1 if errors else 0
+
+
+def alloc_rate(args):
+    """The leader's heap bytes allocated per second, with its followers running as above."""
+    sim = Sim(args.site, args.followers, work=ROOT / "build" / "bench-alloc-rate", base_port=26300,
+              heap={"leader": ALLOC_HEAP, "follower": args.follower_heap}, leader_settings={"alloc_report_s": 2},
+              code=ROOT / "build" / "lib", monitor=False, meter_line=args.meter_line,
+              rom=None if args.code_in_heap else ROM)
+    try:
+        sim.start_all()
+        time.sleep(ALLOC_SECONDS)
+    finally:
+        sim.stop()
+    log = (sim.work / "leader" / "log.txt").read_text()
+    per_s = sorted(int(b) * 1000 // int(ms) for b, ms in re.findall(r"alloc: (\d+) bytes in (\d+) ms", log)[ALLOC_SKIP:])
+    if not per_s:
+        return ("none read", 0)
+    return ("%d" % per_s[len(per_s) // 2], len(per_s))
 
 
 if __name__ == "__main__":

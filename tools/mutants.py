@@ -132,9 +132,9 @@ def scratch():
 
 
 def run(tree, tests):
-    env = dict(os.environ, MICROPYTHON=str(ROOT / ".venv" / "bin" / "micropython"))
-    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "pytest"), "-x", "-q", "-p", "no:cacheprovider",
-                           "--hypothesis-seed=0"] + tests, cwd=tree, env=env, capture_output=True, text=True)
+    env = dict(os.environ, MICROPYTHON=str(ROOT / ".venv" / "bin" / "micropython"), AMPSHARE_HYPOTHESIS="mutants")
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "pytest"), "-x", "-q", "-p", "no:cacheprovider"] + tests,
+                          cwd=tree, env=env, capture_output=True, text=True)
     return proc.returncode
 
 

@@ -67,7 +67,8 @@ class Sim:
     them below Linux's ephemeral range (32768 up), where any socket bound to port 0 may sit."""
 
     def __init__(self, site_path, followers=None, work=None, base_port=25500, cars=None, loads=None,
-                 heap=None, settings=None, code=None, monitor=True, meter_line=False, rom=None):
+                 heap=None, settings=None, code=None, monitor=True, meter_line=False, rom=None,
+                 leader_settings=None):
         self.site_path = Path(site_path)
         self.site = json.loads(self.site_path.read_text())
         n = len(self.site["chargers"])
@@ -83,6 +84,7 @@ class Sim:
         self.loads = [{"group": root, "profile": [[0, 5]]}] if loads is None else loads
         self.heap = heap
         self.extra = settings or {}  # more settings for every board
+        self.leader_extra = leader_settings or {}  # and for the leader alone
         self.code = code  # where the boards' ampshare comes from: lib/, or compiled .mpy
         # Or a ROM image (make rom): the code runs in place, beside the heap, as on a board.
         self.rom = rom
@@ -118,7 +120,8 @@ class Sim:
         pair = {c["id"]: {"uid": uid_of(i), "code": "code-%d" % i} for i, c in enumerate(self.site["chargers"][:self.n])}
         self._write("leader", dict(common, role="leader", site="site.json", pair=pair,
                                    monitor=["127.0.0.1", self.monitor_port] if self.monitor_on else None,
-                                   rs485={"device": str(self.work / "rs485-leader")} if self.meter_line else None))
+                                   rs485={"device": str(self.work / "rs485-leader")} if self.meter_line else None,
+                                   **self.leader_extra))
         (self.work / "leader" / "site.json").write_text(json.dumps(self.site))
         for i, c in enumerate(self.site["chargers"][:self.n]):
             self._write("f%d" % i, dict(common, role="follower", uid=uid_of(i), code="code-%d" % i,

@@ -50,6 +50,21 @@ async def _memory(every_s):
         micropython.mem_info()
 
 
+async def _alloc_rate(every_s):
+    # What the role allocates on its heap in a second (make bench-mem): the collector off for
+    # one second between two readings of gc.mem_alloc(), so that nothing is freed in between.
+    import time
+    while True:
+        await asyncio.sleep(every_s)
+        gc.collect()
+        gc.disable()
+        a0, t0 = gc.mem_alloc(), time.ticks_ms()
+        await asyncio.sleep_ms(1000)
+        a1, t1 = gc.mem_alloc(), time.ticks_ms()
+        gc.enable()
+        print("alloc: %d bytes in %d ms" % (a1 - a0, time.ticks_diff(t1, t0)))
+
+
 async def _run(s):
     from ampshare import start
     shell = start.build(s)
@@ -57,6 +72,8 @@ async def _run(s):
     release()
     if s["mem_report_s"]:
         asyncio.create_task(_memory(s["mem_report_s"]))
+    if s["alloc_report_s"]:
+        asyncio.create_task(_alloc_rate(s["alloc_report_s"]))
     await shell.main()
 
 

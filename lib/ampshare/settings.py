@@ -45,6 +45,7 @@ DEFAULTS = {
     # testing: the control loop blocks for good at this many ms after start (watchdog test)
     "stall_at_ms": None,
     "mem_report_s": None,  # print micropython.mem_info() this often (make bench-mem)
+    "alloc_report_s": None,  # print the heap bytes allocated in a second, this often (make bench-mem)
 }
 
 
