@@ -230,7 +230,8 @@ class Allocator:
         # When the candidates order[i0:i1] have the same minimum and are counted on the same
         # phases, admission in order is already optimal (a laminar matroid): no exchange pass.
         # Asked at every pass: phases in use change while cars charge.
-        order, hi, m, cmin = self._order, self._hi, self._m, self.site.cmin
+        order, hi, m = self._order, self._hi, self._m
+        cmin = self.site.cmin
         first = -1
         for i in range(i0, i1):
             c = order[i]
@@ -248,7 +249,7 @@ class Allocator:
         self._peak = 0
         self._other_loads(_NOW, self.cap)
         self._other_loads(_RESERVE, self.cap_fb)
-        if min(self.fresh) if self.nc else 1:
+        if self._all_fresh():
             for k in range(self.nk):
                 self.cap_up[k] = self.cap[k]
         else:
@@ -284,6 +285,13 @@ class Allocator:
         self._pin(self.held_fb)
         self._share(self.cap_fb, self.fallback)
         self._end, self._m = self._cend, self._mask
+
+    def _all_fresh(self):
+        fresh = self.fresh
+        for c in range(self.nc):
+            if not fresh[c]:
+                return False
+        return True
 
     def _pin(self, held):
         base, ck = self._base, self._ck
@@ -401,7 +409,8 @@ class Allocator:
         # until the fewest of that level pause; only then may a lower level take what is left.
         # A charger is never paused so that chargers of lower priority can run.
         used, a, lo = self._used, self._a, self._lo
-        hi, base, order, prio = self._hi, self._base, self._order, self.site.cprio
+        hi, base, order = self._hi, self._base, self._order
+        prio = self.site.cprio
         for k in range(self.nk):
             used[k] = base[k]
         i0 = paused = 0

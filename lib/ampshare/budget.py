@@ -28,7 +28,8 @@ class Budget:
     def window(self, now_ms):
         """After each allocation: up = the least of the allocator's cap_up over the current
         and the previous window."""
-        cap, up, win, prev = self.alloc.cap_up, self.up, self._win, self._prev
+        cap, up, win = self.alloc.cap_up, self.up, self._win
+        prev = self._prev
         new = self._since is None or ticks_diff(now_ms, self._since) >= WINDOW_MS
         for k in range(len(up)):
             v = cap[k]
