@@ -4,7 +4,7 @@ import sys
 import machine
 
 try:
-    from ampshare import app
+    from ampshare.run import app
 
     app.main()
 except Exception as e:  # anything escaping the app is fatal: a clean restart is safer

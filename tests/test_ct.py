@@ -408,7 +408,7 @@ def host_ct(monkeypatch):
     fake.const = lambda x: x
     monkeypatch.setitem(sys.modules, "micropython", fake)
     monkeypatch.syspath_prepend(str(ROOT / "lib"))
-    yield importlib.import_module("ampshare.ct")
+    yield importlib.import_module("ampshare.meter.ct")
     for name in [m for m in sys.modules if m == "ampshare" or m.startswith("ampshare.")]:
         del sys.modules[name]
 

@@ -17,7 +17,7 @@ def test_package_json_lists_every_module():
 def run_app(tmp_path, text):
     site = tmp_path / "site.json"
     site.write_text(text)
-    code = ("from ampshare import start\ntry:\n s = start.load_site(%r)\n"
+    code = ("from ampshare.run import start\ntry:\n s = start.load_site(%r)\n"
             " print('ampshare: %%d groups, %%d chargers' %% (len(s.group_ids), len(s.charger_ids)))\n"
             "except Exception as e:\n print('refused:', e)\n") % str(site)
     return subprocess.run([micropython(), "-c", code], capture_output=True, text=True, env=mp_env()).stdout

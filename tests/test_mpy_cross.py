@@ -25,11 +25,12 @@ def test_module_compiles(tmp_path, path):
 
 def test_the_compiled_package_allocates(tmp_path):
     # The .mpy files alone (no sources on the path) run an allocation in the unix port.
-    pkg = tmp_path / "ampshare"
-    pkg.mkdir()
-    for path in (ROOT / "lib" / "ampshare").glob("*.py"):
-        subprocess.run([mpy_cross(), "-o", str(pkg / (path.stem + ".mpy")), str(path)], check=True)
-    script = ("from ampshare import snapshot\n"
+    lib = ROOT / "lib"
+    for path in (lib / "ampshare").rglob("*.py"):
+        out = tmp_path / path.relative_to(lib).with_suffix(".mpy")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([mpy_cross(), "-o", str(out), str(path)], check=True)
+    script = ("from ampshare.config import snapshot\n"
               "a = snapshot.run({'version': 1, 'groups': [{'id': 'm', 'limit_a': 40}],"
               " 'chargers': [{'id': 'w', 'group': 'm', 'max_a': 32}]}, {'chargers': {'w': {'state': 'C'}}})\n"
               "print(a.out[0])\n")

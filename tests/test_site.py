@@ -154,7 +154,7 @@ def test_compact_copies_every_table_and_keeps_its_values():
     import subprocess
     from vm import micropython, mp_env
     script = (
-        "from ampshare.start import load_site\n"
+        "from ampshare.run.start import load_site\n"
         "s = load_site('examples/garage-64.json')\n"
         "tables = [k for k, v in s.__dict__.items() if hasattr(v, 'append') or isinstance(v, bytearray)]\n"
         "before = {k: list(s.__dict__[k]) for k in tables}\n"

@@ -3,8 +3,8 @@
 import json
 import sys
 
-from ampshare import snapshot
-from ampshare.units import ConfigError
+from ampshare.config import snapshot
+from ampshare.config.units import ConfigError
 
 
 def _read(path, what):

@@ -3,8 +3,8 @@
 import gc
 import time
 
-from ampshare import site as sitemod
-from ampshare.allocator import Allocator
+from ampshare.config import site as sitemod
+from ampshare.core.allocator import Allocator
 
 _RUNS = 201  # odd, so the median is one run
 _ROT = ("L123", "L231", "L312", "unknown")

@@ -6,7 +6,7 @@ import math
 import time
 from array import array
 
-from ampshare import ct
+from ampshare.meter import ct
 
 _FRAMES = 400
 _RATE_HZ = 2000

@@ -8,12 +8,12 @@ import sys
 
 import asyncio
 
-from ampshare import meters
+from ampshare.meter import maps as meters
 from ampshare.hal.serial_unix import Serial
-from ampshare.meter_poll import ModbusMeter
-from ampshare.modbus import ModbusError
-from ampshare.rtu import Master
-from ampshare.units import fmt_a
+from ampshare.meter.poll import ModbusMeter
+from ampshare.meter.modbus import ModbusError
+from ampshare.meter.rtu import Master
+from ampshare.config.units import fmt_a
 
 _NO_LIMIT_MA = 1 << 29  # a bench read knows no fuse: only the decoder's own range applies
 

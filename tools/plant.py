@@ -81,7 +81,7 @@ def site_of(scenario):
     """The scenario's site, parsed: given inline or as a path to its JSON file."""
     import json
 
-    from ampshare import site as sitemod
+    from ampshare.config import site as sitemod
     cfg = scenario["site"]
     if isinstance(cfg, str):
         with open(cfg) as f:

@@ -15,8 +15,8 @@ import asyncio
 sys.path.append("tools")
 from plant import Car, Plant, site_of  # noqa: E402
 
-from ampshare import pilot  # noqa: E402
-from ampshare.udp import Link  # noqa: E402
+from ampshare.core import pilot  # noqa: E402
+from ampshare.run.udp import Link  # noqa: E402
 
 STEP_MS = 100  # the boards sample the pilot at 10 Hz
 REFRESH_MS = 1000  # each board hears from the plant at least this often

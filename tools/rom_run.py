@@ -24,7 +24,7 @@ def main(image, settings="settings.json"):
     gc.collect()
     # What the role has beside the image: the heap a board gives it.
     print("rom: %d bytes, heap beside it: %d" % (size, gc.mem_alloc() + gc.mem_free() - size))
-    from ampshare import app
+    from ampshare.run import app
     app.main(settings)
 
 

@@ -144,7 +144,7 @@ class Sim:
         elif self.rom:
             args += [str(ROOT / "tools" / "rom_run.py"), str(self.rom), "settings.json"]
         else:
-            args += ["-c", "from ampshare import app\napp.main('settings.json')"]
+            args += ["-c", "from ampshare.run import app\napp.main('settings.json')"]
         log = open(self.work / name / "log.txt", "a")
         env = mp_env(None if name == "plant" else self.code)
         if self.rom and name != "plant":

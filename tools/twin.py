@@ -7,9 +7,9 @@ import sys
 import time
 from time import ticks_add
 
-from ampshare.follower import Follower
-from ampshare.leader import Leader
-from ampshare import pilot
+from ampshare.core.follower import Follower
+from ampshare.core.leader import Leader
+from ampshare.core import pilot
 
 sys.path.append("tools")
 from plant import RISE_MS, Car, Plant, site_of  # noqa: E402

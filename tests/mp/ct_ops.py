@@ -3,7 +3,7 @@
 import gc
 from array import array
 
-from ampshare import ct
+from ampshare.meter import ct
 
 
 def _meter(req):

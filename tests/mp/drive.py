@@ -1,9 +1,9 @@
 # Worker ops that drive a follower core and a leader core through timed events.
 from binascii import hexlify, unhexlify
 
-from ampshare import site as sitemod
-from ampshare.follower import Follower
-from ampshare.leader import Leader
+from ampshare.config import site as sitemod
+from ampshare.core.follower import Follower
+from ampshare.core.leader import Leader
 
 _objs = {}
 
@@ -120,7 +120,7 @@ OPS = {"follower_new": follower_new, "follower_run": follower_run, "leader_new":
 
 
 def pilot_op(req):
-    from ampshare import pilot
+    from ampshare.core import pilot
     duties = [pilot.duty_for(m) for m in req.get("ma", [])]
     return {"duty": duties, "back": [pilot.offered_by(d) for d in duties],
             "states": [chr(pilot.classify(h, ord(p) if p else 0)) for h, p in req.get("levels", [])]}
@@ -146,7 +146,7 @@ OPS["twin"] = twin_op
 
 
 def store_op(req):
-    from ampshare import store
+    from ampshare.run import store
     store.save(req["path"], unhexlify(req["data"]))
     loaded = store.load(req["path"], binary=True)
     return {"loaded": _hex(loaded), "missing": store.load(req["path"] + ".absent")}

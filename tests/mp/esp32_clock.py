@@ -17,20 +17,20 @@ class Esp32Clock:
         return ((a - b + _HALF) % _PERIOD) - _HALF
 
 
-# ampshare.clock takes its tick arithmetic from `time`: given this one while it loads, every
+# ampshare.core.clock takes its tick arithmetic from `time`: given this one while it loads, every
 # core (and clock.aged) runs on the ESP32's.
 _time = sys.modules.get("time")
 sys.modules["time"] = Esp32Clock
-import ampshare.clock  # noqa: E402,F401
+import ampshare.core.clock  # noqa: E402,F401
 if _time is not None:
     sys.modules["time"] = _time
 else:
     del sys.modules["time"]
 
 import drive  # noqa: E402
-from ampshare import protocol as P  # noqa: E402
-from ampshare import protocol_leader as W  # noqa: E402
-from ampshare.follower import Follower  # noqa: E402
+from ampshare.wire import frame as P  # noqa: E402
+from ampshare.wire import leader as W  # noqa: E402
+from ampshare.core.follower import Follower  # noqa: E402
 
 DAY = 86_400_000
 KEY = b"\x11" * 32
@@ -72,8 +72,8 @@ out["uptime_s"] = f.uptime_s
 
 # The leader: a follower silent for a week comes back; a decrease it does not confirm is
 # repeated within RESEND_MS, as on the first day (every kept tick was aged).
-from ampshare import site as sitemod  # noqa: E402
-from ampshare.leader import Leader  # noqa: E402
+from ampshare.config import site as sitemod  # noqa: E402
+from ampshare.core.leader import Leader  # noqa: E402
 
 SITE = {"version": 1, "groups": [{"id": "m", "limit_a": 32, "meter": "g", "reserve_a": 0}],
         "meters": [{"id": "g", "source": "modbus"}],
@@ -86,7 +86,7 @@ fseq = [0]
 def report(t, held=None):
     # It holds what it was sent (or `held`), and its car draws 16 A.
     fseq[0] += 1
-    from ampshare import protocol_follower as PF
+    from ampshare.wire import follower as PF
     L.receive(ticks(t), PF.state(P.Key(KEY), UID, 1, fseq[0], 1, ord("C"), 0, L.sent[0] if held is None else held,
                                  6000, (16000, 16000, 16000), 3, 2, 0, t // 1000))
 

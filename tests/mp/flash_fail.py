@@ -2,12 +2,13 @@
 # controls and reports, and shows the failures. Prints one JSON line.
 import json
 
-from ampshare import live, settings
-from ampshare import protocol as P
-from ampshare import site as sitemod
-from ampshare.follower_app import FollowerApp
+from ampshare.run import live
+from ampshare.config import settings
+from ampshare.wire import frame as P
+from ampshare.config import site as sitemod
+from ampshare.run.follower import FollowerApp
 from ampshare.hal.unix import Board
-from ampshare.leader_app import LeaderApp
+from ampshare.run.leader import LeaderApp
 
 GONE = "/nonexistent/ampshare-state"
 out = {}

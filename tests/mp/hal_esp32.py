@@ -5,9 +5,9 @@ import json
 import sys
 
 import machine
-from ampshare import pilot
+from ampshare.core import pilot
 from ampshare.hal import esp32
-from ampshare.units import ConfigError
+from ampshare.config.units import ConfigError
 
 out = {}
 for act in json.loads(sys.stdin.read()):
@@ -48,7 +48,7 @@ for act in json.loads(sys.stdin.read()):
             import asyncio
             from array import array
 
-            from ampshare import ct
+            from ampshare.meter import ct
             machine.ADC_U16[:] = act[1]["samples"]
             n = act[1]["n"]
             sampler = b.ct_sampler(act[1]["pins"], 2000)

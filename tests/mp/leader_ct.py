@@ -7,9 +7,9 @@ import sys
 import asyncio
 import machine
 from ampshare.hal import esp32
-from ampshare import live
-from ampshare.leader_app import LeaderApp
-from ampshare.site import parse
+from ampshare.run import live
+from ampshare.run.leader import LeaderApp
+from ampshare.config.site import parse
 
 req = json.loads(sys.stdin.read())
 settings = {"hal": "esp32", "state_dir": req["dir"], "pair": {}, "bind": "127.0.0.1", "port_leader": 0, "monitor": None,

@@ -1,8 +1,8 @@
 # Worker ops for the Modbus frames and the meter decoders (tests/test_modbus.py).
 from binascii import hexlify, unhexlify
 
-from ampshare import meters
-from ampshare import modbus as M
+from ampshare.meter import maps as meters
+from ampshare.meter import modbus as M
 
 
 def op_mb_crc(req):

@@ -3,14 +3,14 @@
 import json
 import sys
 
-from ampshare import app
-from ampshare import meter_poll  # a running meter line: it holds ampshare.modbus (M.ModbusError)
-from ampshare import settings  # start-up only: nothing running holds it
+from ampshare.run import app
+from ampshare.meter import poll as meter_poll  # a running meter line: it holds ampshare.meter.modbus (M.ModbusError)
+from ampshare.config import settings  # start-up only: nothing running holds it
 
 held = meter_poll.M.ModbusError
-app.release(("ampshare.modbus", "ampshare.settings"))
-from ampshare.modbus import ModbusError  # noqa: E402  (a lazy import after the release)
+app.release(("ampshare.meter.modbus", "ampshare.config.settings"))
+from ampshare.meter.modbus import ModbusError  # noqa: E402  (a lazy import after the release)
 
-print(json.dumps({"modbus_kept": "ampshare.modbus" in sys.modules,
-                  "settings_gone": "ampshare.settings" not in sys.modules,
+print(json.dumps({"modbus_kept": "ampshare.meter.modbus" in sys.modules,
+                  "settings_gone": "ampshare.config.settings" not in sys.modules,
                   "same_class": ModbusError is held}))

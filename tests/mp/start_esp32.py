@@ -3,8 +3,9 @@
 import json
 import sys
 
-from ampshare import settings, start
-from ampshare.units import ConfigError
+from ampshare.config import settings
+from ampshare.run import start
+from ampshare.config.units import ConfigError
 
 s = settings.parse(json.loads(sys.stdin.read()))
 try:

@@ -2,7 +2,7 @@
 import json
 import sys
 
-from ampshare import store
+from ampshare.run import store
 
 path = sys.argv[1]
 n = 0

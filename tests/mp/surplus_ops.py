@@ -1,8 +1,8 @@
 # The surplus core under a virtual clock, for tests/test_surplus.py: a site, an export profile
 # per second, the cars' draws following their allocation; rows of what each charger got.
-from ampshare import site as sitemod
-from ampshare.allocator import Allocator
-from ampshare.surplus import Surplus
+from ampshare.config import site as sitemod
+from ampshare.core.allocator import Allocator
+from ampshare.core.surplus import Surplus
 
 
 def op_surplus_run(req):

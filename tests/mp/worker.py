@@ -7,10 +7,10 @@ import ct_ops
 import drive
 import modbus_ops
 import surplus_ops
-from ampshare import site as sitemod
-from ampshare import snapshot
-from ampshare.allocator import Allocator
-from ampshare.units import ConfigError
+from ampshare.config import site as sitemod
+from ampshare.config import snapshot
+from ampshare.core.allocator import Allocator
+from ampshare.config.units import ConfigError
 
 _held = [None]
 
@@ -69,7 +69,7 @@ def op_held(req):
 def op_settings(req):
     from binascii import hexlify
 
-    from ampshare import settings
+    from ampshare.config import settings
     s = settings.parse(req["settings"])
     s["pair"] = {cid: [hexlify(uid).decode(), code.decode()] for cid, (uid, code) in s["pair"].items()}
     return s

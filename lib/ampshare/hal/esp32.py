@@ -7,7 +7,7 @@ import machine
 import network
 from micropython import const
 
-from ampshare.units import ConfigError
+from ampshare.config.units import ConfigError
 
 PILOT_HZ = const(1000)  # IEC 61851-1: the pilot oscillates at 1 kHz
 _U16 = const(65535)

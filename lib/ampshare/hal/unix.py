@@ -8,7 +8,7 @@ import time
 import _thread
 from micropython import const
 
-from ampshare.udp import Link, address
+from ampshare.run.udp import Link, address
 
 KEEPALIVE_MS = const(1000)  # outputs are sent on every change and at least this often
 _WATCH_MS = const(100)
@@ -71,7 +71,7 @@ class Board:
         self.link.send(b'{"meters": 1}', self.plant)
 
     def ct_sampler(self, pins, rate_hz):
-        from ampshare.units import ConfigError
+        from ampshare.config.units import ConfigError
         raise ConfigError("settings.ct", "CT clamps need the ESP32's ADC; here the plant plays every meter")
 
     def serial(self, settings):

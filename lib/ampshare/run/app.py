@@ -9,20 +9,20 @@ SETTINGS_FILE = "settings.json"
 # What only start-up needs. A board that runs .mpy files from its filesystem keeps their
 # bytecode in RAM, as the unix port does; once the role runs, that RAM is given back. (Their
 # names stay interned: the saving is the code.) A running leader keeps only the site's arrays (site_arrays.py), not its parser.
-_START_ONLY = ("ampshare.settings", "ampshare.units", "ampshare.hal", "ampshare.start", "ampshare.site",
-               "ampshare.meters", "ampshare.modbus")
+_START_ONLY = ("ampshare.config.settings", "ampshare.config.units", "ampshare.hal", "ampshare.run.start", "ampshare.config.site",
+               "ampshare.meter.maps", "ampshare.meter.modbus")
 
 
 def release(names=_START_ONLY):
     """Let go of the modules named that nothing running holds (see _held)."""
-    import ampshare
     for name in names:
         if name not in sys.modules or _held(name):
             continue
         del sys.modules[name]
-        short = name.split(".")[-1]
-        if short in ampshare.__dict__:
-            delattr(ampshare, short)
+        parent, _, short = name.rpartition(".")
+        up = sys.modules.get(parent)
+        if up is not None and short in up.__dict__:
+            delattr(up, short)
     gc.collect()
 
 
@@ -32,8 +32,8 @@ def _held(name):
     # class of that name, and an except or isinstance on one would not match the other.
     mod = sys.modules[name]
     for other in sys.modules:
-        if other == name or not other.startswith("ampshare."):
-            continue  # the package's own attribute for it goes with it
+        if other == name or other == name.rpartition(".")[0] or not other.startswith("ampshare."):
+            continue  # its package's attribute for it goes with it
         for v in sys.modules[other].__dict__.values():
             if v is mod or (isinstance(v, type) and getattr(v, "__module__", None) == name):
                 return True
@@ -66,7 +66,7 @@ async def _alloc_rate(every_s):
 
 
 async def _run(s):
-    from ampshare import start
+    from ampshare.run import start
     shell = start.build(s)
     start = None
     release()
@@ -78,7 +78,7 @@ async def _run(s):
 
 
 def main(path=SETTINGS_FILE):
-    from ampshare import settings
+    from ampshare.config import settings
     s = settings.load(path)
     settings = None
     release()  # before the role's modules load: the boot's peak is the heap's tightest moment

@@ -10,11 +10,11 @@ import asyncio
 from binascii import hexlify, unhexlify
 from micropython import const
 
-from ampshare import protocol as P
-from ampshare import store
-from ampshare.leader import ONLINE, Leader
-from ampshare.shell import Shell
-from ampshare.udp import Link, address
+from ampshare.wire import frame as P
+from ampshare.run import store
+from ampshare.core.leader import ONLINE, Leader
+from ampshare.run.shell import Shell
+from ampshare.run.udp import Link, address
 
 CONTROL_MS = const(100)  # the core's own timers (resends every 200 ms) need 10 Hz
 METER_MS = const(1000)  # DESIGN.md: meters are read every second
@@ -29,7 +29,7 @@ PAIR_QUEUE_MAX = const(16)
 def _needs(settings, site, source, setting):
     # On the ESP32 nothing else reads a meter: one named but not wired would be silent forever.
     if settings["hal"] == "esp32" and source in site.meter_source:
-        from ampshare.units import ConfigError
+        from ampshare.config.units import ConfigError
         raise ConfigError("settings." + setting, "the site has a %s meter; say where it is wired" % source)
 
 
@@ -88,7 +88,7 @@ class LeaderApp(Shell):
             ct = None
         if rs is None and ct is None:
             return
-        from ampshare import leader_meters
+        from ampshare.meter import tasks as leader_meters
         if rs is not None:
             self.line = leader_meters.modbus_line(rs, site, board, self._meter_at)
         if ct is not None:
@@ -191,7 +191,7 @@ class LeaderApp(Shell):
                 self._queued[:] = bytes(self.core.nc)
             self.board.ask_meters()
             if self.monitor is not None:
-                from ampshare import live
+                from ampshare.run import live
                 self.link.send(live.status(self), self.monitor)
             await asyncio.sleep_ms(METER_MS)
 

@@ -3,7 +3,7 @@
 # health. Loaded only on a leader that sends them.
 import json
 
-from ampshare.protocol import FLASH_FAILED
+from ampshare.wire.frame import FLASH_FAILED
 
 
 def status(app):

@@ -2,7 +2,7 @@
 # sends PAIR and COMMAND.
 import struct
 
-from ampshare import protocol as P
+from ampshare.wire import frame as P
 
 
 def read_hello(data):

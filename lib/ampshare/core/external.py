@@ -6,8 +6,8 @@
 # with now_ms in; the allocator's ext_limit and ext_max arrays, and the answers, out.
 from micropython import const
 
-from ampshare.allocator import IN_USE_MA, NO_LIMIT
-from ampshare.clock import ticks_add, ticks_diff
+from ampshare.core.allocator import IN_USE_MA, NO_LIMIT
+from ampshare.core.clock import ticks_add, ticks_diff
 
 WATCHDOG_MS = const(30_000)  # a controller that stops refreshing is forgotten after 30 s
 REQUESTED = "requested"

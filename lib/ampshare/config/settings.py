@@ -1,7 +1,7 @@
 # The board's own settings (settings.json beside main.py): its role, its hardware, its ports.
 # The site configuration (site.json) is separate: it is the leader's, edited by the page.
 
-from ampshare.units import ConfigError, read_json
+from ampshare.config.units import ConfigError, read_json
 
 # UDP ports, each configurable: the leader listens on one, every follower on the other (a
 # follower answers on its own port, so one host can run many in the simulator).

@@ -8,8 +8,8 @@ from array import array
 
 from micropython import const
 
-from ampshare.allocator import CHARGING, IN_USE_MA, NO_LIMIT
-from ampshare.clock import ticks_add, ticks_diff
+from ampshare.core.allocator import CHARGING, IN_USE_MA, NO_LIMIT
+from ampshare.core.clock import ticks_add, ticks_diff
 
 START_MS = const(60_000)  # a car settles into its charge curve within its first minute
 # Above a car's own current steps (1 A for most, 2 A for some) and a meter's noise: a car

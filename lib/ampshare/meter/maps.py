@@ -6,7 +6,7 @@ from array import array
 
 from micropython import const
 
-from ampshare import modbus as M
+from ampshare.meter import modbus as M
 
 # Our units, per index into Reading.values.
 V1, V2, V3 = 0, 1, 2  # mV, phase to neutral

@@ -2,13 +2,13 @@
 # Sans-I/O: the shell feeds pilot levels, measured currents and datagrams, each with now_ms,
 # and reads back the duty, the contactor and the datagrams to send.
 from array import array
-from ampshare.clock import ticks_add, ticks_diff
+from ampshare.core.clock import ticks_add, ticks_diff
 
 from micropython import const
 
-from ampshare import pilot
-from ampshare import protocol as P
-from ampshare import protocol_follower as W
+from ampshare.core import pilot
+from ampshare.wire import frame as P
+from ampshare.wire import follower as W
 
 # Defaults, each with its reason.
 WATCHDOG_MS = const(10_000)  # DESIGN.md: no valid COMMAND for 10 s -> the fallback current

@@ -15,10 +15,10 @@ from array import array
 
 from micropython import const
 
-from ampshare import protocol as P
-from ampshare.allocator import CHARGING, IN_USE_MA, NO_LIMIT, PLUGGED
-from ampshare.clock import ticks_diff
-from ampshare.site_arrays import MODE_MIN_PV, MODE_PV
+from ampshare.wire import frame as P
+from ampshare.core.allocator import CHARGING, IN_USE_MA, NO_LIMIT, PLUGGED
+from ampshare.core.clock import ticks_diff
+from ampshare.core.site import MODE_MIN_PV, MODE_PV
 
 # Smoothing, as time constants of an exponential average (integer, per period). A rising
 # surplus is followed over 20 s (OpenEVSE's attack): a short gap in the clouds does not raise

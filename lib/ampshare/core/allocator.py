@@ -28,7 +28,7 @@
 from array import array
 from micropython import const
 
-from ampshare.site_arrays import MODE_OFF, PRIO_MAX
+from ampshare.core.site import MODE_OFF, PRIO_MAX
 
 NO_LIMIT = -1  # no external limit in force
 IN_USE_MA = const(1_000)  # a phase drawing more than this is in use (above a meter's noise)

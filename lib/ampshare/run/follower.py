@@ -6,10 +6,10 @@ import time
 from binascii import hexlify, unhexlify
 from micropython import const
 
-from ampshare import store
-from ampshare.follower import Follower
-from ampshare.shell import Shell
-from ampshare.udp import Link, address
+from ampshare.run import store
+from ampshare.core.follower import Follower
+from ampshare.run.shell import Shell
+from ampshare.run.udp import Link, address
 
 CONTROL_MS = const(100)  # the pilot is sampled at 10 Hz: a contactor opens within 100 ms
 # The hardware watchdog resets a board whose control loop stalls this long: well above one

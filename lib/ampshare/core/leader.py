@@ -3,17 +3,17 @@
 # letting what the cars may still draw exceed a fuse. Sans-I/O: datagrams, meter readings and
 # now_ms in; datagrams out.
 from array import array
-from ampshare.clock import aged, ticks_add, ticks_diff
+from ampshare.core.clock import aged, ticks_add, ticks_diff
 
 from micropython import const
 
-from ampshare import protocol as P
-from ampshare import protocol_leader as W
-from ampshare.allocator import Allocator
-from ampshare.budget import Budget
-from ampshare.external import WATCHDOG_MS, External
-from ampshare.demand import Demand
-from ampshare.turns import Turns
+from ampshare.wire import frame as P
+from ampshare.wire import leader as W
+from ampshare.core.allocator import Allocator
+from ampshare.core.budget import Budget
+from ampshare.core.external import WATCHDOG_MS, External
+from ampshare.core.demand import Demand
+from ampshare.core.turns import Turns
 
 PERIOD_MS = const(1_000)  # DESIGN.md: the control period
 EV_FOLLOW_MS = const(5_000)  # IEC 61851-1: an EV has up to 5 s to follow its pilot
@@ -58,7 +58,7 @@ class Leader:
         self.demand = Demand(self.alloc)
         self.surplus = None  # only on a site with PV chargers: the others pay no RAM for it
         if site.has_pv():
-            from ampshare.surplus import Surplus
+            from ampshare.core.surplus import Surplus
             self.surplus = Surplus(self.alloc)
         nc = len(site.charger_ids)
         self.nc = nc

@@ -8,8 +8,8 @@ SITE_FILE = "site.json"
 
 def load_site(path=SITE_FILE):
     """The configuration in force, or a ConfigError naming what is wrong with the file."""
-    from ampshare.site import parse  # the leader's alone, and let go once it runs
-    from ampshare.units import read_json
+    from ampshare.config.site import parse  # the leader's alone, and let go once it runs
+    from ampshare.config.units import read_json
     return parse(read_json(path))
 
 
@@ -37,22 +37,22 @@ def build(s):
         site = load_site(s["site"])
         for w in site.warnings:
             print("warning: " + w)
-        from ampshare.app import release
+        from ampshare.run.app import release
         # The parser's code goes before the role's comes (units stays: the role's start-up
         # may still refuse a setting, with the same ConfigError).
-        release(("ampshare.site", "ampshare.meters", "ampshare.modbus"))  # and collects
+        release(("ampshare.config.site", "ampshare.meter.maps", "ampshare.meter.modbus"))  # and collects
         site.compact()
     gc.collect()
     from ampshare import hal
     _network(s)  # on the ESP32 this also takes the uid from the Wi-Fi MAC
     if s["role"] == "follower" and s["uid"] is None:
-        from ampshare.units import ConfigError
+        from ampshare.config.units import ConfigError
         raise ConfigError("settings.uid", "required off the ESP32 (no MAC to take it from)")
     board = hal.board(s)
     if site is not None:
-        from ampshare.leader_app import LeaderApp as App
+        from ampshare.run.leader import LeaderApp as App
     else:
-        from ampshare.follower_app import FollowerApp as App
+        from ampshare.run.follower import FollowerApp as App
     gc.collect()
     if site is not None:
         return App(s, site, board, time.ticks_ms())

@@ -6,7 +6,7 @@ import time
 import asyncio
 from micropython import const
 
-from ampshare import modbus as M
+from ampshare.meter import modbus as M
 
 _BITS_PER_CHAR = const(11)  # RTU frames a byte in 11 bits (start, 8 data, parity or 2nd stop, stop)
 _FAST_SILENCE_US = const(1750)  # above 19200 baud the silences are fixed (Modbus over serial 2.5.1.1)

@@ -7,8 +7,8 @@ import time
 import asyncio
 from array import array
 
-from ampshare import meters
-from ampshare import modbus as M
+from ampshare.meter import maps as meters
+from ampshare.meter import modbus as M
 
 _COUNT_MAX = 0x3FFFFFFF
 

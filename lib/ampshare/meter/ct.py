@@ -4,7 +4,7 @@
 from array import array
 from micropython import const
 
-from ampshare.units import ConfigError, whole
+from ampshare.config.units import ConfigError, whole
 
 # What read() returns. On anything but OK every phase reads INVALID_MA.
 OK = const(0)

@@ -7,7 +7,7 @@ from array import array
 
 from micropython import const
 
-from ampshare.clock import ticks_diff
+from ampshare.core.clock import ticks_diff
 
 # An increase takes the least room of the last one to two seconds: a meter read a moment
 # after a car stopped, before the car's report came, shows the stop as room (its draw still

@@ -4,8 +4,8 @@
 from array import array
 from micropython import const
 
-from ampshare.site_arrays import MODE_MIN_PV, MODE_OFF, MODE_PV, PRIO_MAX, Site  # noqa: F401 (the model's names, here too)
-from ampshare.units import ConfigError, ma, whole
+from ampshare.core.site import MODE_MIN_PV, MODE_OFF, MODE_PV, PRIO_MAX, Site  # noqa: F401 (the model's names, here too)
+from ampshare.config.units import ConfigError, ma, whole
 
 # Sanity bounds, each with its reason.
 _LIMIT_MAX_A = const(1000)  # no LV site fuse we serve is larger; keeps sums far below 2**30
@@ -93,7 +93,7 @@ def _choice(value, where, words):
 
 
 def _meters(site, cfg):
-    from ampshare.meters import MODELS
+    from ampshare.meter.maps import MODELS
     seen = {}
     site.meter_source, site.meter_model, site.meter_addr, site.meter_phase = [], [], [], []
     for i, m in enumerate(_list(cfg, "meters", False)):

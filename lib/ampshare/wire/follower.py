@@ -2,7 +2,7 @@
 # reads PAIR and COMMAND.
 import struct
 
-from ampshare import protocol as P
+from ampshare.wire import frame as P
 
 
 def hello(uid, firmware, nameplate_ma, phases, flags):

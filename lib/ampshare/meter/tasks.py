@@ -6,7 +6,7 @@ import asyncio
 from array import array
 from micropython import const
 
-from ampshare.leader_app import METER_MS
+from ampshare.run.leader import METER_MS
 
 CT_RATE_HZ = const(2000)  # frames a second: 40 a mains cycle, the design's aim (docs/metering.md)
 
@@ -24,8 +24,8 @@ def implausible_ma(site, m):
 
 def modbus_line(rs, site, board, feed):
     """The site's Modbus meters on the board's RS485 line, read by one task (line.run())."""
-    from ampshare.meter_poll import MeterLine, ModbusMeter
-    from ampshare.rtu import Master
+    from ampshare.meter.poll import MeterLine, ModbusMeter
+    from ampshare.meter.rtu import Master
     line = MeterLine(feed, METER_MS)
     master = Master(board.serial(rs))
     for m, source in enumerate(site.meter_source):
@@ -39,8 +39,8 @@ class Clamps:
     """The board's CT clamps, measuring the site's (first) "ct" meter."""
 
     def __init__(self, cfg, site, board, feed):
-        from ampshare import ct
-        from ampshare.units import ConfigError
+        from ampshare.meter import ct
+        from ampshare.config.units import ConfigError
         meter = ct.Ct(cfg["phases"], cfg.get("mode", ct.IMPORT_ONLY), cfg.get("voltages"))
         if meter.n_phases != 3:
             # The site's meters read three phases (a 1-phase CT meter has no site phase to name):
@@ -58,7 +58,7 @@ class Clamps:
         self.good = self.clipped = 0
 
     async def run(self):
-        from ampshare import ct
+        from ampshare.meter import ct
         meter, n = self.meter, self.n
         while True:
             began = time.ticks_ms()

@@ -2,12 +2,12 @@
 # snapshot"): what `make allocate` prints. The state is what the leader would know now.
 import json
 
-from ampshare import site as sitemod
-from ampshare.allocator import Allocator
-from ampshare.demand import START_MS as DEMAND_START_MS
-from ampshare.demand import Demand
-from ampshare.external import FAILED, External
-from ampshare.units import ConfigError, fmt_a, ma
+from ampshare.config import site as sitemod
+from ampshare.core.allocator import Allocator
+from ampshare.core.demand import START_MS as DEMAND_START_MS
+from ampshare.core.demand import Demand
+from ampshare.core.external import FAILED, External
+from ampshare.config.units import ConfigError, fmt_a, ma
 
 _READING_MAX_A = 4000  # a reading beyond four times the largest fuse is a fault, refused
 _SECONDS_MAX = 10**8  # about three years: anything longer is a typo
@@ -41,7 +41,7 @@ def load(alloc, state):
     _external(alloc, state.get("external", {}))
     alloc.surplus = None
     if site.has_pv():
-        from ampshare.surplus import Surplus
+        from ampshare.core.surplus import Surplus
         alloc.surplus = Surplus(alloc)
         alloc.surplus.update(0, steady=True)  # every delay and smoothing run out
         for c in range(alloc.nc):
