@@ -9,6 +9,8 @@ from time import ticks_add
 
 from ampshare.core.follower import Follower
 from ampshare.core.leader import Leader
+from ampshare.wire.follower import FollowerPort
+from ampshare.wire.leader import LeaderPort
 from ampshare.core import pilot
 
 sys.path.append("tools")
@@ -83,8 +85,9 @@ class Twin:
         self.uids = [bytes([0x24, 0x0A, 0xC4, 0, c // 256, c % 256]) for c in range(n)]
         self.f_epoch = [1] * n
         self.l_epoch = 1
-        self.leader = self._new_leader(0)
-        self.followers = [self._new_follower(c, 0) for c in range(n)]
+        self.leader = self._new_leader(0)  # the leader's port; its core is .core
+        self.ports = [self._new_follower(c, 0) for c in range(n)]
+        self.followers = [p.core for p in self.ports]
         self.leader_down_until = None
         self.follower_down_until = [None] * n
         self.meter_silent = {}  # meter id -> until ms
@@ -113,16 +116,15 @@ class Twin:
         self._may = [0] * (3 * len(self.site.group_ids))
 
     def _new_leader(self, now_ms):
-        leader = Leader(self.site, self.l_epoch, self._t(now_ms))
+        leader = LeaderPort(Leader(self.site, self._t(now_ms)), self.l_epoch)
         for c in range(len(self.cids)):
             leader.add_follower(c, self.uids[c], self.keys[c])
         return leader
 
     def _new_follower(self, c, now_ms):
         car_max = int(self.site.cmax[c])
-        return Follower(self.uids[c], car_max, self.site.cphases[c], bool(self.site.cswitch[c]), self.f_epoch[c], b"",
-                        self._t(now_ms),
-                        key=self.keys[c], charger=c)
+        core = Follower(car_max, self.site.cphases[c], bool(self.site.cswitch[c]), self._t(now_ms))
+        return FollowerPort(core, self.uids[c], b"", self.f_epoch[c], key=self.keys[c], charger=c)
 
     def _t(self, now_ms):
         return ticks_add(self._t0, now_ms)
@@ -152,7 +154,7 @@ class Twin:
                 self.leader_down_until = now_ms + f.get("restart_s", 30) * 1000
             elif kind == "follower_crash":
                 c = self.cids.index(f["charger"])
-                self.followers[c] = None
+                self.followers[c] = self.ports[c] = None
                 self._offers[c] = [(now_ms, 0)]  # its relay drops: the car stops at once
                 self.follower_down_until[c] = now_ms + f.get("restart_s", 30) * 1000
             elif kind == "meter_silent":
@@ -161,7 +163,7 @@ class Twin:
                 # An energy manager's request: {"target": "group"|"charger", "id", "limit_a" or
                 # "limit_w" (neither: clear), "watchdog_s" (default 30; 0: until cleared)}.
                 a = f.get("limit_a")
-                self.leader.limit(self._t(now_ms), f["target"], f["id"], None if a is None else int(a * 1000),
+                self.leader.core.limit(self._t(now_ms), f["target"], f["id"], None if a is None else int(a * 1000),
                                   f.get("limit_w"), f.get("watchdog_s", 30) * 1000)
         if self.leader is None and now_ms >= self.leader_down_until:
             self.l_epoch += 1
@@ -169,7 +171,8 @@ class Twin:
         for c, until in enumerate(self.follower_down_until):
             if until is not None and now_ms >= until:
                 self.f_epoch[c] += 1
-                self.followers[c] = self._new_follower(c, now_ms)
+                self.ports[c] = self._new_follower(c, now_ms)
+                self.followers[c] = self.ports[c].core
                 self._level[c] = 0
                 self.follower_down_until[c] = None
 
@@ -183,7 +186,7 @@ class Twin:
             if to == LEADER:
                 if self.leader is not None and not self.leader.receive(t, data):
                     self.rejected += 1
-            elif self.followers[to] is not None and not self.followers[to].receive(t, data):
+            elif self.ports[to] is not None and not self.ports[to].receive(t, data):
                 self.rejected += 1
         if self.leader is not None and now_ms % METER_MS == 0:
             plant.settle(now_ms)  # a meter reads the fuse as it is now
@@ -194,7 +197,7 @@ class Twin:
                 if self.meter_silent.get(mid, -1) > now_ms:
                     continue
                 l1, l2, l3 = plant.meter(g)
-                self.leader.meter(t, m, l1, l2, l3)
+                self.leader.core.meter(t, m, l1, l2, l3)
         if self.leader is not None:
             for c, data in self.leader.tick(t):
                 self.net.send(now_ms, c, c, data, self.cids)
@@ -294,7 +297,7 @@ class Twin:
         if f.offered and not self._offered[c]:
             self.starts[c] += 1
         self._offered[c] = f.offered
-        out = f.tick(t)
+        out = self.ports[c].tick(t)
         if out is not None:
             self.net.send(now_ms, c, LEADER, out, self.cids)
         if f.at_fallback:

@@ -1,9 +1,12 @@
-# Worker ops that drive a follower core and a leader core through timed events.
+# Worker ops that drive a follower and a leader (each a core on its side of the wire) through
+# timed events.
 from binascii import hexlify, unhexlify
 
 from ampshare.config import site as sitemod
 from ampshare.core.follower import Follower
 from ampshare.core.leader import Leader
+from ampshare.wire.follower import FollowerPort
+from ampshare.wire.leader import LeaderPort
 
 _objs = {}
 
@@ -14,21 +17,22 @@ def _hex(b):
 
 def follower_new(req):
     key = req.get("key")
-    _objs["f"] = f = Follower(unhexlify(req["uid"]), req.get("nameplate", 32000), req.get("phases", 3),
-                              req.get("can_switch", False), req.get("f_epoch", 1), unhexlify(req.get("code", "")),
-                              req.get("now", 0), key=unhexlify(key) if key else None)
-    f.seq = req.get("seq", 0)
+    core = Follower(req.get("nameplate", 32000), req.get("phases", 3), req.get("can_switch", False), req.get("now", 0))
+    _objs["f"] = p = FollowerPort(core, unhexlify(req["uid"]), unhexlify(req.get("code", "")), req.get("f_epoch", 1),
+                                  key=unhexlify(key) if key else None)
+    p.seq = req.get("seq", 0)
     return follower_view()
 
 
 def follower_view():
-    f = _objs["f"]
+    p = _objs["f"]
+    f = p.core
     return {"duty": f.duty, "offered": f.offered, "contactor": f.contactor, "state": chr(f.state),
             "at_fallback": f.at_fallback, "target": f.target, "fallback": f.fallback,
-            "errors": f.errors, "paired": f.key is not None, "charger_id": f.charger_id,
-            "rejected": list(f.rejected), "n_accepted": f.accepted, "one_phase": f.one_phase,
-            "switching": f.switch, "identifying": f.identifying(), "f_epoch": f.f_epoch,
-            "epoch_event": f.epoch_event}
+            "errors": f.errors, "paired": p.key is not None, "charger_id": p.charger_id,
+            "rejected": list(p.rejected), "n_accepted": p.accepted, "one_phase": f.one_phase,
+            "switching": f.switch, "identifying": f.identifying(), "f_epoch": p.f_epoch,
+            "epoch_event": p.epoch_event}
 
 
 def _replay(req, apply, view):
@@ -44,17 +48,18 @@ def _replay(req, apply, view):
 
 
 def _follower_event(t, what, ev):
-    f = _objs["f"]
+    p = _objs["f"]
+    f = p.core
     if what == "sample":
         f.sample(t, ev[2], ev[3])
     elif what == "measure":
         f.measure(ev[2], ev[3], ev[4], 0)
     elif what == "recv":
-        return {"accepted": f.receive(t, unhexlify(ev[2]))}
+        return {"accepted": p.receive(t, unhexlify(ev[2]))}
     elif what == "press":
         f.press_pair(t)
     elif what == "tick":
-        d = f.tick(t)
+        d = p.tick(t)
         return {"sent": _hex(d) if d else None}
     return {}
 
@@ -65,34 +70,36 @@ def follower_run(req):
 
 def leader_new(req):
     site = sitemod.parse(req["site"])
-    L = Leader(site, req.get("l_epoch", 1), req.get("now", 0))
-    L.seq = req.get("seq", 0)
+    P = LeaderPort(Leader(site, req.get("now", 0)), req.get("l_epoch", 1))
+    P.seq = req.get("seq", 0)
     for c, uid, key in req.get("followers", []):
-        L.add_follower(c, unhexlify(uid), unhexlify(key))
-    _objs["L"] = L
+        P.add_follower(c, unhexlify(uid), unhexlify(key))
+    _objs["L"] = P
     return leader_view()
 
 
 def leader_view():
-    L = _objs["L"]
+    P = _objs["L"]
+    L = P.core
     return {"sent": list(L.sent), "permitted": list(L.permitted), "sent_fb": list(L.sent_fb),
             "status": list(L.status), "out": list(L.alloc.out), "held": list(L.alloc.held),
-            "rejected": list(L.rejected), "n_accepted": L.accepted, "hellos": L.hellos,
-            "discovered": [_hex(d[0]) for d in L.discovered]}
+            "rejected": list(P.rejected), "n_accepted": P.accepted, "hellos": P.hellos,
+            "discovered": [_hex(d[0]) for d in P.discovered]}
 
 
 def _leader_event(t, what, ev):
-    L = _objs["L"]
+    P = _objs["L"]
+    L = P.core
     if what == "recv":
-        return {"accepted": L.receive(t, unhexlify(ev[2]))}
+        return {"accepted": P.receive(t, unhexlify(ev[2]))}
     if what == "meter":
         L.meter(t, ev[2], ev[3], ev[4], ev[5])
     elif what == "tick":
-        return {"sent": [[c, _hex(d)] for c, d in L.tick(t)]}
+        return {"sent": [[c, _hex(d)] for c, d in P.tick(t)]}
     elif what == "limit":  # [t, "limit", kind, id, ma, w, watchdog_ms]
         return {"rid": L.limit(t, ev[2], ev[3], ev[4], ev[5], ev[6])}
     elif what == "pair":  # [t, "pair", charger, uid hex, key hex]
-        L.pair(ev[2], unhexlify(ev[3]), b"code", b"n" * 8, unhexlify(ev[4]))
+        P.pair(ev[2], unhexlify(ev[3]), b"code", b"n" * 8, unhexlify(ev[4]))
     elif what == "answer":
         return {"answer": L.external.answer(ev[2])}
     return {}

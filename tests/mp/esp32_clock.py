@@ -28,9 +28,11 @@ else:
     del sys.modules["time"]
 
 import drive  # noqa: E402
+from ampshare.core.follower import Follower  # noqa: E402
 from ampshare.wire import frame as P  # noqa: E402
 from ampshare.wire import leader as W  # noqa: E402
-from ampshare.core.follower import Follower  # noqa: E402
+from ampshare.wire.follower import FollowerPort  # noqa: E402
+from ampshare.wire.leader import LeaderPort  # noqa: E402
 
 DAY = 86_400_000
 KEY = b"\x11" * 32
@@ -42,13 +44,17 @@ def ticks(ms):
 
 
 out = {}
-f = Follower(UID, 32000, 3, False, 1, b"label", ticks(0), key=KEY, charger=0)
+f = Follower(32000, 3, False, ticks(0))
+fp = FollowerPort(f, UID, b"label", 1, key=KEY, charger=0)
 seq = [0]
+BUF = bytearray(P.COMMAND_LEN)
 
 
 def command(t, amps):
     seq[0] += 1
-    f.receive(ticks(t), W.command(P.Key(KEY), UID, 1, seq[0], 1, amps * 1000, 6000, 3))
+    data = W.seal_command(BUF, memoryview(BUF)[:P.COMMAND_LEN - P.TAG_LEN], P.Key(KEY), UID, 1, seq[0], 1,
+                          amps * 1000, 6000, 3)
+    fp.receive(ticks(t), bytes(data))
 
 
 def run(t0, t1, step, high):
@@ -56,7 +62,7 @@ def run(t0, t1, step, high):
         f.sample(ticks(t), high, -12000)
         if high == 6000 and t % 1000 == 0:
             command(t, 16)
-        f.tick(ticks(t))
+        fp.tick(ticks(t))
 
 
 command(0, 16)
@@ -67,7 +73,7 @@ start = 7 * DAY
 run(start, start + 12_000, 100, 6000)  # a car arrives
 out["offered_after_12_s"] = f.offered
 pair = W.pair(b"label", UID, b"n" * 8, 1, 0, "wb", b"\x22" * 32)
-out["pair_accepted"] = f.receive(ticks(start + 12_000), pair)
+out["pair_accepted"] = fp.receive(ticks(start + 12_000), pair)
 out["uptime_s"] = f.uptime_s
 
 # The leader: a follower silent for a week comes back; a decrease it does not confirm is
@@ -78,8 +84,9 @@ from ampshare.core.leader import Leader  # noqa: E402
 SITE = {"version": 1, "groups": [{"id": "m", "limit_a": 32, "meter": "g", "reserve_a": 0}],
         "meters": [{"id": "g", "source": "modbus"}],
         "chargers": [{"id": "a", "group": "m", "max_a": 32, "rotation": "L123"}]}
-L = Leader(sitemod.parse(SITE), 1, ticks(0))
-L.add_follower(0, UID, KEY)
+L = Leader(sitemod.parse(SITE), ticks(0))
+LP = LeaderPort(L, 1)
+LP.add_follower(0, UID, KEY)
 fseq = [0]
 
 
@@ -87,7 +94,7 @@ def report(t, held=None):
     # It holds what it was sent (or `held`), and its car draws 16 A.
     fseq[0] += 1
     from ampshare.wire import follower as PF
-    L.receive(ticks(t), PF.state(P.Key(KEY), UID, 1, fseq[0], 1, ord("C"), 0, L.sent[0] if held is None else held,
+    LP.receive(ticks(t), PF.state(P.Key(KEY), UID, 1, fseq[0], 1, ord("C"), 0, L.sent[0] if held is None else held,
                                  6000, (16000, 16000, 16000), 3, 2, 0, t // 1000))
 
 
@@ -98,7 +105,7 @@ def lead(t0, t1, step, meter_a, reports=True):
             L.meter(ticks(t), 0, meter_a * 1000, meter_a * 1000, meter_a * 1000)
             if reports:
                 report(t)
-        sent += len(L.tick(ticks(t)))
+        sent += len(LP.tick(ticks(t)))
     return sent
 
 

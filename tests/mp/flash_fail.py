@@ -17,8 +17,8 @@ s = settings.parse({"role": "follower", "hal": "unix", "uid": "240ac4000001", "s
 f = FollowerApp(s, Board(), 0)
 for t in range(0, 1000, 100):
     f.step(t)
-f.core.key = P.Key(b"\x11" * 32)  # as if paired (its key, too, would stay in RAM)
-report = f.core.report()
+f.port.key = P.Key(b"\x11" * 32)  # as if paired (its key, too, would stay in RAM)
+report = f.port.report()
 out["follower"] = {"flash_errors": f.flash_errors, "flash_failed": f.core.flash_failed, "flags": report[35]}
 
 SITE = {"version": 1, "groups": [{"id": "main", "limit_a": 32}],
@@ -29,5 +29,5 @@ for t in range(0, 4000, 100):
     L.step(t)
 status = json.loads(live.status(L))
 out["leader"] = {"flash_errors": status["flash_errors"], "error": status["flash_error"],
-                 "saved_epoch": L.saved_epoch, "epoch": L.core.l_epoch}
+                 "saved_epoch": L.saved_epoch, "epoch": L.port.l_epoch}
 print(json.dumps(out))

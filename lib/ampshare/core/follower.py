@@ -1,14 +1,13 @@
 # The follower core: one wallbox's control pilot, contactor and link to the leader.
-# Sans-I/O: the shell feeds pilot levels, measured currents and datagrams, each with now_ms,
-# and reads back the duty, the contactor and the datagrams to send.
+# Sans-I/O: the shell feeds pilot levels and measured currents, wire/follower.py the leader's
+# authentic COMMANDs (as values), each with now_ms; they read back the duty, the contactor and
+# when to report.
 from array import array
 from ampshare.core.clock import ticks_add, ticks_diff
 
 from micropython import const
 
-from ampshare.core import pilot
-from ampshare.wire import frame as P
-from ampshare.wire import follower as W
+from ampshare.core import link, pilot
 
 # Defaults, each with its reason.
 WATCHDOG_MS = const(10_000)  # DESIGN.md: no valid COMMAND for 10 s -> the fallback current
@@ -20,10 +19,6 @@ MIN_PAUSE_MS = const(60_000)
 REPORT_MS = const(1_000)  # STATE at least once a second, and at once on a change
 HELLO_MS = const(2_000)  # announce while unpaired: found within a page refresh
 PAIR_WINDOW_MS = const(300_000)  # PAIR accepted 5 min after power-up or a button press
-_COUNT_MAX = const(0x3FFFFFFF)
-# The STATE sequence stays a small int: at this the follower starts a new boot epoch (the shell
-# saves it, as at a boot), and the leader takes the fresh numbers as newer.
-SEQ_MAX = const(0x3FFFFFFF)
 IDENTIFY_MS = const(10_000)  # the LED blinks this long after a COMMAND that asks it to
 _ON_A = const(1_000)  # mA per phase above which a phase counts as in use (above noise)
 # A measured change this large is reported at once: the leader subtracts the cars' draw from
@@ -33,12 +28,9 @@ _ON_A = const(1_000)  # mA per phase above which a phase counts as in use (above
 REPORT_DELTA_MA = const(1_000)
 REPORT_FALL_MA = const(300)
 
-# STATE error flags
-ERR_DIODE = const(1)  # negative half not near -12 V: no diode, or a short
-ERR_PILOT = const(2)  # pilot in E or F
-# STATE flags
-AT_FALLBACK = const(1)
-CONTACTOR = const(2)
+# What tick() asks the wire to send
+REPORT = const(1)
+HELLO = const(2)
 
 # 3<->1 phase switching (a charger with the second contactor), step by step: offer nothing,
 # wait for the car to stop (up to the EV's 5 s and one more), open the contactor, move the
@@ -57,27 +49,16 @@ SWITCH_PAUSE_MS = const(60_000)
 
 
 class Follower:
-    def __init__(self, uid, nameplate_ma, phases, can_switch, f_epoch, code, now_ms,
-                 key=None, charger=-1):
-        self.uid = bytes(uid)
+    def __init__(self, nameplate_ma, phases, can_switch, now_ms, paired=False):
         self.nameplate = nameplate_ma
         self.phases = phases
         self.can_switch = can_switch
-        self.f_epoch = f_epoch  # this boot's number, kept on flash by the shell
-        self.code = code  # the pairing code on the label
-        self.key = P.Key(key) if key else None
-        self.charger = charger
-        self.charger_id = ""
+        self.paired = paired  # it holds a key (wire/follower.py)
         self._up_at = now_ms
         self.uptime_s = 0
         self.window_until = ticks_add(now_ms, PAIR_WINDOW_MS)
         self.window_open = True
-        self.fresh = P.Freshness()
-        self.rejected = array("i", [0] * len(P.REASONS))
-        self.accepted = 0
         # Link
-        self.l_epoch = 0
-        self.seq = 0
         self.heard = False
         self.last_cmd = now_ms
         self.target = 0  # what the leader allows now
@@ -89,7 +70,6 @@ class Follower:
         self.uncounted = 0
         self._new_car = False
         self.identify_until = None  # ticks until which the LED blinks (the shell drives it)
-        self.epoch_event = False  # set when the sequence ran out: the shell saves f_epoch
         self.flash_failed = False  # the shell could not save to flash: reported to the leader
         # Pilot and contactor
         self.state = pilot.A
@@ -114,7 +94,6 @@ class Follower:
         # Reports
         self._last_report = ticks_add(now_ms, -REPORT_MS)
         self._changed = True
-        self.paired_event = False  # set when a PAIR was accepted: the shell saves key and id
 
     # ---- inputs ---------------------------------------------------------------------
 
@@ -131,8 +110,8 @@ class Follower:
             # Oscillating with a car: the negative half is there to check.
             ok = pilot.diode_ok(low_mv)
             self.diode = ok
-            self._flag(ERR_DIODE, not ok)
-        self._flag(ERR_PILOT, state >= pilot.E)
+            self._flag(link.ERR_DIODE, not ok)
+        self._flag(link.ERR_PILOT, state >= pilot.E)
         if state != self.state:
             if state == pilot.A:
                 # The car left: the next one is a new session (no pause owed to it), and the
@@ -153,43 +132,17 @@ class Follower:
         self.meas[0], self.meas[1], self.meas[2] = m1, m2, m3
         self.energy_wh = energy_wh
 
-    def receive(self, now_ms, data):
-        """A datagram from the network. Returns True when it was accepted."""
-        try:
-            mtype = P.header(data)
-            if P.uid_of(data) != self.uid:
-                raise P.Rejected(P.R_PEER)
-            if mtype == P.COMMAND:
-                self._command(now_ms, data)
-            elif mtype == P.PAIR:
-                self._pair(now_ms, data)
-            else:
-                raise P.Rejected(P.R_TYPE)
-        except P.Rejected as e:
-            if self.rejected[e.reason] < _COUNT_MAX:  # a flood must not grow a big int
-                self.rejected[e.reason] += 1
-            return False
-        if self.accepted < _COUNT_MAX:
-            self.accepted += 1
-        return True
-
-    def _command(self, now_ms, data):
-        if self.key is None:
-            raise P.Rejected(P.R_PEER)
-        _, l_epoch, seq, f_epoch, cur, fb, phases, flags = W.read_command(data, self.key)
-        if f_epoch != self.f_epoch:
-            raise P.Rejected(P.R_EPOCH)  # addressed to an earlier boot of ours
-        self.fresh.admit(0, l_epoch, seq)
-        self.l_epoch = l_epoch
+    def command(self, now_ms, cur, fb, phases, flags):
+        """The leader's authentic, fresh COMMAND: current and fallback (mA), phases, flags."""
         self.heard = True
         self.last_cmd = now_ms
         self.target = min(cur, self.nameplate)
         self.fallback = min(fb, self.target)
-        self.uncounted = flags >> P.CMD_UNCOUNTED_SHIFT & 7
+        self.uncounted = flags >> link.UNCOUNTED_SHIFT & 7
         if self._new_car and not self.uncounted & self._live():
             self._new_car = False
             self._changed = True
-        if flags & P.CMD_IDENTIFY:
+        if flags & link.IDENTIFY:
             self.identify_until = ticks_add(now_ms, IDENTIFY_MS)
         self._want_one = self.can_switch and phases == 1
         if self.switch == SW_IDLE and self._want_one != self.one_phase:
@@ -201,40 +154,30 @@ class Follower:
             self._changed = True
         self._drive(now_ms)
 
-    def _pair(self, now_ms, data):
-        if self.key is not None and not self.window_open:
-            raise P.Rejected(P.R_WINDOW)
-        _, _, l_epoch, charger, ident, key = W.read_pair(data, self.code)
-        if self.key is not None and key == self.key.raw():
-            # A PAIR we already hold, replayed: taking it again would forget which COMMANDs
-            # were already seen.
-            raise P.Rejected(P.R_REPLAY)
-        self.key = P.Key(key)
-        self.charger = charger
-        self.charger_id = ident
-        self.fresh.forget(0)
-        self.window_open = False  # one pairing per window
-        self.paired_event = True
+    def paired_now(self):
+        """A PAIR was accepted (wire/follower.py): one pairing per window."""
+        self.paired = True
+        self.window_open = False
         self._changed = True
 
     def tick(self, now_ms):
-        """Timers; returns a datagram to send to the leader, or None."""
+        """Timers; returns what to send the leader now: REPORT, HELLO or 0."""
         self._age(now_ms)
-        if self.heard or self.key is not None:
+        if self.heard or self.paired:
             if not self.at_fallback and ticks_diff(now_ms, self.last_cmd) >= WATCHDOG_MS:
                 self.at_fallback = True
                 self._changed = True
         self._drive(now_ms, True)
-        if self.key is None:
+        if not self.paired:
             if ticks_diff(now_ms, self._last_report) >= HELLO_MS:
                 self._last_report = now_ms
-                return self.hello()
-            return None
+                return HELLO
+            return 0
         if self._changed or ticks_diff(now_ms, self._last_report) >= REPORT_MS:
             self._last_report = now_ms
             self._changed = False
-            return self.report()
-        return None
+            return REPORT
+        return 0
 
     def _age(self, now_ms):
         # Times are kept only while they decide something: past that they are closed or moved
@@ -276,7 +219,7 @@ class Follower:
             self._switching(now_ms)
             settled_ok = False
         want = self.allowed()
-        if want < pilot.MIN_MA or self.errors & ERR_PILOT:
+        if want < pilot.MIN_MA or self.errors & link.ERR_PILOT:
             want = 0
         if settled_ok and want == self.offered and not (self.contactor and not want):
             return  # nothing to change and no pause timer running: the common tick
@@ -350,10 +293,6 @@ class Follower:
 
     # ---- outgoing -------------------------------------------------------------------
 
-    def hello(self):
-        flags = (P.CAN_SWITCH if self.can_switch else 0) | (P.PAIRED if self.key else 0)
-        return W.hello(self.uid, 1, self.nameplate, self.phases, flags)
-
     def in_use(self):
         n = 0
         for k in range(3):
@@ -364,24 +303,25 @@ class Follower:
     def identifying(self):
         return self.identify_until is not None
 
-    def report(self):
-        if self.seq >= SEQ_MAX:
-            self.f_epoch += 1
-            self.seq = 0
-            self.epoch_event = True
-        self.seq += 1
+    def reported(self):
+        """What a STATE says (wire/follower.py reads it), as it goes out: the measurement it
+        carries is the one a later change is measured from."""
         for k in range(3):
             self._reported[k] = self.meas[k]
-        flags = (AT_FALLBACK if self.at_fallback else 0) | (CONTACTOR if self.contactor else 0) | \
-            (P.ONE_PHASE if self.one_phase else 0) | (P.SWITCHING if self.switch != SW_IDLE else 0) | \
-            (P.FLASH_FAILED if self.flash_failed else 0)
-        # What it may offer: its offer, or the command it holds if higher (an increase
-        # waiting out its gap). A decrease counts as followed only once this is down.
+
+    def status_flags(self):
+        return (link.AT_FALLBACK if self.at_fallback else 0) | (link.CONTACTOR if self.contactor else 0) | \
+            (link.ONE_PHASE if self.one_phase else 0) | (link.SWITCHING if self.switch != SW_IDLE else 0) | \
+            (link.FLASH_FAILED if self.flash_failed else 0)
+
+    def held(self):
+        """What it may offer: its offer, or the command it holds if higher (an increase
+        waiting out its gap). A decrease counts as followed only once this is down."""
         held = self.allowed()
-        return W.state(self.key, self.uid, self.f_epoch, self.seq, self.l_epoch, self.state,
-                       self.errors, held if held > self.offered else self.offered,
-                       self.fallback if self.heard else 0, self.meas, self.in_use(), flags,
-                       self.energy_wh, self.uptime_s)
+        return held if held > self.offered else self.offered
+
+    def held_fallback(self):
+        return self.fallback if self.heard else 0
 
 
 def _moved(now, reported):

@@ -1,14 +1,14 @@
 # The leader core: tracks followers and meters, runs the allocator every second (and at once
 # when something that matters changes), and turns its answer into COMMANDs without ever
-# letting what the cars may still draw exceed a fuse. Sans-I/O: datagrams, meter readings and
-# now_ms in; datagrams out.
+# letting what the cars may still draw exceed a fuse. Sans-I/O: the followers' authentic
+# reports (as values: wire/leader.py opens them), meter readings and now_ms in; the values of
+# each COMMAND out (wire/leader.py seals them).
 from array import array
 from ampshare.core.clock import aged, ticks_add, ticks_diff
 
 from micropython import const
 
-from ampshare.wire import frame as P
-from ampshare.wire import leader as W
+from ampshare.core import link
 from ampshare.core.allocator import Allocator
 from ampshare.core.budget import Budget
 from ampshare.core.external import WATCHDOG_MS, External
@@ -38,11 +38,6 @@ RESEND_MS = const(200)  # an unconfirmed decrease is repeated this often until c
 STATUS_MS = const(500)  # how often follower timers (silent, lost, freed) are looked at
 IDENTIFY_MS = const(10_000)  # an installer's "find this unit": its LED blinks this long
 
-# The COMMAND sequence stays a small int: at this the leader starts a new epoch (the shell
-# saves it), and every follower takes the fresh numbers as newer.
-SEQ_MAX = const(0x3FFFFFFF)
-COUNT_MAX = const(0x3FFFFFFF)  # counters stop here rather than grow into big ints
-DISCOVERED_MAX = const(16)  # unpaired units listed on the page; bounds RAM against a flood
 UNKNOWN = const(0)  # not heard since this leader started
 ONLINE = const(1)
 SILENT = const(2)
@@ -50,7 +45,7 @@ LOST = const(3)
 
 
 class Leader:
-    def __init__(self, site, l_epoch, now_ms):
+    def __init__(self, site, now_ms):
         self.site = site
         self.alloc = Allocator(site)
         self.external = External(self.alloc)
@@ -62,12 +57,8 @@ class Leader:
             self.surplus = Surplus(self.alloc)
         nc = len(site.charger_ids)
         self.nc = nc
-        self.l_epoch = l_epoch
-        self.seq = 0
         self.boot_ms = now_ms
-        self.uid = [None] * nc
-        self.keys = P.Keys(nc)  # a follower is paired when its uid is set
-        self.fresh = P.Freshness(nc)
+        self.paired = bytearray(nc)  # 1: a unit holds this charger's key (wire/leader.py)
         self.status = bytearray(nc)
         self.f_epoch = array("i", [-1] * nc)
         # Times are ticks, kept in lists: array("i") would cut the unix port's ticks, whose
@@ -89,33 +80,19 @@ class Leader:
         self.phases = bytearray(site.cphases)
         self._dmask = bytearray(nc)  # the phases in use demand.py last saw (a switching charger's)
         self.meter_at = [0] * len(site.meter_ids)
-        self.rejected = array("i", [0] * len(P.REASONS))
-        self.accepted = 0
-        self.last_from = -1  # the charger of the last accepted STATE: the shell learns its address
-        self.hellos = 0
-        self.discovered = []  # (uid, firmware, nameplate mA, phases, flags) from HELLOs
         self._due = now_ms
         self._adopting = True
         self._status_due = now_ms
         self.budget = Budget(self.alloc)
-        self._out = []
         self._send = None
 
     # ---- inputs ---------------------------------------------------------------------
 
-    def add_follower(self, charger, uid, key):
-        self.uid[charger] = bytes(uid)
-        self.keys.set(charger, key)
-        self.fresh.forget(charger)
-
-    def pair(self, charger, uid, code, nonce, key):
-        """The PAIR datagram that gives follower `uid` its key and charger; it is adopted.
-        The same unit and key again (a follower that lost its key) keeps what was accepted
-        from it: a HELLO is unauthenticated, and must not reopen the door to replays."""
-        if self.uid[charger] != uid or self.keys.raw(charger) != key:
-            self.add_follower(charger, uid, key)
-            self.status[charger] = UNKNOWN
-        return W.pair(code, uid, nonce, self.l_epoch, charger, self.site.charger_ids[charger], key)
+    def paired_unit(self, c):
+        """A unit holds charger c's key now (wire/leader.py): not heard since, it may hold
+        anything up to the charger's maximum."""
+        self.paired[c] = 1
+        self.status[c] = UNKNOWN
 
     def meter(self, now_ms, m, l1, l2, l3):
         a, i = self.alloc, m * 3
@@ -131,52 +108,12 @@ class Leader:
         if now:
             self._due = now_ms
 
-    def receive(self, now_ms, data):
-        """A datagram from a follower. Returns True when accepted."""
-        try:
-            mtype = P.header(data)
-            if mtype == P.HELLO:
-                self._hello(data)
-                return False  # carries no authority: nothing acted upon
-            if mtype != P.STATE:
-                raise P.Rejected(P.R_TYPE)
-            self._state(now_ms, data)
-        except P.Rejected as e:
-            if self.rejected[e.reason] < COUNT_MAX:
-                self.rejected[e.reason] += 1
-            return False
-        if self.accepted < COUNT_MAX:
-            self.accepted += 1
-        return True
-
-    def _hello(self, data):
-        # Remembered for the commissioning page; a full list forgets its oldest entry.
-        found = W.read_hello(data)
-        if self.hellos < COUNT_MAX:
-            self.hellos += 1
-        for i, seen in enumerate(self.discovered):
-            if seen[0] == found[0]:
-                self.discovered[i] = found
-                return
-        if len(self.discovered) >= DISCOVERED_MAX:
-            self.discovered.pop(0)
-        self.discovered.append(found)
-
-    def _charger_of(self, uid):
-        for c in range(self.nc):
-            if self.uid[c] == uid:
-                return c
-        raise P.Rejected(P.R_PEER)
-
-    def _state(self, now_ms, data):
-        c = self._charger_of(P.uid_of(data))
-        r = W.read_state(data, self.keys.at(c))
-        _, f_epoch, seq, _, letter, errors, applied, fb, meas, _, flags, wh, _ = r
-        self.fresh.admit(c, f_epoch, seq)
+    def state(self, now_ms, c, f_epoch, letter, applied, fb, meas, flags, wh):
+        """Follower c's authentic, fresh STATE: its boot epoch, pilot letter, what it may offer
+        and its fallback (mA), its measured currents (mA, three), its flags and energy (Wh)."""
         first = self.status[c] == UNKNOWN or self.f_epoch[c] != f_epoch
         self.f_epoch[c] = f_epoch
         self.turns.report(c, letter, wh)
-        self.last_from = c
         self.heard[c] = now_ms
         a = self.alloc
         if a.pilot[c] != letter:
@@ -239,21 +176,18 @@ class Leader:
 
     # ---- every period ---------------------------------------------------------------
 
-    def tick(self, now_ms, send=None):
-        """Timers and, when due, an allocation. Returns [(charger, datagram), ...], or hands
-        each datagram to send(charger, datagram) as it is made: a leader of 64 followers
-        then never holds 64 COMMANDs in its heap at once."""
+    def tick(self, now_ms, send):
+        """Timers and, when due, an allocation. Each COMMAND goes to send(charger, current,
+        fallback, phases, flags) as it is made (mA; wire/leader.py seals it)."""
         self._send = send
-        out = self._out
-        del out[:]
         self._timers(now_ms)
         if self._adopting:
             if ticks_diff(now_ms, self.boot_ms) < ADOPT_MS and self._unheard():
-                return out
+                return
             self._adopting = False
         if ticks_diff(now_ms, self._due) < 0:
             self._resend(now_ms)
-            return out
+            return
         self._due = ticks_add(now_ms, PERIOD_MS)
         self._hold_silent(now_ms)
         self.external.before_run()
@@ -264,7 +198,6 @@ class Leader:
         self.budget.window(now_ms)
         self.external.after_run()
         self._apply(now_ms)
-        return out
 
     def _phase_switching(self):
         # What the surplus decided (1 or 3 phases) goes out in every COMMAND; the fuses count
@@ -286,7 +219,7 @@ class Leader:
 
     def _unheard(self):
         for c in range(self.nc):
-            if self.uid[c] is not None and self.status[c] == UNKNOWN:
+            if self.paired[c] and self.status[c] == UNKNOWN:
                 return True
         return False
 
@@ -297,7 +230,7 @@ class Leader:
             if self.status[c] == ONLINE and self.applied[c] > self.sent[c] and \
                     ticks_diff(now_ms, self.resent[c]) >= RESEND_MS:
                 self.resent[c] = now_ms
-                self._emit(c, self._command(c, now_ms))
+                self._command(c, now_ms)
 
     def _timers(self, now_ms):
         if self.external.lapse(now_ms) or self.turns.tick(now_ms):
@@ -354,7 +287,7 @@ class Leader:
             else:
                 # A paired unit not yet heard may hold anything up to its maximum (an earlier
                 # leader's offer or fallback), whatever its mode is now.
-                a.held[c] = 0 if self.uid[c] is None else site.cmax[c]
+                a.held[c] = site.cmax[c] if self.paired[c] else 0
                 a.held_fb[c] = a.held[c]
             if a.held[c]:
                 # Whatever it draws now is inside any meter above it; none of it is credited
@@ -393,13 +326,7 @@ class Leader:
                     self._raise(c, grant)
                     self.last_increase[c] = now_ms
             self._send_fallback(c)
-            self._emit(c, self._command(c, now_ms))
-
-    def _emit(self, c, data):
-        if self._send is not None:
-            self._send(c, data)
-        else:
-            self._out.append((c, data))
+            self._command(c, now_ms)
 
     def _usage(self):
         self.budget.count(self.permitted, self.fb_allowed, self.alloc.held, self.alloc.held_fb)
@@ -443,18 +370,13 @@ class Leader:
         # draws on fewer): a new car there must wait for a COMMAND that counts them.
         a, site = self.alloc, self.site
         used = a.in_use(c)
-        flags = P.CMD_IDENTIFY if self.identify_until[c] is not None else 0
+        flags = link.IDENTIFY if self.identify_until[c] is not None else 0
         for k in range(site.cphases[c]):
             w = site.cwire[c * 3 + k]
             if w >= 0 and not used & (1 << w):
-                flags |= 1 << (P.CMD_UNCOUNTED_SHIFT + k)
+                flags |= 1 << (link.UNCOUNTED_SHIFT + k)
         return flags
 
     def _command(self, c, now_ms):
         self.cmd_at[c] = now_ms
-        if self.seq >= SEQ_MAX:
-            self.l_epoch += 1
-            self.seq = 0
-        self.seq += 1
-        return W.command(self.keys.at(c), self.uid[c], self.l_epoch, self.seq, self.f_epoch[c],
-                         self.sent[c], self.sent_fb[c], self.phases[c], self._flags(c))
+        self._send(c, self.sent[c], self.sent_fb[c], self.phases[c], self._flags(c))

@@ -15,7 +15,7 @@ from array import array
 
 from micropython import const
 
-from ampshare.wire import frame as P
+from ampshare.core import link
 from ampshare.core.allocator import CHARGING, IN_USE_MA, NO_LIMIT, PLUGGED
 from ampshare.core.clock import ticks_diff
 from ampshare.core.site import MODE_MIN_PV, MODE_PV
@@ -96,8 +96,8 @@ class Surplus:
     def relay(self, c, flags, first, meas):
         """A switching charger's STATE: where its relay is (flags), whether this is the first
         report this leader has from it, and its measured currents. True while it switches."""
-        self.moving[c] = 1 if flags & P.SWITCHING else 0
-        self.one[c] = 1 if flags & P.ONE_PHASE and not self.moving[c] else 0
+        self.moving[c] = 1 if flags & link.SWITCHING else 0
+        self.one[c] = 1 if flags & link.ONE_PHASE and not self.moving[c] else 0
         if first and not self.moving[c]:
             # Adopted (a restarted leader): the relay stays where it is; a car already
             # charging has had its start.

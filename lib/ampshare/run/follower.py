@@ -8,6 +8,7 @@ from micropython import const
 
 from ampshare.run import store
 from ampshare.core.follower import Follower
+from ampshare.wire.follower import FollowerPort
 from ampshare.run.shell import Shell
 from ampshare.run.udp import Link, address
 
@@ -33,13 +34,12 @@ class FollowerApp(Shell):
         saved_ok = self.persist(store.save_json, self.path, saved)
         self.saved = saved
         key = unhexlify(saved["key"]) if "key" in saved else None
-        f = Follower(unhexlify(settings["uid"]), settings["nameplate_a"] * 1000, settings["phases"],
-                     settings["phase_switching"],
-                     saved["f_epoch"], settings["code"].encode(), now_ms, key=key,
-                     charger=saved.get("charger", -1))
-        f.charger_id = saved.get("charger_id", "")
+        f = Follower(settings["nameplate_a"] * 1000, settings["phases"], settings["phase_switching"], now_ms)
         f.flash_failed = not saved_ok
         self.core = f
+        self.port = FollowerPort(f, unhexlify(settings["uid"]), settings["code"].encode(), saved["f_epoch"], key=key,
+                                 charger=saved.get("charger", -1))
+        self.port.charger_id = saved.get("charger_id", "")
         self._pressed = False
         self._steps = 0
         self.link = Link(settings["bind"], settings["port_follower"], broadcast=True)
@@ -64,12 +64,12 @@ class FollowerApp(Shell):
 
     def _save(self):
         # Flash is written here, from the receiving task, never in the control loop.
-        f = self.core
-        f.paired_event = f.epoch_event = False
-        if f.key is not None:
-            self.saved.update(key=hexlify(f.key.raw()).decode(), charger=f.charger, charger_id=f.charger_id)
-        self.saved["f_epoch"] = f.f_epoch
-        f.flash_failed = not self.persist(store.save_json, self.path, self.saved)
+        p = self.port
+        p.paired_event = p.epoch_event = False
+        if p.key is not None:
+            self.saved.update(key=hexlify(p.key.raw()).decode(), charger=p.charger, charger_id=p.charger_id)
+        self.saved["f_epoch"] = p.f_epoch
+        self.core.flash_failed = not self.persist(store.save_json, self.path, self.saved)
 
     def step(self, now_ms):
         """One control period: pilot in, core timers, outputs and a report out."""
@@ -79,7 +79,7 @@ class FollowerApp(Shell):
         m = b.measure()
         if m is not None:
             f.measure(m[0], m[1], m[2], m[3])
-        out = f.tick(now_ms)
+        out = self.port.tick(now_ms)
         self._outputs()
         self._panel(now_ms)
         if out is not None:
@@ -88,10 +88,10 @@ class FollowerApp(Shell):
     async def receive(self):
         while True:
             data, addr = await self.link.recv()
-            if self.core.receive(time.ticks_ms(), data):
+            if self.port.receive(time.ticks_ms(), data):
                 self.leader = addr  # authentic: the leader is where it came from
                 self._outputs()  # a decrease reaches the pilot now, not next period
-            if self.core.paired_event or self.core.epoch_event:
+            if self.port.paired_event or self.port.epoch_event:
                 self._save()
 
     def tasks(self):

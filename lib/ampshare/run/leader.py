@@ -13,6 +13,7 @@ from micropython import const
 from ampshare.wire import frame as P
 from ampshare.run import store
 from ampshare.core.leader import ONLINE, Leader
+from ampshare.wire.leader import LeaderPort
 from ampshare.run.shell import Shell
 from ampshare.run.udp import Link, address
 
@@ -60,10 +61,11 @@ class LeaderApp(Shell):
         # buffers are made: on a full heap they are the start-up's largest garbage.
         saved = None
         gc.collect()
-        self.core = core = Leader(site, epoch, now_ms)
+        self.core = core = Leader(site, now_ms)
+        self.port = port = LeaderPort(core, epoch)
         self.saved_epoch = None
         for c, uid, key in keys:
-            core.add_follower(c, uid, key)
+            port.add_follower(c, uid, key)
         keys = None
         self._save()  # the new epoch, before the first COMMAND (kept in RAM if flash fails)
         self.addr = [None] * core.nc
@@ -99,15 +101,16 @@ class LeaderApp(Shell):
         a line at a time from the core's buffers rather than from a dict of 64 dicts. True when
         it took (shell.persist)."""
         core, ids = self.core, self.site.charger_ids
-        epoch = core.l_epoch
+        port = self.port
+        epoch = port.l_epoch
 
         def lines():
-            yield '{"l_epoch": %d, "keys": {' % core.l_epoch
+            yield '{"l_epoch": %d, "keys": {' % epoch
             sep = ""
             for c in range(core.nc):
-                if core.uid[c] is not None:
+                if port.uid[c] is not None:
                     yield '%s%s: {"uid": "%s", "key": "%s"}' % (
-                        sep, json.dumps(ids[c]), hexlify(core.uid[c]).decode(), hexlify(core.keys.raw(c)).decode())
+                        sep, json.dumps(ids[c]), hexlify(port.uid[c]).decode(), hexlify(port.keys.raw(c)).decode())
                     sep = ",\n"
             yield "}}\n"
 
@@ -130,8 +133,8 @@ class LeaderApp(Shell):
 
     def on_datagram(self, now_ms, data, addr):
         core = self.core
-        if core.receive(now_ms, data):
-            self.addr[core.last_from] = addr  # authentic: that follower is there
+        if self.port.receive(now_ms, data):
+            self.addr[self.port.last_from] = addr  # authentic: that follower is there
             return
         if len(data) >= P.HELLO_LEN and data[:2] == P.MAGIC and data[3] == P.HELLO:
             self._maybe_pair(P.uid_of(data), addr)
@@ -144,13 +147,13 @@ class LeaderApp(Shell):
             return
         if self._queued[c]:
             return  # its PAIR waits for the save already
-        known = core.uid[c] == uid  # the same unit again: it keeps its key
+        known = self.port.uid[c] == uid  # the same unit again: it keeps its key
         if known and core.status[c] == ONLINE:
             return  # its authentic reports say it holds its key: this HELLO is not its own
         if not known and len(self._to_pair) >= PAIR_QUEUE_MAX:
             return
-        key = core.keys.raw(c) if known else os.urandom(P.KEY_LEN)
-        data = core.pair(c, uid, self.listed_code[c], os.urandom(NONCE_LEN), key)
+        key = self.port.keys.raw(c) if known else os.urandom(P.KEY_LEN)
+        data = self.port.pair(c, uid, self.listed_code[c], os.urandom(NONCE_LEN), key)
         self.addr[c] = addr
         if known:
             self.link.send(data, addr)
@@ -170,7 +173,7 @@ class LeaderApp(Shell):
     # ---- the loops ------------------------------------------------------------------------
 
     def step(self, now_ms):
-        self.core.tick(now_ms, self._send_to)
+        self.port.tick(now_ms, self._send_to)
 
     def _send_to(self, c, data):
         if self.addr[c] is not None:
@@ -178,7 +181,7 @@ class LeaderApp(Shell):
 
     async def meters(self):
         while True:
-            if self.core.l_epoch != self.saved_epoch:
+            if self.port.l_epoch != self.saved_epoch:
                 # The sequence ran out and the core began a new epoch: a restart must start
                 # above it, or its followers would take every COMMAND for a replay. Saved
                 # here, once a second, never in the control loop.

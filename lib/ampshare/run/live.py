@@ -3,7 +3,7 @@
 # health. Loaded only on a leader that sends them.
 import json
 
-from ampshare.wire.frame import FLASH_FAILED
+from ampshare.core.link import FLASH_FAILED
 
 
 def status(app):
@@ -26,7 +26,7 @@ def status(app):
                          "meas": [max(0, a.meas[c * 3 + k]) for k in range(3)],
                          "link": ("unknown", "online", "silent", "lost")[core.status[c]],
                          "phases": core.phases[c], "flash_failed": bool(core.flags[c] & FLASH_FAILED)}
-    return json.dumps({"epoch": core.l_epoch, "groups": groups, "chargers": chargers, "meters": meter_health(app),
+    return json.dumps({"epoch": app.port.l_epoch, "groups": groups, "chargers": chargers, "meters": meter_health(app),
                        "flash_errors": app.flash_errors, "flash_error": app.flash_error})
 
 

@@ -1,7 +1,8 @@
 # The wire protocol between leader and followers: one UDP datagram per message, struct-packed,
 # little-endian, documented byte by byte in docs/protocol.md. Sans-I/O: bytes in, bytes out.
-# This module holds what both sides share; what each side sends and reads is in
-# protocol_leader.py and protocol_follower.py, so neither role keeps the other's code in RAM.
+# This module holds what both sides share; what each side sends and reads is in leader.py and
+# follower.py beside it, so neither role keeps the other's code in RAM. The meaning of the
+# flags is the cores' (core/link.py).
 #
 # After pairing every message ends in a 16-byte HMAC-SHA256 tag under the follower's own key.
 # Freshness: the leader numbers its COMMANDs under its boot epoch and echoes the follower's
@@ -13,6 +14,8 @@ import struct
 from array import array
 
 from micropython import const
+
+from ampshare.core.ints import SMALL_MAX
 
 VERSION = const(1)
 MAGIC = b"\xa5\x53"  # 0xA5 'S'
@@ -39,18 +42,9 @@ PAIR_LEN = HEAD_LEN + struct.calcsize(FMT_PAIR) + TAG_LEN
 COMMAND_LEN = HEAD_LEN + struct.calcsize(FMT_COMMAND) + TAG_LEN
 STATE_LEN = HEAD_LEN + struct.calcsize(FMT_STATE) + TAG_LEN
 
-# HELLO flags
-CAN_SWITCH = const(1)
-PAIRED = const(2)
-# STATE flags the leader reads (the follower sets them, follower.py)
-ONE_PHASE = const(4)  # its phase relay is in the 1-phase position
-SWITCHING = const(8)  # a 3<->1 switch is under way
-FLASH_FAILED = const(16)  # it could not save to flash (keys, boot counter): shown on the page
-# COMMAND flags
-CMD_IDENTIFY = const(1)  # blink the follower's LED: lets an installer find a unit
-# Bits 1-3: the charger's own L1, L2, L3 that the leader does not count it on (its car draws
-# on fewer phases). A car arriving there must wait for a COMMAND that counts them all.
-CMD_UNCOUNTED_SHIFT = const(1)
+# The sequence numbers stay small ints: at this a side starts a new epoch (its shell saves
+# it), and the other takes the fresh numbers as newer.
+SEQ_MAX = SMALL_MAX
 
 # Why a datagram was dropped: each has a counter.
 R_SHORT = const(0)  # shorter than its type needs (truncated)
@@ -97,6 +91,24 @@ def uid_of(data):
     return bytes(data[HEAD_LEN:HEAD_LEN + UID_LEN])
 
 
+def is_uid(data, uid):
+    """True when the datagram names this uid: compared in place, no copy of it made."""
+    if len(data) < HEAD_LEN + UID_LEN:
+        raise Rejected(R_SHORT)
+    for i in range(UID_LEN):
+        if data[HEAD_LEN + i] != uid[i]:
+            return False
+    return True
+
+
+def u16(data, at):
+    return data[at] | data[at + 1] << 8
+
+
+def u32(data, at):
+    return data[at] | data[at + 1] << 8 | data[at + 2] << 16 | data[at + 3] << 24
+
+
 # ---- HMAC --------------------------------------------------------------------------------
 
 _BLOCK = const(64)  # SHA-256's block: each pad is one block
@@ -141,19 +153,26 @@ class Keys:
         inner.update(msg)
         outer = hashlib.sha256(mv[o + _BLOCK:o + _PADS])
         outer.update(inner.digest())
-        return outer.digest()[:TAG_LEN]
+        return outer.digest()  # the tag is its first TAG_LEN bytes
 
     def check(self, data):
         """The authenticated body (without the tag), or Rejected(R_AUTH)."""
-        body = memoryview(data)[:len(data) - TAG_LEN]
+        n = len(data) - TAG_LEN
+        body = memoryview(data)[:n]
         want = self.tag(body)
-        got = data[len(data) - TAG_LEN:]
         diff = 0
         for i in range(TAG_LEN):  # constant time: no early exit on the first difference
-            diff |= want[i] ^ got[i]
+            diff |= want[i] ^ data[n + i]
         if diff:
             raise Rejected(R_AUTH)
         return body
+
+    def seal(self, buf, body):
+        """Writes the tag of body (a view of buf's first bytes) right after it, in buf."""
+        tag = self.tag(body)
+        n = len(body)
+        for i in range(TAG_LEN):
+            buf[n + i] = tag[i]
 
 
 def Key(key):
@@ -163,7 +182,7 @@ def Key(key):
 
 def sealed(key, fmt, mtype, *fields):
     body = struct.pack(HEAD, MAGIC, VERSION, mtype) + struct.pack(fmt, *fields)
-    return body + key.tag(body)
+    return body + key.tag(body)[:TAG_LEN]
 
 
 def opened(data, need, key, fmt):

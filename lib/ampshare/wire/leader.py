@@ -1,39 +1,174 @@
-# The leader's side of the wire (protocol.py has the layout): it reads HELLO and STATE and
-# sends PAIR and COMMAND.
+# The leader's side of the wire (frame.py has the layout), around its core (core/leader.py):
+# it opens HELLOs and STATEs, checks them (tag, freshness, range), hands the core their values,
+# and seals the core's COMMANDs and the PAIRs. Sans-I/O: datagrams in, datagrams out.
+#
+# A STATE is read where it lies and a COMMAND sealed into a buffer made once: the only heap
+# objects a datagram costs are the HMAC's (hashlib makes its hash objects and digests, and a
+# view of the body to hash).
 import struct
+from array import array
 
-from ampshare.wire import frame as P
+from micropython import const
+
+from ampshare.core.ints import count
+from ampshare.wire import frame as F
+
+DISCOVERED_MAX = const(16)  # unpaired units listed on the page; bounds RAM against a flood
+_PILOTS = b"ABCDEF"
+# STATE field offsets (docs/protocol.md)
+_F_EPOCH = const(10)
+_SEQ = const(14)
+_PILOT = const(22)
+_APPLIED = const(24)
+_FALLBACK = const(26)
+_MEAS = const(28)
+_PHASES = const(34)
+_FLAGS = const(35)
+_ENERGY = const(36)
+COMMAND_FMT = "<2sBB6sIIIHHBB"  # header and body of a COMMAND, in one
 
 
 def read_hello(data):
-    if len(data) < P.HELLO_LEN:
-        raise P.Rejected(P.R_SHORT)
-    uid, firmware, nameplate, phases, flags = struct.unpack_from(P.FMT_HELLO, data, P.HEAD_LEN)
+    if len(data) < F.HELLO_LEN:
+        raise F.Rejected(F.R_SHORT)
+    uid, firmware, nameplate, phases, flags = struct.unpack_from(F.FMT_HELLO, data, F.HEAD_LEN)
     if phases not in (1, 3):
-        raise P.Rejected(P.R_FIELD)
-    return uid, firmware, nameplate * P.DA, phases, flags
+        raise F.Rejected(F.R_FIELD)
+    return uid, firmware, nameplate * F.DA, phases, flags
 
 
 def pair(code, uid, nonce, epoch, charger, charger_id, key):
     """The follower's key, wrapped under its label code, and its charger id."""
     ident = charger_id.encode()
-    if len(ident) > P.ID_MAX:
-        raise ValueError("charger id longer than %d bytes" % P.ID_MAX)
-    stream = P.keystream(code, nonce, uid)
-    wrapped = bytes(key[i] ^ stream[i] for i in range(P.KEY_LEN))
-    return P.sealed(P.pairing_key(code), P.FMT_PAIR, P.PAIR, uid, nonce, epoch, charger, len(ident), ident, wrapped)
+    if len(ident) > F.ID_MAX:
+        raise ValueError("charger id longer than %d bytes" % F.ID_MAX)
+    stream = F.keystream(code, nonce, uid)
+    wrapped = bytes(key[i] ^ stream[i] for i in range(F.KEY_LEN))
+    return F.sealed(F.pairing_key(code), F.FMT_PAIR, F.PAIR, uid, nonce, epoch, charger, len(ident), ident, wrapped)
 
 
-def command(key, uid, epoch, seq, f_epoch, current_ma, fallback_ma, phases, flags=0):
-    return P.sealed(key, P.FMT_COMMAND, P.COMMAND, uid, epoch, seq, f_epoch, P.da(current_ma), P.da(fallback_ma),
-                  phases, flags)
+def seal_command(buf, body, key, uid, epoch, seq, f_epoch, current_ma, fallback_ma, phases, flags=0):
+    """A COMMAND sealed into buf (COMMAND_LEN bytes; body: a view of its first bytes)."""
+    struct.pack_into(COMMAND_FMT, buf, 0, F.MAGIC, F.VERSION, F.COMMAND, uid, epoch, seq, f_epoch,
+                     F.da(current_ma), F.da(fallback_ma), phases, flags)
+    key.seal(buf, body)
+    return buf
 
 
-def read_state(data, key):
-    """A dict-free tuple: (uid, f_epoch, seq, l_epoch, pilot, errors, applied mA, fallback mA,
-    (m1, m2, m3) mA, phases, flags, energy Wh, uptime s); tag checked."""
-    f = P.opened(data, P.STATE_LEN, key, P.FMT_STATE)
-    if f[4] not in b"ABCDEF" or f[11] not in (0, 1, 2, 3):
-        raise P.Rejected(P.R_FIELD)
-    return (f[0], f[1], f[2], f[3], f[4], f[5], f[6] * P.DA, f[7] * P.DA,
-            (f[8] * P.CA, f[9] * P.CA, f[10] * P.CA), f[11], f[12], f[13], f[14])
+class LeaderPort:
+    """The leader core on the wire: the followers' uids and keys, what was accepted from each
+    (their freshness), this boot's epoch and COMMAND numbers, and the counts of what was
+    dropped."""
+
+    def __init__(self, core, l_epoch):
+        nc = core.nc
+        self.core = core
+        self.l_epoch = l_epoch
+        self.seq = 0
+        self.uid = [None] * nc
+        self.keys = F.Keys(nc)  # a follower is paired when its uid is set
+        self.fresh = F.Freshness(nc)
+        self.rejected = array("i", [0] * len(F.REASONS))
+        self.accepted = 0
+        self.last_from = -1  # the charger of the last accepted STATE: the shell learns its address
+        self.hellos = 0
+        self.discovered = []  # (uid, firmware, nameplate mA, phases, flags) from HELLOs
+        self._meas = array("i", [0, 0, 0])
+        self._buf = bytearray(F.COMMAND_LEN)
+        self._body = memoryview(self._buf)[:F.COMMAND_LEN - F.TAG_LEN]
+        self._send = None
+        self._out = []
+
+    def add_follower(self, c, uid, key):
+        self.uid[c] = bytes(uid)
+        self.keys.set(c, key)
+        self.fresh.forget(c)
+        self.core.paired_unit(c)
+
+    def pair(self, c, uid, code, nonce, key):
+        """The PAIR datagram that gives follower `uid` its key and charger; it is adopted.
+        The same unit and key again (a follower that lost its key) keeps what was accepted
+        from it: a HELLO is unauthenticated, and must not reopen the door to replays."""
+        if self.uid[c] != uid or self.keys.raw(c) != key:
+            self.add_follower(c, uid, key)
+        return pair(code, uid, nonce, self.l_epoch, c, self.core.site.charger_ids[c], key)
+
+    # ---- in ---------------------------------------------------------------------------------
+
+    def receive(self, now_ms, data):
+        """A datagram from a follower. Returns True when accepted."""
+        try:
+            mtype = F.header(data)
+            if mtype == F.HELLO:
+                self._hello(data)
+                return False  # carries no authority: nothing acted upon
+            if mtype != F.STATE:
+                raise F.Rejected(F.R_TYPE)
+            self._state(now_ms, data)
+        except F.Rejected as e:
+            self.rejected[e.reason] = count(self.rejected[e.reason])
+            return False
+        self.accepted = count(self.accepted)
+        return True
+
+    def _hello(self, data):
+        # Remembered for the commissioning page; a full list forgets its oldest entry.
+        found = read_hello(data)
+        self.hellos = count(self.hellos)
+        for i, seen in enumerate(self.discovered):
+            if seen[0] == found[0]:
+                self.discovered[i] = found
+                return
+        if len(self.discovered) >= DISCOVERED_MAX:
+            self.discovered.pop(0)
+        self.discovered.append(found)
+
+    def _charger_of(self, data):
+        for c in range(self.core.nc):
+            u = self.uid[c]
+            if u is not None and F.is_uid(data, u):
+                return c
+        if len(data) < F.HEAD_LEN + F.UID_LEN:
+            raise F.Rejected(F.R_SHORT)
+        raise F.Rejected(F.R_PEER)
+
+    def _state(self, now_ms, data):
+        c = self._charger_of(data)
+        if len(data) < F.STATE_LEN:
+            raise F.Rejected(F.R_SHORT)
+        self.keys.at(c).check(data)
+        letter, phases = data[_PILOT], data[_PHASES]
+        if letter not in _PILOTS or phases > 3:
+            raise F.Rejected(F.R_FIELD)
+        f_epoch = F.u32(data, _F_EPOCH)
+        self.fresh.admit(c, f_epoch, F.u32(data, _SEQ))
+        self.last_from = c
+        meas = self._meas
+        for k in range(3):
+            meas[k] = F.u16(data, _MEAS + 2 * k) * F.CA
+        self.core.state(now_ms, c, f_epoch, letter, F.u16(data, _APPLIED) * F.DA, F.u16(data, _FALLBACK) * F.DA,
+                        meas, data[_FLAGS], F.u32(data, _ENERGY))
+
+    # ---- out --------------------------------------------------------------------------------
+
+    def tick(self, now_ms, send=None):
+        """The core's timers and allocation. Returns [(charger, datagram), ...], or hands each
+        COMMAND to send(charger, datagram) as it is sealed: the datagram is this port's one
+        buffer, valid until the next, so a leader of 64 followers never holds 64 at once."""
+        self._send = send
+        out = self._out
+        del out[:]
+        self.core.tick(now_ms, self._command)
+        return out
+
+    def _command(self, c, current, fallback, phases, flags):
+        if self.seq >= F.SEQ_MAX:
+            self.l_epoch += 1
+            self.seq = 0
+        self.seq += 1
+        buf = seal_command(self._buf, self._body, self.keys.at(c), self.uid[c], self.l_epoch, self.seq,
+                           self.core.f_epoch[c], current, fallback, phases, flags)
+        if self._send is not None:
+            self._send(c, buf)
+        else:
+            self._out.append((c, bytes(buf)))
