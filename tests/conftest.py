@@ -18,6 +18,8 @@ settings.load_profile(os.environ.get("AMPSHARE_HYPOTHESIS", "seeded"))
 
 @pytest.fixture(scope="session")
 def vm():
-    worker = VM()
+    # The suite's worker runs whole twin days and long traces in one process: room to spare
+    # (the board's own heap is measured by make bench-mem, in processes of their own).
+    worker = VM(heap="16M")
     yield worker
     worker.close()

@@ -12,6 +12,7 @@ from ampshare.core.leader import Leader
 from ampshare.wire.follower import FollowerPort
 from ampshare.wire.leader import LeaderPort
 from ampshare.core import pilot
+from ampshare.core.pilot import EV_FOLLOW_MS  # a car may draw an offer up to 5 s after it was lowered
 
 sys.path.append("tools")
 from plant import RISE_MS, Car, Plant, site_of  # noqa: E402
@@ -22,7 +23,6 @@ from plant import RISE_MS, Car, Plant, site_of  # noqa: E402
 STEP_MS = 100
 METER_MS = 1000  # a meter is polled once a second
 LEADER = -1
-EV_FOLLOW_MS = 5000  # IEC 61851-1: a car may draw an offer up to 5 s after it was lowered
 
 
 class Net:

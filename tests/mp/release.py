@@ -3,12 +3,12 @@
 import json
 import sys
 
-from ampshare.run import app
+from ampshare.run import unload
 from ampshare.meter import poll as meter_poll  # a running meter line: it holds ampshare.meter.modbus (M.ModbusError)
 from ampshare.config import settings  # start-up only: nothing running holds it
 
 held = meter_poll.M.ModbusError
-app.release(("ampshare.meter.modbus", "ampshare.config.settings"))
+unload.release(("ampshare.meter.modbus", "ampshare.config.settings"))
 from ampshare.meter.modbus import ModbusError  # noqa: E402  (a lazy import after the release)
 
 print(json.dumps({"modbus_kept": "ampshare.meter.modbus" in sys.modules,

@@ -1,7 +1,7 @@
 # The board's own settings (settings.json beside main.py): its role, its hardware, its ports.
 # The site configuration (site.json) is separate: it is the leader's, edited by the page.
 
-from ampshare.config.units import ConfigError, read_json
+from ampshare.config.units import ConfigError
 
 # UDP ports, each configurable: the leader listens on one, every follower on the other (a
 # follower answers on its own port, so one host can run many in the simulator).
@@ -42,7 +42,7 @@ DEFAULTS = {
     # unix hal
     "plant": ["127.0.0.1", 45460],  # the host plant simulator
     "plant_id": None,  # the charger this board plays in the plant (follower)
-    # testing: the control loop blocks for good at this many ms after start (watchdog test)
+    # unix hal, testing: the board hangs its control loop this many ms after start (watchdog test)
     "stall_at_ms": None,
     "mem_report_s": None,  # print micropython.mem_info() this often (make bench-mem)
     "alloc_report_s": None,  # print the heap bytes allocated in a second, this often (make bench-mem)
@@ -61,6 +61,8 @@ def parse(cfg):
         raise ConfigError("settings.role", "must be leader or follower")
     if s["hal"] not in ("esp32", "unix"):
         raise ConfigError("settings.hal", "must be esp32 or unix")
+    if s["stall_at_ms"] is not None and s["hal"] != "unix":
+        raise ConfigError("settings.stall_at_ms", "a test's setting, for the unix board only")
     for name in ("port_leader", "port_follower"):
         p = s[name]
         if isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= 65535:
@@ -94,6 +96,3 @@ def _listed(pair):
         out[cid] = (uid, code)
     return out
 
-
-def load(path):
-    return parse(read_json(path))

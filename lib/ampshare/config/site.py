@@ -1,5 +1,5 @@
 # The site configuration's parser: a validated configuration (DESIGN.md) turned into the flat
-# integer arrays of site_arrays.Site. Pure: a dict in, a Site or a ConfigError out. Only
+# integer arrays of core.site.Site. Pure: a dict in, a Site or a ConfigError out. Only
 # start-up and a new configuration need it; a running leader lets this module go.
 from array import array
 from micropython import const

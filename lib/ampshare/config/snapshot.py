@@ -3,6 +3,7 @@
 import json
 
 from ampshare.config import site as sitemod
+from ampshare.core import pilot
 from ampshare.core.allocator import Allocator
 from ampshare.core.demand import START_MS as DEMAND_START_MS
 from ampshare.core.demand import Demand
@@ -14,7 +15,6 @@ _SECONDS_MAX = 10**8  # about three years: anything longer is a typo
 # Ranks order chargers of equal priority: whoever has charged least, then whoever has waited
 # longest, goes first. Seconds beyond 2**20 (12 days) all rank alike.
 _RANK_SPAN = 1 << 20
-_PILOT_STATES = "ABCDEF"
 
 
 def load(alloc, state):
@@ -76,7 +76,7 @@ def _charger(alloc, c, ch, where, demand):
     if not isinstance(ch, dict):
         raise ConfigError(where, "must be an object")
     letter = ch.get("state", "A")
-    if not isinstance(letter, str) or len(letter) != 1 or letter not in _PILOT_STATES:
+    if not isinstance(letter, str) or len(letter) != 1 or ord(letter) not in pilot.LETTERS:
         raise ConfigError(where + ".state", "must be one of A B C D E F")
     alloc.pilot[c] = ord(letter)
     charged = min(_seconds(ch, "charging_s", where), _RANK_SPAN - 1)

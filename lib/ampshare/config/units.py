@@ -14,18 +14,6 @@ class ConfigError(ValueError):
         self.reason = reason
 
 
-def read_json(path):
-    """A JSON file's value, or a ConfigError naming the file and what is wrong with it."""
-    import json
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except OSError:
-        raise ConfigError(path, "cannot be read")
-    except ValueError:
-        raise ConfigError(path, "is not valid JSON")
-
-
 def whole(value, where, lo, hi):
     """A whole number within lo..hi, or a ConfigError naming where."""
     if isinstance(value, bool) or not isinstance(value, int):

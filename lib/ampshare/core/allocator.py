@@ -28,25 +28,20 @@
 from array import array
 from micropython import const
 
+from ampshare.core.ints import SMALL_MAX
+from ampshare.core.pilot import CHARGING, PLUGGED
 from ampshare.core.site import MODE_OFF, PRIO_MAX
 
 NO_LIMIT = -1  # no external limit in force
-IN_USE_MA = const(1_000)  # a phase drawing more than this is in use (above a meter's noise)
-# IEC 61851 pilot letters: a car plugged in (it may want current), and a car charging.
-PLUGGED = b"BCD"
-CHARGING = b"CD"
 
 # The granularity of an allocation: 0.1 A, the resolution of the configuration and finer
 # than any pilot duty step a charger can follow.
 QUANTUM = const(100)
-_BIG = const(0x3FFFFFFF)  # 2**30 - 1: "no bound yet", still a small int on the ESP32
+_BIG = SMALL_MAX  # "no bound yet", still a small int on the ESP32
 # Readings beyond four times the largest fuse are faults; clamping there changes no
 # decision (such a load already pauses everything) and keeps every sum below 2**30.
 _METER_CLAMP = const(4_000_000)
 RANK_MAX = const(0x1FFFFF)  # rank fits 21 bits so the sort key stays below 2**30
-_PILOT_C = const(67)  # ord("C")
-_PILOT_D = const(68)
-_PILOT_B = const(66)
 # What _other_loads computes: the capacities that decide the sharing (every draw credited),
 # those an increase may use (only draws reported lately credited), the fallbacks' (no meter).
 _NOW = const(0)
@@ -259,7 +254,7 @@ class Allocator:
         for c in range(self.nc):
             lo[c] = site.cmin[c]
             p = self.pilot[c]
-            wants = (p == _PILOT_B or p == _PILOT_C or p == _PILOT_D) and site.cmode[c] != MODE_OFF
+            wants = p in PLUGGED and site.cmode[c] != MODE_OFF
             top = site.cmax[c]
             # Outside inputs come on the quantum's grid, as configured amps do: the sharing
             # gives quanta, and a maximum between two would never be reached.
@@ -349,7 +344,7 @@ class Allocator:
             if fresh_only and not self.fresh[c]:
                 continue
             base = c * 3
-            charging = self.pilot[c] == _PILOT_C or self.pilot[c] == _PILOT_D
+            charging = self.pilot[c] in CHARGING
             cmax = site.cmax[c]
             n = site.cphases[c]
             held = self.offered[c] if charging else 0  # not charging: a draw is a fault

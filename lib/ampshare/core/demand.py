@@ -8,7 +8,8 @@ from array import array
 
 from micropython import const
 
-from ampshare.core.allocator import CHARGING, IN_USE_MA, NO_LIMIT
+from ampshare.core.allocator import NO_LIMIT
+from ampshare.core.pilot import CHARGING, IN_USE_MA
 from ampshare.core.clock import ticks_add, ticks_diff
 
 START_MS = const(60_000)  # a car settles into its charge curve within its first minute

@@ -6,7 +6,9 @@
 # with now_ms in; the allocator's ext_limit and ext_max arrays, and the answers, out.
 from micropython import const
 
-from ampshare.core.allocator import IN_USE_MA, NO_LIMIT
+from ampshare.core.allocator import NO_LIMIT
+from ampshare.core.ints import SMALL_MAX
+from ampshare.core.pilot import IN_USE_MA
 from ampshare.core.clock import ticks_add, ticks_diff
 
 WATCHDOG_MS = const(30_000)  # a controller that stops refreshing is forgotten after 30 s
@@ -14,7 +16,7 @@ REQUESTED = "requested"
 COMPLETED = "completed"
 FAILED = "failed"
 _KEEP = const(8)  # answers kept for asking: a controller asks about its last few requests
-_LIMIT_MAX_MA = const(1_000_000)  # site.py's largest fuse: anything above is a typo
+_LIMIT_MAX_MA = const(1_000_000)  # config/site.py's largest fuse: anything above is a typo
 _WATTS_MAX = const(1_000_000)  # far above any charger (80 A x 3 x 480 V is 115 kW)
 # A day at most: longer is a typo, and a ticks difference must stay far below half the ESP32's
 # ticks period (about 6 days).
@@ -42,7 +44,7 @@ class External:
         """Set (ma or w) or clear (neither) a limit on a "group" (ma: one value or one per
         phase) or a "charger"; returns the request's id. watchdog_ms 0: kept until cleared."""
         rid = self._next
-        self._next = rid + 1 if rid < 0x3FFFFFFF else 1
+        self._next = rid + 1 if rid < SMALL_MAX else 1
         reason = self._apply(now_ms, kind, ident, ma, w, watchdog_ms)
         self._answer(rid, FAILED if reason else REQUESTED, reason)
         if not reason:

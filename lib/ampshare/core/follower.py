@@ -11,7 +11,6 @@ from ampshare.core import link, pilot
 
 # Defaults, each with its reason.
 WATCHDOG_MS = const(10_000)  # DESIGN.md: no valid COMMAND for 10 s -> the fallback current
-INCREASE_GAP_MS = const(5_000)  # IEC 61851-1 gives the EV 5 s to follow; one step at a time
 PAUSE_OPEN_MS = const(6_000)  # paused but the car still draws: open after the EV's 5 s + 1 s
 # After a pause, stay paused this long: every restart is a contactor cycle (rated in tens of
 # thousands), and some cars fault when a session stops and starts within seconds.
@@ -20,7 +19,6 @@ REPORT_MS = const(1_000)  # STATE at least once a second, and at once on a chang
 HELLO_MS = const(2_000)  # announce while unpaired: found within a page refresh
 PAIR_WINDOW_MS = const(300_000)  # PAIR accepted 5 min after power-up or a button press
 IDENTIFY_MS = const(10_000)  # the LED blinks this long after a COMMAND that asks it to
-_ON_A = const(1_000)  # mA per phase above which a phase counts as in use (above noise)
 # A measured change this large is reported at once: the leader subtracts the cars' draw from
 # the site meter. A rise not yet reported reads as other load (the safe side); a fall not yet
 # reported reads as room, so a fall is reported from less: below any car's current step
@@ -78,7 +76,7 @@ class Follower:
         self.contactor = False
         self.diode = False  # passed since the car was plugged in
         self.errors = 0
-        self.last_increase = ticks_add(now_ms, -INCREASE_GAP_MS)
+        self.last_increase = ticks_add(now_ms, -pilot.INCREASE_GAP_MS)
         self.paused_at = None
         self.meas = array("i", [0, 0, 0])
         self.one_phase = False  # the relay's position: the shell drives hal.set_phase_relay
@@ -189,8 +187,8 @@ class Follower:
             self.window_open = False
         if self.identify_until is not None and ticks_diff(now_ms, self.identify_until) >= 0:
             self.identify_until = None
-        if ticks_diff(now_ms, self.last_increase) > INCREASE_GAP_MS:
-            self.last_increase = ticks_add(now_ms, -INCREASE_GAP_MS)
+        if ticks_diff(now_ms, self.last_increase) > pilot.INCREASE_GAP_MS:
+            self.last_increase = ticks_add(now_ms, -pilot.INCREASE_GAP_MS)
         if self.paused_at is not None and not self.contactor and \
                 ticks_diff(now_ms, self.paused_at) >= MIN_PAUSE_MS:
             self.paused_at = None
@@ -263,7 +261,7 @@ class Follower:
         self._changed = True
 
     def _may_increase(self, now_ms):
-        if ticks_diff(now_ms, self.last_increase) < INCREASE_GAP_MS:
+        if ticks_diff(now_ms, self.last_increase) < pilot.INCREASE_GAP_MS:
             return False
         return self.paused_at is None or ticks_diff(now_ms, self.paused_at) >= MIN_PAUSE_MS
 
@@ -296,7 +294,7 @@ class Follower:
     def in_use(self):
         n = 0
         for k in range(3):
-            if self.meas[k] > _ON_A:
+            if self.meas[k] > pilot.IN_USE_MA:
                 n += 1
         return n
 

@@ -9,6 +9,7 @@ from ampshare.core.clock import aged, ticks_add, ticks_diff
 from micropython import const
 
 from ampshare.core import link
+from ampshare.core.pilot import EV_FOLLOW_MS, INCREASE_GAP_MS
 from ampshare.core.allocator import Allocator
 from ampshare.core.budget import Budget
 from ampshare.core.external import WATCHDOG_MS, External
@@ -16,7 +17,6 @@ from ampshare.core.demand import Demand
 from ampshare.core.turns import Turns
 
 PERIOD_MS = const(1_000)  # DESIGN.md: the control period
-EV_FOLLOW_MS = const(5_000)  # IEC 61851-1: an EV has up to 5 s to follow its pilot
 FOLLOWER_WATCHDOG_MS = const(10_000)  # the follower's own watchdog (follower.WATCHDOG_MS)
 # This long after the last COMMAND sent to a silent follower, it must be at its fallback: its
 # watchdog restarts on each COMMAND (10 s), then the EV's 5 s, and 1 s for a datagram held
@@ -27,7 +27,6 @@ SILENT_MS = const(3_000)  # three missed reports: shown as silent, its share kep
 # REPORT_MS; 300 ms for the network and a tick): only such a draw is credited for an increase.
 FRESH_MS = const(1_300)
 METER_SILENT_MS = const(5_000)  # DESIGN.md: then its group counts its reserve_a
-INCREASE_GAP_MS = const(5_000)  # DESIGN.md: increases to one pilot at most every 5 s
 # A fall of a meter's reading above this triggers an allocation at once (a rise always does).
 STEP_MA = const(2_000)
 # A new leader first listens: every follower reports within a second, and one that has not
@@ -70,7 +69,7 @@ class Leader:
         self.sent_fb = array("i", [0] * nc)
         self.fb_allowed = array("i", [0] * nc)  # the most any fallback it may hold allows
         self.applied = array("i", [0] * nc)
-        self.flags = bytearray(nc)  # each follower's last STATE flags (protocol.py), for the page
+        self.flags = bytearray(nc)  # each follower's last STATE flags (link.py), for the page
         self.freed_at = [0] * nc  # when a decrease counts as followed
         self.pending = bytearray(nc)  # 1 while a decrease is not yet confirmed
         self.resent = [now_ms] * nc

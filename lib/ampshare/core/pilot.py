@@ -18,6 +18,16 @@ C = const(67)  # +6 V, charging
 D = const(68)  # +3 V, charging with ventilation
 E = const(69)  # 0 V, short or no supply
 F = const(70)  # -12 V, EVSE not available
+LETTERS = b"ABCDEF"
+PLUGGED = b"BCD"  # a car plugged in: it may want current
+CHARGING = b"CD"
+# IEC 61851-1 gives a car up to 5 s to follow a change of its pilot; an offer is raised at most
+# this often (DESIGN.md), so each step is followed before the next.
+EV_FOLLOW_MS = const(5_000)
+INCREASE_GAP_MS = const(5_000)
+# A phase drawing more than this is in use: above a charger meter's noise, below any car's
+# minimum.
+IN_USE_MA = const(1_000)
 _NOMINAL_MV = ((12000, A), (9000, B), (6000, C), (3000, D), (0, E), (-12000, F))
 _BAND_MV = const(1500)  # half the distance between neighbouring levels
 # Hysteresis: a level must pass its band's edge by this much before the state changes, so

@@ -1,5 +1,5 @@
 # The site as the allocator sees it: flat integer arrays indexed by group, charger and meter,
-# filled by the parser (site.py). Kept apart from the parser so that a running leader holds
+# filled by the parser (config/site.py). Kept apart from the parser so that a running leader holds
 # only this.
 from array import array
 

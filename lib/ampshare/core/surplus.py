@@ -16,7 +16,8 @@ from array import array
 from micropython import const
 
 from ampshare.core import link
-from ampshare.core.allocator import CHARGING, IN_USE_MA, NO_LIMIT, PLUGGED
+from ampshare.core.allocator import NO_LIMIT
+from ampshare.core.pilot import CHARGING, IN_USE_MA, PLUGGED
 from ampshare.core.clock import ticks_diff
 from ampshare.core.site import MODE_MIN_PV, MODE_PV
 
@@ -27,7 +28,7 @@ from ampshare.core.site import MODE_MIN_PV, MODE_PV
 RISE_MS = const(20_000)
 FALL_MS = const(5_000)
 # Bounds every sum here below 2**30: 1000 A on each of three phases is more than a fuse we
-# serve (site.py's limit), and the average's step times 128 stays a small int.
+# serve (config/site.py's limit), and the average's step times 128 stays a small int.
 _CLAMP_MA = const(3_000_000)
 _FRAC = const(128)
 _SNAP_MA = const(300)  # the allocator's quantum (0.1 A) on each of three phases

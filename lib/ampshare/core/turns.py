@@ -5,7 +5,8 @@
 # paused and resumed on every small change. Sans-I/O: reports and now_ms in, ranks out.
 from array import array
 
-from ampshare.core.allocator import PLUGGED, RANK_MAX
+from ampshare.core.allocator import RANK_MAX
+from ampshare.core.pilot import PLUGGED
 from ampshare.core.clock import ticks_add, ticks_diff
 
 

@@ -22,4 +22,4 @@ def board(settings):
         from ampshare.hal.esp32 import Board
         return Board(settings["pins"], pilot=pilot)
     from ampshare.hal.unix import Board
-    return Board(settings["plant"], settings["plant_id"] if pilot else None)
+    return Board(settings["plant"], settings["plant_id"] if pilot else None, settings["stall_at_ms"])

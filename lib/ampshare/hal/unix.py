@@ -15,7 +15,7 @@ _WATCH_MS = const(100)
 
 
 class Board:
-    def __init__(self, plant=("127.0.0.1", 45460), plant_id=None):
+    def __init__(self, plant=("127.0.0.1", 45460), plant_id=None, stall_at_ms=None):
         self.link = Link("127.0.0.1", 0)
         self.plant = address(plant[0], plant[1])
         self.id = plant_id
@@ -32,27 +32,28 @@ class Board:
         self._sent_at = time.ticks_add(time.ticks_ms(), -KEEPALIVE_MS)
         self._fed = 0
         self._timeout = 0
+        # A test's board: its control loop hangs for good this long after start (in keepalive,
+        # which the loop calls every period), and the watchdog must reset it.
+        self._stall_at = None if stall_at_ms is None else time.ticks_add(time.ticks_ms(), stall_at_ms)
 
     # ---- outputs ----------------------------------------------------------------------
 
     def set_duty(self, duty):
-        if duty != self.duty:
-            self.duty = duty
-            self._send()
+        self._set("duty", duty)
 
     def set_contactor(self, closed):
-        if closed != self.closed:
-            self.closed = closed
-            self._send()
+        self._set("closed", closed)
 
     def set_phase_relay(self, one_phase):
-        if one_phase != self.one_phase:
-            self.one_phase = one_phase
-            self._send()
+        self._set("one_phase", one_phase)
 
     def set_led(self, on):
-        if on != self.led:
-            self.led = on
+        self._set("led", on)
+
+    def _set(self, name, value):
+        # Each output goes to the plant when it changes (and again with keepalive()).
+        if getattr(self, name) != value:
+            setattr(self, name, value)
             self._send()
 
     def pair_button(self):
@@ -64,6 +65,9 @@ class Board:
                                    "relay": int(self.one_phase), "led": int(self.led)}), self.plant)
 
     def keepalive(self):
+        if self._stall_at is not None and time.ticks_diff(time.ticks_ms(), self._stall_at) >= 0:
+            while True:
+                time.sleep_ms(1000)
         if self.id is not None and time.ticks_diff(time.ticks_ms(), self._sent_at) >= KEEPALIVE_MS:
             self._send()
 

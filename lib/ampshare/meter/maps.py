@@ -6,6 +6,8 @@ from array import array
 
 from micropython import const
 
+from ampshare.core.ints import SMALL_MAX
+
 from ampshare.meter import modbus as M
 
 # Our units, per index into Reading.values.
@@ -25,7 +27,7 @@ S32 = const(2)  # signed, high word first (ABB)
 S32_LO = const(3)  # signed, low word first (Carlo Gavazzi)
 U64 = const(4)  # unsigned, high word first (ABB energy)
 _WORDS = (2, 2, 2, 2, 4)
-_RAW_MAX = const(0x3FFFFFFF)  # the largest small int on a 32-bit board
+_RAW_MAX = SMALL_MAX
 # A phase exports only when its power says so clearly: below this, noise or a mostly reactive
 # current could flip the sign of the whole current every poll.
 SIGN_DEADBAND_W = const(50)

@@ -7,10 +7,10 @@ import time
 import asyncio
 from array import array
 
+from ampshare.core.ints import count
 from ampshare.meter import maps as meters
 from ampshare.meter import modbus as M
 
-_COUNT_MAX = 0x3FFFFFFF
 
 
 class ModbusMeter:
@@ -35,9 +35,9 @@ class ModbusMeter:
         r = self.reading
         r.present = 0
         try:
-            for start, count in self.blocks:
-                frame = await self.master.read(self.unit, self.fc, start, count)
-                meters.decode(self.fields, start, count, frame, r)
+            for start, n in self.blocks:
+                frame = await self.master.read(self.unit, self.fc, start, n)
+                meters.decode(self.fields, start, n, frame, r)
             r.signed_currents()
             for k in range(self.phases):
                 if abs(r.values[meters.I1 + k]) > self.max_ma:
@@ -49,18 +49,16 @@ class ModbusMeter:
         except M.ModbusError as e:
             self._count(e)
             raise
-        if self.good < _COUNT_MAX:
-            self.good += 1
+        self.good = count(self.good)
         return r
 
     def _count(self, e):
-        if self.errors[e.kind] < _COUNT_MAX:
-            self.errors[e.kind] += 1
+        self.errors[e.kind] = count(self.errors[e.kind])
         self.last_error = e
 
     def currents(self):
         """(l1, l2, l3) mA of the last good reading. A 1-phase meter's reading is on its site
-        phase, 0 on the others (site.py refuses it unless their limits are 0)."""
+        phase, 0 on the others (config/site.py refuses it unless their limits are 0)."""
         return meters.site_currents(self.reading.values, self.phases, self.phase)
 
 

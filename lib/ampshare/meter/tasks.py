@@ -6,7 +6,9 @@ import asyncio
 from array import array
 from micropython import const
 
-from ampshare.run.leader import METER_MS
+from ampshare.core.ints import count
+
+from ampshare.meter import METER_MS
 
 CT_RATE_HZ = const(2000)  # frames a second: 40 a mains cycle, the design's aim (docs/metering.md)
 
@@ -65,8 +67,8 @@ class Clamps:
             await self.sampler.window(self.buf, n, max(1, n // ct.CYCLES))  # a mains cycle per turn
             if meter.read(self.buf, n) == ct.OK:
                 self.feed(self.m, meter.ma[0], meter.ma[1], meter.ma[2])
-                self.good = min(self.good + 1, 0x3FFFFFFF)
-            elif self.clipped < 0x3FFFFFFF:
-                self.clipped += 1  # no reading, and in 5 s the meter is silent
+                self.good = count(self.good)
+            else:
+                self.clipped = count(self.clipped)  # no reading, and in 5 s the meter is silent
             wait = METER_MS - time.ticks_diff(time.ticks_ms(), began)
             await asyncio.sleep_ms(wait if wait > 0 else 0)

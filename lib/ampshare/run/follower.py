@@ -27,7 +27,7 @@ class FollowerApp(Shell):
     def __init__(self, settings, board, now_ms):
         super().__init__(settings, board, now_ms)
         self.path = settings["state_dir"] + "/" + STATE_FILE
-        saved = store.load_json(self.path) or {}
+        saved = store.read_json(self.path, {})
         # A boot counter, saved before anything is sent: the leader tells this boot's
         # packets from an earlier one's.
         saved["f_epoch"] = saved.get("f_epoch", 0) + 1

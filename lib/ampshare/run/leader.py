@@ -13,12 +13,12 @@ from micropython import const
 from ampshare.wire import frame as P
 from ampshare.run import store
 from ampshare.core.leader import ONLINE, Leader
+from ampshare.meter import METER_MS
 from ampshare.wire.leader import LeaderPort
 from ampshare.run.shell import Shell
 from ampshare.run.udp import Link, address
 
 CONTROL_MS = const(100)  # the core's own timers (resends every 200 ms) need 10 Hz
-METER_MS = const(1000)  # DESIGN.md: meters are read every second
 BOARD_WATCHDOG_MS = const(5000)  # a stalled leader resets; followers ride it out on their fallback
 STATE_FILE = "leader.json"  # boot counter and the followers' keys, in the settings' state_dir
 NONCE_LEN = const(8)
@@ -53,7 +53,7 @@ class LeaderApp(Shell):
                 self.listed_uid[c * P.UID_LEN:(c + 1) * P.UID_LEN] = uid
                 self.listed_code[c] = code
         settings["pair"] = None
-        saved = store.load_json(self.path) or {}
+        saved = store.read_json(self.path, {})
         epoch = saved.get("l_epoch", 0) + 1
         keys = [(site.charger_ids.index(cid), unhexlify(rec["uid"]), unhexlify(rec["key"]))
                 for cid, rec in saved.get("keys", {}).items() if cid in site.charger_ids]
@@ -90,11 +90,11 @@ class LeaderApp(Shell):
             ct = None
         if rs is None and ct is None:
             return
-        from ampshare.meter import tasks as leader_meters
+        from ampshare.meter import tasks
         if rs is not None:
-            self.line = leader_meters.modbus_line(rs, site, board, self._meter_at)
+            self.line = tasks.modbus_line(rs, site, board, self._meter_at)
         if ct is not None:
-            self.clamps = leader_meters.Clamps(ct, site, board, self._meter_at)
+            self.clamps = tasks.Clamps(ct, site, board, self._meter_at)
 
     def _save(self):
         """leader.json: {"l_epoch": n, "keys": {charger id: {"uid": hex, "key": hex}}}, written

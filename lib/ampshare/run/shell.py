@@ -4,9 +4,7 @@ import sys
 import time
 
 import asyncio
-from micropython import const
-
-_COUNT_MAX = const(0x3FFFFFFF)
+from ampshare.core.ints import count
 
 
 class Shell:
@@ -29,8 +27,7 @@ class Shell:
             save(*args)
             return True
         except OSError as e:
-            if self.flash_errors < _COUNT_MAX:
-                self.flash_errors += 1
+            self.flash_errors = count(self.flash_errors)
             self.flash_error = str(e)
             print("ampshare: flash write failed:", e)
             return False
@@ -53,14 +50,10 @@ class Shell:
         b = self.board
         b.start_watchdog(self.watchdog_ms)
         due = time.ticks_ms()
-        stall = self.s["stall_at_ms"]
         while self.failed is None:
             now = time.ticks_ms()
             self.step(now)
             b.keepalive()
-            if stall is not None and time.ticks_diff(now, self.started) >= stall:
-                while True:  # a test's stalled loop: the watchdog must reset the board
-                    time.sleep_ms(1000)
             b.feed()
             due = time.ticks_add(due, self.period_ms)
             wait = time.ticks_diff(due, time.ticks_ms())

@@ -9,7 +9,7 @@ SITE_FILE = "site.json"
 def load_site(path=SITE_FILE):
     """The configuration in force, or a ConfigError naming what is wrong with the file."""
     from ampshare.config.site import parse  # the leader's alone, and let go once it runs
-    from ampshare.config.units import read_json
+    from ampshare.run.store import read_json
     return parse(read_json(path))
 
 
@@ -37,7 +37,7 @@ def build(s):
         site = load_site(s["site"])
         for w in site.warnings:
             print("warning: " + w)
-        from ampshare.run.app import release
+        from ampshare.run.unload import release
         # The parser's code goes before the role's comes (units stays: the role's start-up
         # may still refuse a setting, with the same ConfigError).
         release(("ampshare.config.site", "ampshare.meter.maps", "ampshare.meter.modbus"))  # and collects

@@ -34,13 +34,23 @@ def save_lines(path, chunks):
     os.rename(tmp, path)
 
 
-def load_json(path):
-    """The JSON value in the file, parsed as it is read; None when there is none."""
+_REQUIRED = object()
+
+
+def read_json(path, missing=_REQUIRED):
+    """The JSON value in the file, parsed as it is read. A file that is not there gives
+    `missing` where one is given; else, as for one that is not JSON, a ConfigError names the
+    file and what is wrong with it."""
+    from ampshare.config.units import ConfigError
     try:
         with open(path) as f:
             return json.load(f)
     except OSError:
-        return None
+        if missing is not _REQUIRED:
+            return missing
+        raise ConfigError(path, "cannot be read")
+    except ValueError:
+        raise ConfigError(path, "is not valid JSON")
 
 
 def load(path, binary=False):

@@ -11,20 +11,18 @@ from array import array
 from micropython import const
 
 from ampshare.core.ints import count
+from ampshare.core.pilot import LETTERS
 from ampshare.wire import frame as F
 
 DISCOVERED_MAX = const(16)  # unpaired units listed on the page; bounds RAM against a flood
-_PILOTS = b"ABCDEF"
-# STATE field offsets (docs/protocol.md)
+# Where a STATE's fields lie (docs/protocol.md): follower epoch and sequence at 10 and 14; the
+# pilot at 22; what it holds and its fallback at 24 and 26; L1-L3 measured from 28; phases in
+# use, flags and energy at 34, 35 and 36.
 _F_EPOCH = const(10)
-_SEQ = const(14)
 _PILOT = const(22)
 _APPLIED = const(24)
-_FALLBACK = const(26)
 _MEAS = const(28)
 _PHASES = const(34)
-_FLAGS = const(35)
-_ENERGY = const(36)
 COMMAND_FMT = "<2sBB6sIIIHHBB"  # header and body of a COMMAND, in one
 
 
@@ -138,16 +136,16 @@ class LeaderPort:
             raise F.Rejected(F.R_SHORT)
         self.keys.at(c).check(data)
         letter, phases = data[_PILOT], data[_PHASES]
-        if letter not in _PILOTS or phases > 3:
+        if letter not in LETTERS or phases > 3:
             raise F.Rejected(F.R_FIELD)
         f_epoch = F.u32(data, _F_EPOCH)
-        self.fresh.admit(c, f_epoch, F.u32(data, _SEQ))
+        self.fresh.admit(c, f_epoch, F.u32(data, _F_EPOCH + 4))
         self.last_from = c
         meas = self._meas
         for k in range(3):
             meas[k] = F.u16(data, _MEAS + 2 * k) * F.CA
-        self.core.state(now_ms, c, f_epoch, letter, F.u16(data, _APPLIED) * F.DA, F.u16(data, _FALLBACK) * F.DA,
-                        meas, data[_FLAGS], F.u32(data, _ENERGY))
+        self.core.state(now_ms, c, f_epoch, letter, F.u16(data, _APPLIED) * F.DA, F.u16(data, _APPLIED + 2) * F.DA,
+                        meas, data[_PHASES + 1], F.u32(data, _PHASES + 2))
 
     # ---- out --------------------------------------------------------------------------------
 
