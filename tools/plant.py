@@ -26,9 +26,10 @@ class Car:
         self.follow_ms = rnd.randint(lo * 1000, hi * 1000)
         self.voltage = voltage
         self.draw = 0  # mA per phase in use
-        self.target = 0
-        self.change_at = None
-        self.pending = 0
+        self.target = 0  # what it follows now
+        # What it was asked, as (due ms, mA): each change of the pilot (or of its own wish) is
+        # followed follow_ms after it, in order (IEC 61851-1: within 5 s of each change).
+        self.changes = []
         self.delivered_mwh = 0
         # [from_s, to_s]: the car's own timer holds it at 0 A (pilot still C), as a car that waits
         # for cheap hours or warms its battery does; it draws again when it wakes.
@@ -51,19 +52,18 @@ class Car:
 
     def step(self, now_ms, dt_ms, offered_ma, contactor):
         if not contactor or self.full():
-            self.draw = self.target = self.pending = 0
-            self.change_at = None
+            self.draw = self.target = 0
+            self.changes = []
             return
         want = min(offered_ma, self.limit())
         if self.asleep_ms[0] <= now_ms < self.asleep_ms[1]:
             want = 0
         want -= want % CAR_STEP_MA
-        if want != self.pending:
-            self.pending = want
-            self.change_at = now_ms + self.follow_ms
-        if self.change_at is not None and now_ms >= self.change_at:
-            self.target = self.pending
-            self.change_at = None
+        last = self.changes[-1][1] if self.changes else self.target
+        if want != last:
+            self.changes.append((now_ms + self.follow_ms, want))
+        while self.changes and now_ms >= self.changes[0][0]:
+            self.target = self.changes.pop(0)[1]
         # An on-board charger may lower its draw itself (taper) at once, never raise it early.
         self.draw = min(self.target, self.limit() - self.limit() % CAR_STEP_MA)
         mwh = self.voltage * self.draw * self.wired * dt_ms // 3_600_000

@@ -279,11 +279,7 @@ class Twin:
             # The relay only moves with the contactor open (the follower's order): the car
             # draws on the phases the relay leaves it.
             car.wired = 1 if f.one_phase else car.phases
-            if f.one_phase != self._one[c]:
-                self._one[c] = f.one_phase
-                self.switches[c] += 1
-                if f.contactor or car.draw:
-                    self.under_load += 1  # a relay that moves under load: never
+            self._relay(c, f, car)  # moved on a COMMAND
             car.step(now_ms, self.step_ms, pilot.offered_by(f.duty), f.contactor)
             d = car.draw
             if d != self._drawn[c] or now_ms % 1000 == 0:
@@ -298,10 +294,19 @@ class Twin:
             self.starts[c] += 1
         self._offered[c] = f.offered
         out = self.ports[c].tick(t)
+        if car is not None:
+            self._relay(c, f, car)  # moved by the follower's own timers, at this instant
         if out is not None:
             self.net.send(now_ms, c, LEADER, out, self.cids)
         if f.at_fallback:
             self.fallback_ms[c] += self.step_ms
+
+    def _relay(self, c, f, car):
+        if f.one_phase != self._one[c]:
+            self._one[c] = f.one_phase
+            self.switches[c] += 1
+            if f.contactor or car.draw:
+                self.under_load += 1  # a relay that moves under load: never
 
     # ---- the run --------------------------------------------------------------------
 
