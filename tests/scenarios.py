@@ -11,6 +11,7 @@ DURATION_S = 240
 # follower's fallback only: 10 s of watchdog and the EV's 5 s (DESIGN.md). The invariants do
 # not excuse it, so rises are kept out of each outage and the 16 s after it (docs/twin.md).
 _OUTAGE_TAIL_S = 16
+_DECLARED_S = 5  # core/leader.py METER_SILENT_MS: a silent meter's reading is trusted this long
 
 
 def reserve(group):
@@ -68,8 +69,11 @@ def scenarios(draw, max_groups=5, max_chargers=24, max_depth=4, duration_s=DURAT
 def _loads(draw, site, faults, outages, duration_s):
     # Other load within each group's reserve_a: the installer's promise of the worst case
     # where nothing measures it (no meter, or a silent one). Beyond it nothing can be safe.
-    # Where a meter goes silent, the load often rises while it is.
+    # Where a meter goes silent, the load often rises while it is, but not before the silence
+    # is declared: the leader trusts a meter's last reading for 5 s (docs/leader.md, a known
+    # limit), so no rise from a second before a silence to a second after it is declared.
     silent = {f["meter"]: (f["at_s"], f["at_s"] + f["for_s"]) for f in faults if f["kind"] == "meter_silent"}
+    blind = [(t0 - 1, t0 + _DECLARED_S + 1) for t0, _ in silent.values()]
     loads = []
     for g in site["groups"]:
         worst = reserve(g)
@@ -78,8 +82,10 @@ def _loads(draw, site, faults, outages, duration_s):
         times = [draw(st.integers(0, duration_s)) for _ in range(draw(st.integers(1, 4)))]
         if g.get("meter") in silent and draw(st.booleans()):
             t0, t1 = silent[g["meter"]]
-            times.append(draw(st.integers(t0, t1)))
-        times = sorted(t for t in times if not any(a - 1 <= t <= b + _OUTAGE_TAIL_S for a, b in outages))
+            if t1 > t0 + _DECLARED_S + 1:
+                times.append(draw(st.integers(t0 + _DECLARED_S + 2, t1)))
+        times = sorted(t for t in times if not any(a - 1 <= t <= b + _OUTAGE_TAIL_S for a, b in outages)
+                       and not any(a <= t <= b for a, b in blind))
         steps = [[t, [draw(st.integers(0, int(w))) for w in worst]] for t in times]
         if steps:
             loads.append({"group": g["id"], "profile": steps})

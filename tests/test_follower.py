@@ -263,9 +263,27 @@ def test_a_new_car_on_a_charger_counted_on_every_phase_charges_at_once(vm):
 def test_a_new_car_waiting_for_its_count_takes_the_fallback_once_the_leader_is_gone(vm):
     new_follower(vm)
     events = [(0, "recv", cmd(1, 16, 8, flags=UNCOUNTED_L2_L3))] + car(0, 1000, C_MV) + car(1000, 1500, A_MV) + \
-        car(1500, 12_000, C_MV, step=100)
+        car(1500, 18_000, C_MV, step=100)
     res = run(vm, *events)
+    ticks = {e[0]: t for e, t in zip(events, res["trace"]) if e[1] == "tick"}
     assert res["end"]["at_fallback"] and res["end"]["offered"] == 8000  # counted on every phase
+    # The watchdog fired at 10 s: the rise to the fallback waits 7 s (a leader that still hears
+    # it has that long to make room), and its reports say at once what it may offer.
+    assert ticks[10_000]["at_fallback"] and ticks[16_900]["offered"] == 0 and ticks[17_000]["offered"] == 8000
+    said = [wire.read_state(bytes.fromhex(t["sent"]), KEY)["applied_da"] for u, t in ticks.items()
+            if 10_000 <= u < 17_000 and t["sent"]]
+    assert said and all(a == 80 for a in said)
+
+
+def test_a_new_leaders_command_waits_out_the_fallbacks_7_s_too(vm):
+    # The others fell back when this one did and their cars take 5 s to come down: a new
+    # leader adopting what each reports (this one: its fallback) must not start the new car now.
+    new_follower(vm)
+    events = [(0, "recv", cmd(1, 16, 8, flags=UNCOUNTED_L2_L3))] + car(0, 1000, C_MV) + car(1000, 1500, A_MV) + \
+        car(1500, 12_000, C_MV, step=100) + [(12_000, "recv", cmd(2, 8, 8))] + car(12_000, 18_000, C_MV, step=100)
+    ticks = {e[0]: t for e, t in zip(events, run(vm, *events)["trace"]) if e[1] == "tick"}
+    assert not ticks[12_000]["at_fallback"] and ticks[16_900]["offered"] == 0 and ticks[17_000]["offered"] == 8000
+
 
 
 def test_a_new_car_after_a_pause_does_not_wait_out_the_last_cars_pause(vm):

@@ -63,7 +63,7 @@ def test_leader_core_survives_garbage(vm, seed):
     s = Site(vm, site(limit=40))
     first = [s.report(i, 0, applied=16000, meas=16000) for i in range(2)]
     s.run(*first, (0, "tick"))
-    seeds = [bytes.fromhex(e[2]) for e in first]
+    seeds = [bytes.fromhex(e[2]()) for e in first]  # made as they went out
     seeds += [wire.state(KEYS[i], UIDS[i], F_EPOCHS[i], 1) for i in range(2)]
     seeds += [wire.command(KEYS[0], UIDS[0], 1, 9, F_EPOCHS[0], 320, 60), wire.hello(UIDS[2])]
     res = vm.call("fuzz", role="L", datagrams=batch(rnd, seeds), now=500)

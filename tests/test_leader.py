@@ -22,21 +22,42 @@ class Site:
     def __init__(self, vm, cfg, l_epoch=1, seq=0):
         self.vm = vm
         self.seq = [0, 0]
+        self.echo = [(l_epoch, 0)] * 2  # the last COMMAND each follower took: its reports echo it
         vm.call("leader_new", site=cfg, l_epoch=l_epoch, seq=seq,
                 followers=[[i, UIDS[i].hex(), KEYS[i].hex()] for i in range(2)])
 
-    def report(self, i, t, pilot=b"C", applied=0, meas=0, fallback=0, phases_meas=None):
+    def report(self, i, t, pilot=b"C", applied=0, meas=0, fallback=0, phases_meas=None, echo=None):
+        """A STATE from follower i. It echoes the last COMMAND sent to it before it goes out
+        (the follower took it: no loss here), or `echo`, (epoch, seq): a report made earlier."""
         self.seq[i] += 1
+        seq = self.seq[i]
         m = phases_meas if phases_meas is not None else (meas,) * 3
-        d = wire.state(KEYS[i], UIDS[i], F_EPOCHS[i], self.seq[i], pilot=pilot, applied_da=applied // 100,
-                       fallback_da=fallback // 100, meas_ca=tuple(x // 10 for x in m))
-        return (t, "recv", d.hex())
+        made = []
+
+        def datagram():
+            if not made:
+                e = self.echo[i] if echo is None else echo
+                made.append(wire.state(KEYS[i], UIDS[i], F_EPOCHS[i], seq, l_epoch=e[0], pilot=pilot,
+                                       applied_da=applied // 100, fallback_da=fallback // 100,
+                                       meas_ca=tuple(x // 10 for x in m), l_seq=e[1]).hex())
+            return made[0]
+        return (t, "recv", datagram)
 
     def run(self, *events):
-        res = self.vm.call("leader_run", events=[list(e) for e in events])
-        for ev, tr in zip(events, res["trace"]):
-            if ev[1] == "tick":
-                tr["commands"] = {c: wire.read_command(bytes.fromhex(h), KEYS[c]) for c, h in tr["sent"]}
+        # Up to each tick in one call, so that a report after a tick echoes what it sent.
+        res, trace, seg = None, [], []
+        for n, ev in enumerate(events):
+            seg.append([e() if callable(e) else e for e in ev])
+            if ev[1] == "tick" or n == len(events) - 1:
+                res = self.vm.call("leader_run", events=seg)
+                trace += res["trace"]
+                seg = []
+                tr = trace[-1]
+                if ev[1] == "tick":
+                    tr["commands"] = {c: wire.read_command(bytes.fromhex(h), KEYS[c]) for c, h in tr["sent"]}
+                    for c, cmd in tr["commands"].items():
+                        self.echo[c] = max(self.echo[c], (cmd["epoch"], cmd["seq"]))
+        res["trace"] = trace
         return res
 
 
@@ -284,3 +305,65 @@ def test_a_higher_fallback_waits_until_the_lower_one_is_taken(vm):
              if 1 in tr["commands"]]
     assert given[-2][1] == 16000 and given[-2][2] == 0, given  # current, but wb0 may hold 32 A as fallback
     assert given[-1][2] == 16000, given  # taken: now wb1's fits
+
+
+def one_phase_beside_three(limit=32):
+    """wb0: a 3-phase charger (L123); wb1: a 1-phase one on site L2 (L231)."""
+    return {"version": 1, "groups": [{"id": "main", "limit_a": limit}],
+            "chargers": [{"id": "wb0", "group": "main", "max_a": 32, "rotation": "L123"},
+                         {"id": "wb1", "group": "main", "max_a": 32, "phases": 1, "rotation": "L231"}]}
+
+
+UNCOUNTED = 0b1110  # COMMAND flag bits 1-3: the charger's L1-L3 not counted
+
+
+def test_a_new_car_is_told_its_phases_are_counted_only_once_the_others_have_made_room(vm):
+    # wb0's 1-phase car charges on L1 and is narrowed to it after its first minute: wb1 takes
+    # all of L2. A new car arrives at wb0 (the follower reports it waiting, at 0 A, with no
+    # draw) and wb0 is counted on every phase again. Until wb1's car may no longer draw its old
+    # offer on L2, a COMMAND that called wb0 counted there would let the new car draw its offer
+    # beside it: the flags say "not counted" until what wb0 is sent fits beside what wb1 may
+    # still draw, as a fuse on L2 would count it.
+    s = Site(vm, one_phase_beside_three())
+    sent, flags, permitted = [0, 0], 0, [0, 0]
+    seen = []
+    for t in range(0, 110_000, 1000):
+        new_car = t >= 90_000
+        meas0 = (0, 0, 0) if new_car else (min(sent[0], 16000), 0, 0)
+        res = s.run(s.report(0, t, applied=0 if new_car else sent[0], phases_meas=meas0),
+                    s.report(1, t, applied=sent[1], meas=sent[1]), (t, "tick"))
+        tick = res["trace"][-1]
+        for c in (0, 1):
+            if c in tick["commands"]:
+                sent[c] = current(tick, c)
+        flags = tick["commands"][0]["flags"] if 0 in tick["commands"] else flags
+        permitted = tick["permitted"]
+        if new_car:
+            seen.append((t, sent[0], flags & UNCOUNTED, permitted[1]))
+            if not flags & UNCOUNTED:
+                assert sent[0] + permitted[1] <= 32000, seen  # the new car and wb1 on L2
+    assert seen[0][1] > 0 and seen[0][2], seen  # an offer in force, its phases not yet counted
+    assert not seen[-1][2] and seen[-1][1] > 0, seen  # counted, and charging, once room was made
+
+
+def test_a_report_made_before_the_decrease_was_taken_confirms_nothing(vm):
+    s = Site(vm, site(limit=32))
+    events = []
+    for t in range(0, 7000, 1000):  # wb0 charges alone at 32 A
+        events += [s.report(0, t, applied=32000, meas=32000), s.report(1, t, pilot=b"A"), (t, "tick")]
+    assert current(s.run(*events)["trace"][-1], 0) == 32000
+    before = s.echo[0]  # the last COMMAND wb0 took before the decrease
+    res = s.run(s.report(0, 6500, applied=32000, meas=32000), s.report(1, 6500, pilot=b"C"), (7000, "tick"))
+    assert current(res["trace"][-1], 0) == 16000  # wb1's car came: wb0 lowered to 16 A
+    # Reports made before wb0 took that COMMAND show 0 A by chance (a new car there waits at
+    # 0 A; the old COMMAND, with 32 A, may still reach it and let it go). They confirm nothing;
+    # the first that echoes the decrease, at 9.5 s, starts its 5 s.
+    events = []
+    for t in range(7500, 16000, 1000):
+        old = t < 9000
+        events += [s.report(0, t, applied=0 if old else 16000, meas=0 if old else 16000,
+                            echo=before if old else None),
+                   s.report(1, t, pilot=b"C"), (t + 500, "tick")]
+    res = s.run(*events)
+    given = [ev[0] for ev, tr in zip(events, res["trace"]) if ev[1] == "tick" and current(tr, 1) > 0]
+    assert given and given[0] >= 14500, given  # 9.5 s + the EV's 5 s

@@ -48,6 +48,16 @@ def test_example_scenarios_keep_every_invariant(vm, path):
     assert sum(summary["energy_wh"].values()) > 0
 
 
+# Sites that once broke an invariant, found by generated runs and kept as they were found:
+# each names the rule it needs (docs/leader.md).
+CASES = sorted((ROOT / "tests" / "twin_cases").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
+def test_sites_that_once_broke_a_rule_keep_every_invariant(vm, path):
+    assert_safe(twin(vm, json.loads(path.read_text()))["summary"])
+
+
 def test_the_same_scenario_replays_bit_for_bit(vm):
     scn = scenario("lossy-network", duration_s=300)
     assert twin(vm, scn) == twin(vm, scn)

@@ -26,9 +26,10 @@ def command(key, uid, epoch, seq, f_epoch, current_da, fallback_da, phases=3, fl
 
 
 def state(key, uid, f_epoch, seq, l_epoch=1, pilot=b"C", errors=0, applied_da=0, fallback_da=0,
-          meas_ca=(0, 0, 0), phases=3, flags=0, energy=0, uptime=0, extra=b""):
-    body = head(STATE) + uid + struct.pack("<IIIBBHHHHHBBII", f_epoch, seq, l_epoch, pilot[0], errors,
-                                           applied_da, fallback_da, *meas_ca, phases, flags, energy, uptime)
+          meas_ca=(0, 0, 0), phases=3, flags=0, energy=0, uptime=0, l_seq=0, extra=b""):
+    body = head(STATE) + uid + struct.pack("<IIIBBHHHHHBBIII", f_epoch, seq, l_epoch, pilot[0], errors,
+                                           applied_da, fallback_da, *meas_ca, phases, flags, energy, uptime,
+                                           l_seq)
     body += extra
     return body + tag(key, body)
 
@@ -44,10 +45,10 @@ def pair(code, uid, nonce, epoch, charger, charger_id, key):
 def read_state(data, key):
     assert data[:4] == head(STATE)
     assert tag(key, data[:-16]) == data[-16:], "STATE tag"
-    f = struct.unpack_from("<6sIIIBBHHHHHBBII", data, 4)
+    f = struct.unpack_from("<6sIIIBBHHHHHBBIII", data, 4)
     return dict(uid=f[0], f_epoch=f[1], seq=f[2], l_epoch=f[3], pilot=chr(f[4]), errors=f[5],
                 applied_da=f[6], fallback_da=f[7], meas_ca=f[8:11], phases=f[11], flags=f[12],
-                energy=f[13], uptime=f[14])
+                energy=f[13], uptime=f[14], l_seq=f[15])
 
 
 def read_command(data, key):

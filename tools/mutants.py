@@ -20,6 +20,7 @@ TWIN = "tests/test_twin.py"
 EXAMPLES = TWIN + "::test_example_scenarios_keep_every_invariant"
 RANDOM = TWIN + "::test_random_scenarios_keep_every_invariant"
 PROPS = "tests/test_allocator_properties.py"
+CASE = TWIN + "::test_sites_that_once_broke_a_rule_keep_every_invariant[%s]"
 
 # (name, file, text as it is, text in the mutant, the tests that must catch it)
 MUTANTS = [
@@ -111,6 +112,28 @@ MUTANTS = [
      "        now = not a.meter_ok[m] or l1 > r1 or l2 > r2 or l3 > r3 or \\\n",
      "        now = not a.meter_ok[m] or \\\n",
      ["tests/test_leader.py::test_a_small_rise_is_answered_at_once"]),
+    ("phases-counted-before-room", LIB + "core/leader.py",
+     "        used = self.counted[c]\n", "        used = self.alloc.in_use(c)\n",
+     ["tests/test_leader.py::test_a_new_car_is_told_its_phases_are_counted_only_once_the_others_have_made_room",
+      CASE % "phases-counted-before-room"]),
+    ("increase-room-over-two-seconds", LIB + "core/budget.py",
+     "WINDOWS = const(3)", "WINDOWS = const(2)", [CASE % "late-report-beside-a-stop"]),
+    ("stale-meter-credited-for-increases", LIB + "core/leader.py",
+     "            a.meter_fresh[m] = ticks_diff(now_ms, self.meter_at[m]) < FRESH_MS\n",
+     "            a.meter_fresh[m] = 1\n", [CASE % "stale-meter-reading"]),
+    ("fallback-rises-at-once", LIB + "core/follower.py",
+     "FALLBACK_RISE_MS = const(7_000)", "FALLBACK_RISE_MS = const(0)",
+     ["tests/test_follower.py::test_a_new_car_waiting_for_its_count_takes_the_fallback_once_the_leader_is_gone",
+      CASE % "fallback-rise-beside-falling-cars"]),
+    ("new-leader-skips-the-fallback-wait", LIB + "core/follower.py",
+     "        if self._fallen_at is not None and ticks_diff(now_ms, self._fallen_at) < FALLBACK_RISE_MS:\n",
+     "        if self.at_fallback and self._fallen_at is not None and "
+     "ticks_diff(now_ms, self._fallen_at) < FALLBACK_RISE_MS:\n",
+     ["tests/test_follower.py::test_a_new_leaders_command_waits_out_the_fallbacks_7_s_too",
+      CASE % "new-leader-beside-falling-cars"]),
+    ("confirmed-by-an-older-report", LIB + "wire/leader.py",
+     "self._reflects(c, data))", "True)",
+     ["tests/test_leader.py::test_a_report_made_before_the_decrease_was_taken_confirms_nothing"]),
 ]
 
 

@@ -95,7 +95,7 @@ def report(t, held=None):
     fseq[0] += 1
     from ampshare.wire import follower as PF
     LP.receive(ticks(t), PF.state(P.Key(KEY), UID, 1, fseq[0], 1, ord("C"), 0, L.sent[0] if held is None else held,
-                                 6000, (16000, 16000, 16000), 3, 2, 0, t // 1000))
+                                 6000, (16000, 16000, 16000), 3, 2, 0, t // 1000, LP.seq))
 
 
 def lead(t0, t1, step, meter_a, reports=True):

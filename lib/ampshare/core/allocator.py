@@ -62,6 +62,10 @@ class Allocator:
         # Inputs, filled by the caller before run().
         self.meter = array("i", [0] * (3 * nm))  # mA per site phase, import positive
         self.meter_ok = bytearray(nm)  # 1 while the meter's reading is fresh
+        # 1 while the meter's last reading is its latest (read within the last period): a
+        # reading older than that may miss a load that rose since, so an increase (cap_up)
+        # counts such a meter's group at its reserve until the next reading.
+        self.meter_fresh = bytearray(b"\x01" * nm)
         self.pilot = bytearray(b"A" * nc)  # IEC 61851 state letter
         self.meas = array("i", [-1] * (3 * nc))  # mA per charger phase, -1 unmeasured
         # 1 while a charger's report is recent enough that its draw is what it draws now. A
@@ -286,6 +290,10 @@ class Allocator:
         for c in range(self.nc):
             if not fresh[c]:
                 return False
+        fresh = self.meter_fresh
+        for m in range(len(fresh)):
+            if not fresh[m]:
+                return False
         return True
 
     def _pin(self, held):
@@ -312,7 +320,7 @@ class Allocator:
             self._charger_draws(mode == _UP)
         for g in range(self.ng - 1, -1, -1):
             m = site.gmeter[g]
-            live = metered and m >= 0 and self.meter_ok[m]
+            live = metered and m >= 0 and self.meter_ok[m] and (mode == _NOW or self.meter_fresh[m])
             up = site.parent[g]
             for p in range(3):
                 k = g * 3 + p

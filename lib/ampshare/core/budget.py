@@ -9,38 +9,52 @@ from micropython import const
 
 from ampshare.core.clock import ticks_diff
 
-# An increase takes the least room of the last one to two seconds: a meter read a moment
+# An increase takes the least room of the last two to three seconds: a meter read a moment
 # after a car stopped, before the car's report came, shows the stop as room (its draw still
-# credited); a second later the report has come. One second is the followers' report period.
+# credited). The report comes within a second (the followers' period), or within 1.3 s of
+# the stop when its datagram is held up in the network, and the reading a second after the
+# meter's: three one-second windows cover the read, the late report and the next read.
 WINDOW_MS = const(1_000)
+WINDOWS = const(3)
 
 
 class Budget:
     def __init__(self, alloc):
         self.alloc = alloc
-        self.use = array("i", [0] * alloc.nk)  # what the cars may still draw
-        self.use_fb = array("i", [0] * alloc.nk)  # the fallbacks the followers may still hold
-        self.up = array("i", [0] * alloc.nk)  # the room increases may use, after window()
-        self._win = array("i", [0] * alloc.nk)
-        self._prev = array("i", [0] * alloc.nk)
+        nk = alloc.nk
+        self.use = array("i", [0] * nk)  # what the cars may still draw
+        self.use_fb = array("i", [0] * nk)  # the fallbacks the followers may still hold
+        self.up = array("i", [0] * nk)  # the room increases may use, after window()
+        self._ring = array("i", [0] * (nk * WINDOWS))  # each window's least cap_up, window-major
+        self._at = 0  # the window filling now
         self._since = None
 
     def window(self, now_ms):
         """After each allocation: up = the least of the allocator's cap_up over the current
-        and the previous window."""
-        cap, up, win = self.alloc.cap_up, self.up, self._win
-        prev = self._prev
-        new = self._since is None or ticks_diff(now_ms, self._since) >= WINDOW_MS
-        for k in range(len(up)):
-            v = cap[k]
-            if new:
-                prev[k] = win[k] if self._since is not None else v
-                win[k] = v
-            elif v < win[k]:
-                win[k] = v
-            up[k] = min(v, win[k], prev[k])
-        if new:
+        window and the WINDOWS - 1 before it."""
+        cap, up, ring = self.alloc.cap_up, self.up, self._ring
+        nk = self.alloc.nk  # (four names in one assignment would make a tuple)
+        first = self._since is None
+        if first or ticks_diff(now_ms, self._since) >= WINDOW_MS:
             self._since = now_ms
+            self._at = (self._at + 1) % WINDOWS
+            base = self._at * nk
+            for k in range(nk):
+                ring[base + k] = cap[k]
+            if first:  # no earlier windows: this one stands for them
+                for w in range(1, WINDOWS):
+                    for k in range(nk):
+                        ring[((self._at + w) % WINDOWS) * nk + k] = cap[k]
+        base = self._at * nk
+        for k in range(nk):
+            v = cap[k]
+            if v < ring[base + k]:
+                ring[base + k] = v
+            for w in range(WINDOWS):
+                r = ring[w * nk + k]
+                if r < v:
+                    v = r
+            up[k] = v
 
     def count(self, permitted, fb_allowed, held, held_fb):
         """Every charger's figures on its fuses. A heard one's draw on the phases its car draws
@@ -60,6 +74,11 @@ class Budget:
         still draw, on every phase it is counted on."""
         free = self.alloc.least_room(c, self.up, self.use)
         return more if more <= free else free
+
+    def fits(self, c):
+        """True when what every car may still draw fits, on every phase charger c is counted
+        on, in the room increases may use."""
+        return self.alloc.least_room(c, self.up, self.use) >= 0
 
     def take(self, c, more):
         self.alloc.add_to(c, more, self.use)

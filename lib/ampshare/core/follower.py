@@ -19,6 +19,12 @@ REPORT_MS = const(1_000)  # STATE at least once a second, and at once on a chang
 HELLO_MS = const(2_000)  # announce while unpaired: found within a page refresh
 PAIR_WINDOW_MS = const(300_000)  # PAIR accepted 5 min after power-up or a button press
 IDENTIFY_MS = const(10_000)  # the LED blinks this long after a COMMAND that asks it to
+# When the watchdog fires, an offer below the fallback waits this long before rising to it,
+# or to anything a COMMAND allows meanwhile. The others fell back at the same moment, and
+# their cars take the EV's 5 s to come down to their fallbacks; a leader that still hears us
+# (a link cut one way), or a new one adopting what we report (held() says the fallback), counts
+# us at it already. 1 s for the report and 1 s for the network are added.
+FALLBACK_RISE_MS = const(7_000)
 # A measured change this large is reported at once: the leader subtracts the cars' draw from
 # the site meter. A rise not yet reported reads as other load (the safe side); a fall not yet
 # reported reads as room, so a fall is reported from less: below any car's current step
@@ -62,6 +68,7 @@ class Follower:
         self.target = 0  # what the leader allows now
         self.fallback = 0  # what may be kept if the leader goes silent
         self.at_fallback = False
+        self._fallen_at = None  # ticks the watchdog fired, while a rise must still wait
         # The charger's own phases (bits L1-L3) the leader's last COMMAND did not count it on:
         # it knew the car then, and that car drew on fewer. A car arriving after that waits
         # for a COMMAND that counts every phase it may draw on (its fallback counts them all).
@@ -164,6 +171,7 @@ class Follower:
         if self.heard or self.paired:
             if not self.at_fallback and ticks_diff(now_ms, self.last_cmd) >= WATCHDOG_MS:
                 self.at_fallback = True
+                self._fallen_at = now_ms
                 self._changed = True
         self._drive(now_ms, True)
         if not self.paired:
@@ -187,6 +195,8 @@ class Follower:
             self.window_open = False
         if self.identify_until is not None and ticks_diff(now_ms, self.identify_until) >= 0:
             self.identify_until = None
+        if self._fallen_at is not None and ticks_diff(now_ms, self._fallen_at) >= FALLBACK_RISE_MS:
+            self._fallen_at = None
         if ticks_diff(now_ms, self.last_increase) > pilot.INCREASE_GAP_MS:
             self.last_increase = ticks_add(now_ms, -pilot.INCREASE_GAP_MS)
         if self.paused_at is not None and not self.contactor and \
@@ -263,6 +273,8 @@ class Follower:
     def _may_increase(self, now_ms):
         if ticks_diff(now_ms, self.last_increase) < pilot.INCREASE_GAP_MS:
             return False
+        if self._fallen_at is not None and ticks_diff(now_ms, self._fallen_at) < FALLBACK_RISE_MS:
+            return False  # also when a new leader's first COMMAND comes meanwhile
         return self.paused_at is None or ticks_diff(now_ms, self.paused_at) >= MIN_PAUSE_MS
 
     def _offer(self, now_ms, ma):

@@ -25,6 +25,8 @@ LOST_MS = const(16_000)
 SILENT_MS = const(3_000)  # three missed reports: shown as silent, its share kept reserved
 # A report younger than this is the follower's latest (it reports every second, follower.py's
 # REPORT_MS; 300 ms for the network and a tick): only such a draw is credited for an increase.
+# The same holds for a meter's reading (read every second, meter.METER_MS; 300 ms for the read):
+# an older one may miss a load that rose since, and an increase counts its group at reserve.
 FRESH_MS = const(1_300)
 METER_SILENT_MS = const(5_000)  # DESIGN.md: then its group counts its reserve_a
 # A fall of a meter's reading above this triggers an allocation at once (a rise always does).
@@ -72,12 +74,20 @@ class Leader:
         self.flags = bytearray(nc)  # each follower's last STATE flags (link.py), for the page
         self.freed_at = [0] * nc  # when a decrease counts as followed
         self.pending = bytearray(nc)  # 1 while a decrease is not yet confirmed
+        # 1 from a decrease of the current or the fallback until the COMMAND carrying it is
+        # sealed (wire/leader.py notes which one a confirming STATE must echo).
+        self.lowered = bytearray(nc)
         self.resent = [now_ms] * nc
         self.identify_until = [None] * nc  # ticks until which COMMANDs ask it to blink
         self.cmd_at = [now_ms] * nc  # the last COMMAND sent: when its watchdog started
         self.last_increase = [ticks_add(now_ms, -INCREASE_GAP_MS)] * nc
         self.phases = bytearray(site.cphases)
         self._dmask = bytearray(nc)  # the phases in use demand.py last saw (a switching charger's)
+        # The phases each COMMAND says a charger is counted on (the others are flagged, and a
+        # new car there waits at its fallback). Narrowed as soon as the allocator narrows; widened
+        # only once what its car may draw fits on the added phases beside what the others may
+        # still draw: the allocator's count is a plan the others take the EV's 5 s to follow.
+        self.counted = bytearray(self.alloc.wired(c) for c in range(nc))
         self.meter_at = [0] * len(site.meter_ids)
         self._due = now_ms
         self._adopting = True
@@ -107,9 +117,11 @@ class Leader:
         if now:
             self._due = now_ms
 
-    def state(self, now_ms, c, f_epoch, letter, applied, fb, meas, flags, wh):
+    def state(self, now_ms, c, f_epoch, letter, applied, fb, meas, flags, wh, reflects=True):
         """Follower c's authentic, fresh STATE: its boot epoch, pilot letter, what it may offer
-        and its fallback (mA), its measured currents (mA, three), its flags and energy (Wh)."""
+        and its fallback (mA), its measured currents (mA, three), its flags and energy (Wh).
+        reflects: it was made after the follower took our latest decrease (wire/leader.py);
+        only then can its figures confirm that decrease."""
         first = self.status[c] == UNKNOWN or self.f_epoch[c] != f_epoch
         self.f_epoch[c] = f_epoch
         self.turns.report(c, letter, wh)
@@ -151,11 +163,11 @@ class Leader:
             self.permitted[c] = applied
             self.pending[c] = 1
             self.freed_at[c] = 0
-        elif self.pending[c] and applied <= self.sent[c] and self.freed_at[c] == 0:
+        elif self.pending[c] and applied <= self.sent[c] and self.freed_at[c] == 0 and reflects:
             # It took the decrease: its car may draw the old offer for the EV's 5 s more. A
             # low measurement proves nothing (an asleep or tapering car may rise again).
             self.freed_at[c] = ticks_add(now_ms, EV_FOLLOW_MS) | 1
-        if fb <= self.sent_fb[c]:
+        if fb <= self.sent_fb[c] and reflects:
             self.fb_allowed[c] = self.sent_fb[c]
         self.status[c] = ONLINE
 
@@ -271,6 +283,8 @@ class Leader:
         # Silent: its last permitted current is pinned. Lost: it must be at its fallback.
         # Never heard since we started: it may be at anything up to its maximum.
         a, site = self.alloc, self.site
+        for m in range(len(self.meter_at)):
+            a.meter_fresh[m] = ticks_diff(now_ms, self.meter_at[m]) < FRESH_MS
         for c in range(self.nc):
             s = self.status[c]
             a.fresh[c] = s == ONLINE and ticks_diff(now_ms, self.heard[c]) < FRESH_MS
@@ -310,6 +324,7 @@ class Leader:
             t = a.out[c]
             if t < self.sent[c]:
                 self.sent[c] = t
+                self.lowered[c] = 1
                 self.pending[c] = 1
                 self.freed_at[c] = 0
                 self.resent[c] = now_ms
@@ -329,6 +344,13 @@ class Leader:
 
     def _usage(self):
         self.budget.count(self.permitted, self.fb_allowed, self.alloc.held, self.alloc.held_fb)
+        a, counted = self.alloc, self.counted
+        for c in range(self.nc):
+            m = a.in_use(c)
+            if m & ~counted[c] and self.budget.fits(c):
+                counted[c] = m
+            else:
+                counted[c] &= m
 
     def _room(self, c, target):
         # Up to what every phase it is counted on leaves beside what the others may still
@@ -354,6 +376,8 @@ class Leader:
         # follower may still hold fits with it (the fallbacks' own make-before-break).
         fb = min(self.alloc.fallback[c], self.sent[c])
         if fb <= self.sent_fb[c]:
+            if fb < self.sent_fb[c]:
+                self.lowered[c] = 1
             self.sent_fb[c] = fb
             return
         more = fb - self.fb_allowed[c]
@@ -367,8 +391,8 @@ class Leader:
     def _flags(self, c):
         # Identify, and the charger's own phases this leader does not count it on (its car
         # draws on fewer): a new car there must wait for a COMMAND that counts them.
-        a, site = self.alloc, self.site
-        used = a.in_use(c)
+        site = self.site
+        used = self.counted[c]
         flags = link.IDENTIFY if self.identify_until[c] is not None else 0
         for k in range(site.cphases[c]):
             w = site.cwire[c * 3 + k]

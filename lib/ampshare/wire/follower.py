@@ -37,10 +37,11 @@ def read_command(data, key):
 
 
 def state(key, uid, f_epoch, seq, l_epoch, pilot, errors, applied_ma, fallback_ma, meas_ma,
-          phases, flags, energy_wh, uptime_s):
+          phases, flags, energy_wh, uptime_s, l_seq):
+    """A STATE; (l_epoch, l_seq) name the last COMMAND accepted, whose values it reflects."""
     return P.sealed(key, P.FMT_STATE, P.STATE, uid, f_epoch, seq, l_epoch, pilot, errors, P.da(applied_ma),
                   P.da(fallback_ma), P.ca(meas_ma[0]), P.ca(meas_ma[1]), P.ca(meas_ma[2]), phases, flags,
-                  energy_wh, uptime_s)
+                  energy_wh, uptime_s, l_seq)
 
 
 class FollowerPort:
@@ -59,7 +60,8 @@ class FollowerPort:
         self.fresh = P.Freshness()
         self.rejected = array("i", [0] * len(P.REASONS))
         self.accepted = 0
-        self.l_epoch = 0
+        self.l_epoch = 0  # the last COMMAND accepted: echoed in every STATE
+        self.l_seq = 0
         self.seq = 0
         self.paired_event = False  # set when a PAIR was accepted: the shell saves key and id
         self.epoch_event = False  # set when the sequence ran out: the shell saves f_epoch
@@ -90,6 +92,7 @@ class FollowerPort:
             raise P.Rejected(P.R_EPOCH)  # addressed to an earlier boot of ours
         self.fresh.admit(0, l_epoch, seq)
         self.l_epoch = l_epoch
+        self.l_seq = seq
         self.core.command(now_ms, cur, fb, phases, flags)
 
     def _pair(self, data):
@@ -104,6 +107,7 @@ class FollowerPort:
         self.charger = charger
         self.charger_id = ident
         self.fresh.forget(0)
+        self.l_epoch = self.l_seq = 0  # no COMMAND under this key yet
         self.core.paired_now()
         self.paired_event = True
 
@@ -130,4 +134,4 @@ class FollowerPort:
         f = self.core
         f.reported()
         return state(self.key, self.uid, self.f_epoch, self.seq, self.l_epoch, f.state, f.errors, f.held(),
-                     f.held_fallback(), f.meas, f.in_use(), f.status_flags(), f.energy_wh, f.uptime_s)
+                     f.held_fallback(), f.meas, f.in_use(), f.status_flags(), f.energy_wh, f.uptime_s, self.l_seq)

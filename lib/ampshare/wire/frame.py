@@ -35,8 +35,8 @@ HEAD_LEN = const(4)
 FMT_HELLO = "<6sHHBB"  # uid, firmware, nameplate dA, phases, flags
 FMT_PAIR = "<6s8sIBB24s32s"  # uid, nonce, leader epoch, charger index, id length, id, wrapped key
 FMT_COMMAND = "<6sIIIHHBB"  # uid, leader epoch, seq, follower epoch echo, current dA, fallback dA, phases, flags
-FMT_STATE = "<6sIIIBBHHHHHBBII"  # uid, f-epoch, seq, l-epoch echo, pilot, errors, applied dA,
-#                              fallback dA, measured cA x3, phases in use, flags, energy Wh, uptime s
+FMT_STATE = "<6sIIIBBHHHHHBBIII"  # uid, f-epoch, seq, l-epoch echo, pilot, errors, applied dA,
+#              fallback dA, measured cA x3, phases in use, flags, energy Wh, uptime s, l-seq echo
 HELLO_LEN = HEAD_LEN + struct.calcsize(FMT_HELLO)
 PAIR_LEN = HEAD_LEN + struct.calcsize(FMT_PAIR) + TAG_LEN
 COMMAND_LEN = HEAD_LEN + struct.calcsize(FMT_COMMAND) + TAG_LEN

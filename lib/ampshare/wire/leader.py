@@ -17,8 +17,10 @@ from ampshare.wire import frame as F
 DISCOVERED_MAX = const(16)  # unpaired units listed on the page; bounds RAM against a flood
 # Where a STATE's fields lie (docs/protocol.md): follower epoch and sequence at 10 and 14; the
 # pilot at 22; what it holds and its fallback at 24 and 26; L1-L3 measured from 28; phases in
-# use, flags and energy at 34, 35 and 36.
+# use, flags and energy at 34, 35 and 36; the last COMMAND it accepted at 18 (epoch) and 44.
 _F_EPOCH = const(10)
+_L_EPOCH = const(18)
+_L_SEQ = const(44)
 _PILOT = const(22)
 _APPLIED = const(24)
 _MEAS = const(28)
@@ -72,6 +74,12 @@ class LeaderPort:
         self.hellos = 0
         self.discovered = []  # (uid, firmware, nameplate mA, phases, flags) from HELLOs
         self._meas = array("i", [0, 0, 0])
+        # The first COMMAND after the core lowered what a follower may hold (core.lowered): a
+        # STATE confirms the decrease only once it echoes that COMMAND or a later one. An
+        # earlier report may show a low value by chance (its car asleep, an offer held back)
+        # while a higher COMMAND is still on its way to it.
+        self._need_epoch = array("I", bytes(4 * nc))
+        self._need_seq = array("I", bytes(4 * nc))
         self._buf = bytearray(F.COMMAND_LEN)
         self._body = memoryview(self._buf)[:F.COMMAND_LEN - F.TAG_LEN]
         self._send = None
@@ -145,7 +153,13 @@ class LeaderPort:
         for k in range(3):
             meas[k] = F.u16(data, _MEAS + 2 * k) * F.CA
         self.core.state(now_ms, c, f_epoch, letter, F.u16(data, _APPLIED) * F.DA, F.u16(data, _APPLIED + 2) * F.DA,
-                        meas, data[_PHASES + 1], F.u32(data, _PHASES + 2))
+                        meas, data[_PHASES + 1], F.u32(data, _PHASES + 2), self._reflects(c, data))
+
+    def _reflects(self, c, data):
+        if self.core.lowered[c]:
+            return False  # lowered, and not yet sent
+        e, need = F.u32(data, _L_EPOCH), self._need_epoch[c]
+        return e > need or (e == need and F.u32(data, _L_SEQ) >= self._need_seq[c])
 
     # ---- out --------------------------------------------------------------------------------
 
@@ -164,6 +178,10 @@ class LeaderPort:
             self.l_epoch += 1
             self.seq = 0
         self.seq += 1
+        if self.core.lowered[c]:
+            self.core.lowered[c] = 0
+            self._need_epoch[c] = self.l_epoch
+            self._need_seq[c] = self.seq
         buf = seal_command(self._buf, self._body, self.keys.at(c), self.uid[c], self.l_epoch, self.seq,
                            self.core.f_epoch[c], current, fallback, phases, flags)
         if self._send is not None:
