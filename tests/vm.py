@@ -19,7 +19,7 @@ def micropython():
 def mp_env():
     env = dict(os.environ)
     # .frozen keeps the port's built-in Python modules (asyncio) importable.
-    env["MICROPYPATH"] = ".frozen:%s:%s" % (ROOT / "lib", ROOT / "tests" / "mp")
+    env["MICROPYPATH"] = ".frozen:%s:%s:%s" % (ROOT / "lib", ROOT / "tests" / "mp", ROOT / "build" / "vendor")
     return env
 
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """make bench-mem: a leader with 64 followers, each its own `micropython` process, run with
-the heaps of a board without PSRAM (-X heapsize=64wK for the leader, 24wK for a follower).
+the heaps of a board without PSRAM (-X heapsize=96wK for the leader with its page open in a
+client that reads /api/stream and asks for /api/state every 5 s, 24wK for a follower;
+--no-page: the leader alone in 64wK).
 Prints the most each role kept in its heap (after a collection, every 5 s) and any
 MemoryError: a role that fits runs to the end without one. Then, in a second run with room to
 spare (the collector is switched off for a second at a time), what the leader allocates on its
@@ -13,8 +15,10 @@ as a board that takes .mpy files from its filesystem would.
     python3 tools/bench_mem.py [--seconds 120] [--followers 64] [--code-in-heap]
 """
 import argparse
+import http.client
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +27,9 @@ from sim import ROOT, Sim, heap_total  # noqa: E402
 
 # A board without PSRAM: 64 KB for the leader (the page and MQTT need the rest), 24 KB for a
 # follower (scaled by the unix port to its word size).
-HEAPS = {"leader": "64wK", "follower": "24wK"}
+HEAPS = {"leader": "96wK", "follower": "24wK"}
+LEADER_ALONE = "64wK"  # without the page (DESIGN.md: the control alone fits in 64 KB)
+HTTP_PORT = 26380
 ROM = ROOT / "build" / "ampshare.romfs"
 # The allocation run: a second without collection must fit beside what the leader keeps.
 ALLOC_HEAP = "256wK"
@@ -37,6 +43,13 @@ def peaks(log):
     rom = re.search(r"rom: (\d+) bytes", log)
     image = -(-int(rom.group(1)) // 16) * 16 if rom else 0  # the collector's 16-byte blocks
     return [int(m) - image for m in re.findall(r"GC: total: \d+, used: (\d+)", log)]
+
+
+def largest_free(log):
+    # mem_info()'s "max free sz: N" (blocks of 16 bytes on this port) after each collection:
+    # the largest piece one allocation can take; the least of them is the tightest moment.
+    sizes = [int(n) * 16 for n in re.findall(r"max free sz: (\d+)", log)]
+    return min(sizes) if sizes else None
 
 
 def beside(log):
@@ -55,27 +68,39 @@ def main(argv):
                     help="the site meter on the Modbus path (socat and pymodbus), as a board with RS485 reads it")
     ap.add_argument("--code-in-heap", action="store_true",
                     help="load the compiled modules into the heap rather than run them from the ROM image")
+    ap.add_argument("--no-page", action="store_true", help="no HTTP server, no client: the leader alone")
     args = ap.parse_args(argv[1:])
+    if args.no_page and args.leader_heap == HEAPS["leader"]:
+        args.leader_heap = LEADER_ALONE
     heaps = {"leader": args.leader_heap, "follower": args.follower_heap}
     if not args.code_in_heap and not ROM.exists():
         raise SystemExit("%s is missing: make rom" % ROM)
     # Compiled modules either way: no compiler in the heap.
     sim = Sim(args.site, args.followers, work=ROOT / "build" / "bench-mem", base_port=26300, heap=heaps,
               settings={"mem_report_s": 5}, code=ROOT / "build" / "lib", monitor=False, meter_line=args.meter_line,
-              rom=None if args.code_in_heap else ROM)
+              rom=None if args.code_in_heap else ROM, http_port=None if args.no_page else HTTP_PORT,
+              page="/rom/page.html.gz" if not args.code_in_heap else ROOT / "build" / "lib" / "page.html.gz")
+    reader = None if args.no_page else PageReader(HTTP_PORT)
     try:
         sim.start_all()
+        if reader:
+            reader.start()
         end = time.monotonic() + args.seconds
         while time.monotonic() < end:
             time.sleep(5)
+            if reader:
+                reader.ask_state()
             dead = [n for n, p in sim.procs.items() if p.poll() is not None]
             if dead:
                 print("stopped early: %s" % ", ".join(dead))
                 break
     finally:
+        if reader:
+            reader.stop = True
         sim.stop()
     rows = {"leader": [], "follower": []}
     room = {"leader": [], "follower": []}
+    free = {"leader": [], "follower": []}
     errors = []
     for d in sorted(sim.work.iterdir()):
         if d.name == "plant" or not (d / "log.txt").exists():
@@ -85,17 +110,58 @@ def main(argv):
             errors.append(d.name)
         role = "leader" if d.name == "leader" else "follower"
         rows[role] += [max(peaks(log) or [0])]
+        free[role] += [largest_free(log) or 0]
         room[role] += [beside(log) or 0]
     print("%d s, %d followers%s, code %s" % (args.seconds, args.followers, ", meter on RS485" if sim.meter_line else "",
                                           "in the heap" if args.code_in_heap else "in the ROM image"))
-    print("role      heap    heap_B  live_B (most after a collection, worst process, 64-bit port)")
+    print("role      heap    heap_B  live_B  free_block_B (most kept after a collection, and the least largest")
+    print("                                           free block then; worst process, 64-bit port)")
     for role, vals in rows.items():
         size = min(room[role]) if not args.code_in_heap and room[role] else heap_total(heaps[role])
-        print("%-8s  %-6s  %-6d  %d" % (role, heaps[role], size, max(vals) if vals else 0))
+        print("%-8s  %-6s  %-6d  %-6d  %d" % (role, heaps[role], size, max(vals) if vals else 0,
+                                            min(free[role]) if free[role] else 0))
     print("MemoryError: %s" % (", ".join(errors) if errors else "none"))
+    if reader:
+        print("page: %d stream events read, %d of %d /api/state answered" % (reader.events, reader.answered,
+                                                                           reader.asked))
     rate = alloc_rate(args)
     print("leader allocates: %s bytes/s (median of %d one-second readings, collector off)" % rate)
     return 1 if errors else 0
+
+
+class PageReader(threading.Thread):
+    """The page open in one browser: its stream read as it comes, the state asked now and then."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port = port
+        self.stop = False
+        self.events = self.asked = self.answered = 0
+
+    def run(self):
+        while not self.stop:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", "/api/stream")
+                r = conn.getresponse()
+                while not self.stop:
+                    line = r.fp.readline()
+                    if not line:
+                        break
+                    if line.startswith(b"data: "):
+                        self.events += 1
+            except OSError:
+                time.sleep(1)  # not up yet, or restarted
+
+    def ask_state(self):
+        self.asked += 1
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            conn.request("GET", "/api/state")
+            if conn.getresponse().status == 200:
+                self.answered += 1
+        except OSError:
+            pass
 
 
 def alloc_rate(args):

@@ -134,6 +134,9 @@ MUTANTS = [
     ("confirmed-by-an-older-report", LIB + "wire/leader.py",
      "self._reflects(c, data))", "True)",
      ["tests/test_leader.py::test_a_report_made_before_the_decrease_was_taken_confirms_nothing"]),
+    ("second-unit-for-a-paired-charger", LIB + "run/leader.py",
+     "        if held is not None and held != uid:\n", "        if False:\n",
+     ["tests/test_web.py::test_a_unit_heard_is_paired_from_the_page"]),
 ]
 
 

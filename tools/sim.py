@@ -29,7 +29,8 @@ def micropython():
 
 def mp_env(code=None):
     env = dict(os.environ)
-    env["MICROPYPATH"] = ".frozen:%s" % (code or ROOT / "lib")
+    # Microdot (make setup installs it in build/vendor) beside ours, as the ROM image has it.
+    env["MICROPYPATH"] = ".frozen:%s:%s" % (code or ROOT / "lib", ROOT / "build" / "vendor")
     return env
 
 
@@ -68,7 +69,7 @@ class Sim:
 
     def __init__(self, site_path, followers=None, work=None, base_port=25500, cars=None, loads=None,
                  heap=None, settings=None, code=None, monitor=True, meter_line=False, rom=None,
-                 leader_settings=None):
+                 leader_settings=None, http_port=None, unpaired=(), page=None):
         self.site_path = Path(site_path)
         self.site = json.loads(self.site_path.read_text())
         n = len(self.site["chargers"])
@@ -98,6 +99,12 @@ class Sim:
             meters[0].get("model", "sdm630") == "sdm630" and meters[0].get("address", 1) == 1
         self.meter = None  # the MeterSim, while it runs
         self._line = None  # socat and the feeding thread
+        # The leader's page and API on loopback (its access point stood in for), and the
+        # followers left out of its pairing list (paired from the page instead).
+        self.http_port = http_port
+        self.unpaired = set(unpaired)
+        self.page = Path(page) if page else ROOT / "build" / "page.html.gz"
+        self.label = "label-code"  # the leader's label code: the page's first login
         self.procs = {}
         self.ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.ctl.bind(("127.0.0.1", 0))
@@ -117,8 +124,14 @@ class Sim:
         (self.work / "plant" / "scenario.json").write_text(json.dumps(scn))
         common = dict({"hal": "unix", "bind": "127.0.0.1", "broadcast": "127.0.0.1", "port_leader": self.port,
                        "plant": ["127.0.0.1", self.plant_port], "state_dir": "."}, **self.extra)
-        pair = {c["id"]: {"uid": uid_of(i), "code": "code-%d" % i} for i, c in enumerate(self.site["chargers"][:self.n])}
-        self._write("leader", dict(common, role="leader", site="site.json", pair=pair,
+        pair = {c["id"]: {"uid": uid_of(i), "code": "code-%d" % i} for i, c in enumerate(self.site["chargers"][:self.n])
+                if i not in self.unpaired}
+        if self.http_port:
+            common_leader = {"http": {"port": self.http_port, "bind": "127.0.0.1"}, "page": str(self.page),
+                             "code": self.label}
+        else:
+            common_leader = {}
+        self._write("leader", dict(common, role="leader", site="site.json", pair=pair, **common_leader,
                                    monitor=["127.0.0.1", self.monitor_port] if self.monitor_on else None,
                                    rs485={"device": str(self.work / "rs485-leader")} if self.meter_line else None,
                                    **self.leader_extra))
@@ -295,8 +308,11 @@ def main(argv):
     ap.add_argument("--site", default=str(ROOT / "examples" / "home.json"))
     ap.add_argument("--followers", type=int, default=None)
     ap.add_argument("--seconds", type=int, default=0, help="stop after this long (0: until Ctrl-C)")
+    ap.add_argument("--http-port", type=int, default=8080, help="the leader's page and API on 127.0.0.1")
+    ap.add_argument("--unpaired", type=int, nargs="*", default=[],
+                    help="followers (by number) left for pairing from the page")
     args = ap.parse_args(argv[1:])
-    sim = Sim(args.site, args.followers, meter_line=True)
+    sim = Sim(args.site, args.followers, meter_line=True, http_port=args.http_port, unpaired=args.unpaired)
     mon = Monitor(sim.monitor_port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     start = time.monotonic()
@@ -309,7 +325,8 @@ def main(argv):
                 plant = sim.status()
             except (socket.timeout, OSError):
                 plant = None
-            sys.stdout.write("\x1b[H\x1b[2J" + render(mon.poll(), plant) + "\n")
+            sys.stdout.write("\x1b[H\x1b[2J" + render(mon.poll(), plant) + "\n\nthe page: http://127.0.0.1:%d/"
+                             " (first login: %s)\n" % (args.http_port, sim.label))
             sys.stdout.flush()
     except KeyboardInterrupt:
         pass

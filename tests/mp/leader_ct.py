@@ -13,7 +13,7 @@ from ampshare.config.site import parse
 
 req = json.loads(sys.stdin.read())
 settings = {"hal": "esp32", "state_dir": req["dir"], "pair": {}, "bind": "127.0.0.1", "port_leader": 0, "monitor": None,
-            "rs485": None, "ct": req["ct"], "stall_at_ms": None}
+            "rs485": None, "ct": req["ct"], "stall_at_ms": None, "http": None}
 app = LeaderApp(settings, parse(req["site"]), esp32.Board(pilot=False), 0)
 machine.ADC_U16[:] = req["samples"]
 

@@ -39,6 +39,10 @@ DEFAULTS = {
     # CT clamps, for the site's "ct" meter (docs/metering.md). Off the ESP32 the plant plays it.
     "ct": None,
     "monitor": None,  # [host, port]: a status datagram once a second (the simulator's view)
+    # {"port": 80, "bind": "0.0.0.0"}: the page and the HTTP API (docs/api.md); None: none
+    "http": None,
+    "page": "/rom/page.html.gz",  # the page, gzipped (make page), where the board keeps it
+    "private": False,  # true: reading the live view needs the admin's login too
     # unix hal
     "plant": ["127.0.0.1", 45460],  # the host plant simulator
     "plant_id": None,  # the charger this board plays in the plant (follower)
@@ -72,6 +76,16 @@ def parse(cfg):
     if not isinstance(s["phase_switching"], bool) or (s["phase_switching"] and s["phases"] != 3):
         raise ConfigError("settings.phase_switching", "must be true or false, and true only on a 3-phase wallbox")
     s["pair"] = _listed(s["pair"])
+    h = s["http"]
+    if h is not None:
+        p = h.get("port") if isinstance(h, dict) else None
+        if not isinstance(h, dict) or isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= 65535 or \
+                any(k not in ("port", "bind") for k in h):
+            raise ConfigError("settings.http", "must be {\"port\": 1..65535, \"bind\": address}")
+        if s["role"] == "leader" and not s["code"]:
+            raise ConfigError("settings.code", "the label code: the page's first login, before a password is set")
+    if not isinstance(s["private"], bool):
+        raise ConfigError("settings.private", "must be true or false")
     return s
 
 

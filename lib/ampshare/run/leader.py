@@ -76,6 +76,10 @@ class LeaderApp(Shell):
         self.monitor = address(mon[0], mon[1]) if mon else None
         board.on_meter = self._meter
         self._own_meters(settings, site, board)
+        self.web = None
+        if settings["http"] is not None:
+            from ampshare.web.server import Web
+            self.web = Web(self, settings)
 
     def _own_meters(self, settings, site, board):
         # The Modbus meters on the board's RS485 line, and its CT clamps; without them (the
@@ -163,6 +167,32 @@ class LeaderApp(Shell):
             self._to_pair.append((data, addr))
             self._queued[c] = 1
 
+    def list_unit(self, cid, uid, code):
+        """The page's "pair as charger": the unit is paired when next heard (its HELLO comes
+        every two seconds). Returns a refusal's reason, or None."""
+        c = self.site.charger_ids.index(cid)
+        held = self.port.uid[c]
+        if held is not None and held != uid:
+            # Its unit keeps its key and may hold a current: a second one would leave it
+            # counted nowhere. (Unpairing is not offered yet.)
+            return "has another unit paired"
+        other = self._listed(uid)
+        if other >= 0 and other != c:
+            return "listed for %s already" % self.site.charger_ids[other]
+        for d in range(self.core.nc):
+            if d != c and self.port.uid[d] == uid:
+                return "paired as %s already" % self.site.charger_ids[d]
+        self.listed_uid[c * P.UID_LEN:(c + 1) * P.UID_LEN] = uid
+        self.listed_code[c] = code
+        return None
+
+    def restart_after(self, ms):
+        """Stop the control loop in ms (a saved site is applied by a restart, main.py)."""
+        async def later():
+            await asyncio.sleep_ms(ms)
+            self.failed = Restart("a new site was saved")
+        asyncio.create_task(later())
+
     def _listed(self, uid):
         ids = memoryview(self.listed_uid)
         for c in range(self.core.nc):
@@ -209,4 +239,10 @@ class LeaderApp(Shell):
             out.append(self.line.run())
         if self.clamps is not None:
             out.append(self.clamps.run())
+        if self.web is not None:
+            out.append(self.web.run())
         return out
+
+
+class Restart(Exception):
+    """Not a fault: the shell stops so that the board starts again on what was saved."""

@@ -2,32 +2,67 @@
 # allocated and usage; per charger the pilot, the offer, the draws and the link; per meter its
 # health. Loaded only on a leader that sends them.
 import json
+import time
 
 from ampshare.core.link import FLASH_FAILED
 
 
-def status(app):
+def status(app, why=None):
+    """The figures as one JSON text (the simulator's status datagram)."""
+    return "".join(chunks(app, why))
+
+
+def chunks(app, why=None):
+    """The figures as JSON text, a group or a charger at a time: a page's stream of 64
+    chargers never holds the whole document. why(app, c, allocated), where given, says in
+    words why each charger gets what it gets (web/live.py, loaded only with the page)."""
     core, site = app.core, app.site
     a = core.alloc
-    allocated, usage = [0] * a.nk, [0] * a.nk
+    allocated, usage, requested = [0] * a.nk, [0] * a.nk, [0] * a.nk
     a.spread(core.permitted, allocated)
+    for c in range(a.nc):
+        _add_requested(a, site, c, requested)
     a.measured(usage)
-    groups = {}
+    yield '{"epoch": %d, "groups": {' % app.port.l_epoch
     for g, gid in enumerate(site.group_ids):
         m = site.gmeter[g]
         meter = [a.meter[m * 3 + p] for p in range(3)] if m >= 0 and a.meter_ok[m] else None
-        groups[gid] = {"meter": meter, "available": [a.cap[g * 3 + p] for p in range(3)],
-                       "allocated": allocated[g * 3:g * 3 + 3], "usage": usage[g * 3:g * 3 + 3]}
+        row = {"meter": meter, "available": [a.cap[g * 3 + p] for p in range(3)],
+               "requested": requested[g * 3:g * 3 + 3], "allocated": allocated[g * 3:g * 3 + 3],
+               "usage": usage[g * 3:g * 3 + 3]}
         if core.surplus is not None and core.surplus.metered[g]:
-            groups[gid]["surplus"] = core.surplus.avg[g]
-    chargers = {}
+            row["surplus"] = core.surplus.avg[g]
+        yield "%s%s: %s" % (", " if g else "", json.dumps(gid), json.dumps(row))
+    yield '}, "chargers": {'
     for c, cid in enumerate(site.charger_ids):
-        chargers[cid] = {"pilot": chr(a.pilot[c]), "offered": core.sent[c], "fallback": core.sent_fb[c],
-                         "meas": [max(0, a.meas[c * 3 + k]) for k in range(3)],
-                         "link": ("unknown", "online", "silent", "lost")[core.status[c]],
-                         "phases": core.phases[c], "flash_failed": bool(core.flags[c] & FLASH_FAILED)}
-    return json.dumps({"epoch": app.port.l_epoch, "groups": groups, "chargers": chargers, "meters": meter_health(app),
-                       "flash_errors": app.flash_errors, "flash_error": app.flash_error})
+        row = {"pilot": chr(a.pilot[c]), "offered": core.sent[c], "fallback": core.sent_fb[c],
+               "meas": [max(0, a.meas[c * 3 + k]) for k in range(3)],
+               "link": ("unknown", "online", "silent", "lost")[core.status[c]],
+               "phases": core.phases[c], "flash_failed": bool(core.flags[c] & FLASH_FAILED)}
+        if why is not None:
+            row["why"] = why(app, c, allocated)
+            row["heard_ms_ago"] = time.ticks_diff(time.ticks_ms(), core.heard[c]) if core.status[c] else None
+        yield "%s%s: %s" % (", " if c else "", json.dumps(cid), json.dumps(row))
+    yield '}, "meters": %s, "flash_errors": %d, "flash_error": %s}' % (
+        json.dumps(meter_health(app)), app.flash_errors, json.dumps(app.flash_error))
+
+
+def _add_requested(a, site, c, into):
+    # Into every constraint c is counted on: what its car is believed to want.
+    v = _requested(a, site, c)
+    if v:
+        a.add_to(c, v, into)
+
+
+def _requested(a, site, c):
+    # What the car is believed to want: its maximum, or its draw plus the margin once
+    # demand detection knows it (never below the minimum); nothing without a car.
+    if chr(a.pilot[c]) not in "BCD":
+        return 0
+    w = a.want[c]
+    if w < 0 or w >= site.cmax[c]:
+        return site.cmax[c]
+    return w if w > site.cmin[c] else site.cmin[c]
 
 
 def meter_health(app):

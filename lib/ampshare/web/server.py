@@ -1,0 +1,346 @@
+# The leader's HTTP server (docs/api.md): the page, the live view, the site, pairing, limits
+# and the admin's login, on Microdot. Every handler answers from what the shell holds now and
+# returns: nothing here waits on the control loop, and the control loop never waits on it
+# (each connection is its own task; a slow client holds only its own).
+import gc
+import json
+import time
+
+import asyncio
+from micropython import const
+from microdot import Microdot, Request, Response
+
+from ampshare.run import store
+from ampshare.web.auth import Auth, Refused
+
+# A 64-charger site.json is about 9 KB: twice that is room, and bounds what one request holds.
+BODY_MAX = const(20_000)
+LINE_MAX = const(1_024)  # a request line or header: longer is not a browser's
+STREAM_MS = const(1_000)  # the live stream's period, the control period
+RESTART_MS = const(500)  # after a saved site: time for the answer to leave before the restart
+AUTH_FILE = "web.json"  # the admin password's salt and hash, in the settings' state_dir
+COOKIE = "ampshare"
+JSON = {"Content-Type": "application/json"}
+LIMITS_KEPT = const(8)  # limit ids the API can still clear (core/external.py keeps 8 answers)
+# The phone probes that open a captive portal's sign-in page: each gets the page.
+PROBES = ("/generate_204", "/gen_204", "/hotspot-detect.html", "/connecttest.txt", "/ncsi.txt")
+
+Request.max_content_length = BODY_MAX
+Request.max_body_length = BODY_MAX
+Request.max_readline = LINE_MAX
+
+
+def _bad(field, reason, status=400):
+    return {"field": field, "reason": reason}, status
+
+
+def _body(req):
+    # The request's JSON object, or a refusal naming what is wrong.
+    try:
+        obj = json.loads(req.body)
+    except (ValueError, TypeError, UnicodeError):
+        return None, _bad("body", "not JSON")
+    if not isinstance(obj, dict):
+        return None, _bad("body", "must be a JSON object")
+    return obj, None
+
+
+def _fields(obj, allowed):
+    for name in obj:
+        if name not in allowed:
+            return _bad(name, "unknown field")
+    return None
+
+
+class _Events:
+    # The live stream as an async iterator (MicroPython has no async generators): a document
+    # now, then one a second until the client goes away (Microdot then closes it). Each is
+    # sent a group or a charger at a time, never whole.
+    def __init__(self, app):
+        self.app = app
+        self.doc = None
+        self.first = True
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        from ampshare.web import live
+        if self.doc is None:
+            if not self.first:
+                await asyncio.sleep_ms(STREAM_MS)
+            self.first = False
+            self.doc = live.state(self.app)
+            return "data: "
+        try:
+            return next(self.doc)
+        except StopIteration:
+            self.doc = None
+            return "\n\n"
+
+    async def aclose(self):
+        pass
+
+
+class Web:
+    def __init__(self, app, settings):
+        self.app = app
+        self.site_path = settings["site"]
+        self.page = settings["page"]
+        self.private = settings["private"]
+        self.auth_path = settings["state_dir"] + "/" + AUTH_FILE
+        self.auth = Auth(store.read_json(self.auth_path, None), settings["code"])
+        self.http = settings["http"]
+        self.etag = self._etag()
+        self.limits = []  # [request id, kind, ident], newest last
+        self.md = md = Microdot()
+        for path in ("/",) + PROBES:
+            md.route(path)(self.page_handler)
+        md.get("/api/state")(self.state)
+        md.get("/api/stream")(self.stream)
+        md.get("/api/site")(self.get_site)
+        md.put("/api/site")(self.put_site)
+        md.post("/api/site/preview")(self.preview)
+        md.get("/api/units")(self.units)
+        md.post("/api/pair")(self.pair)
+        md.post("/api/limit")(self.set_limit)
+        md.get("/api/limit/<int:rid>")(self.get_limit)
+        md.delete("/api/limit/<int:rid>")(self.clear_limit)
+        md.post("/api/login")(self.login)
+        md.post("/api/password")(self.password)
+
+    def _etag(self):
+        # The page's hash, once: a phone that has it asks with If-None-Match and gets 304.
+        import hashlib
+        from binascii import hexlify
+        h = hashlib.sha256()
+        try:
+            with open(self.page, "rb") as f:
+                while True:
+                    chunk = f.read(512)
+                    if not chunk:
+                        break
+                    h.update(chunk)
+        except OSError:
+            return None
+        return '"%s"' % hexlify(h.digest()[:8]).decode()
+
+    async def run(self):
+        await self.md.start_server(host=self.http.get("bind", "0.0.0.0"), port=self.http["port"])
+
+    # ---- who may ----------------------------------------------------------------------------
+
+    def _session(self, req):
+        return self.auth.session(time.ticks_ms(), req.cookies.get(COOKIE))
+
+    def _admin(self, req):
+        """None when the request may change things, else the refusal to answer."""
+        if not self._session(req):
+            return _bad("session", "log in first", 401)
+        if not self.auth.has_password:
+            return _bad("session", "set a password first", 403)
+        return None
+
+    def _asked(self, req, fields, who="admin"):
+        """(the request's JSON object, None), or (None, the refusal to answer): who may ask
+        ("admin", "session" or None), and the only fields it may carry."""
+        if who == "admin":
+            bad = self._admin(req)
+        elif who == "session" and not self._session(req):
+            bad = _bad("session", "log in first", 401)
+        else:
+            bad = None
+        if bad:
+            return None, bad
+        obj, bad = _body(req)
+        if bad:
+            return None, bad
+        bad = _fields(obj, fields)
+        return (None, bad) if bad else (obj, None)
+
+    def _reader(self, req):
+        if self.private and not (self._session(req) and self.auth.has_password):
+            return _bad("session", "log in first (the live view is private)", 401)
+        return None
+
+    async def login(self, req):
+        obj, bad = self._asked(req, ("password",), None)
+        if bad:
+            return bad
+        pw = obj.get("password")
+        if not isinstance(pw, str):
+            return _bad("password", "must be a string")
+        try:
+            token = self.auth.login(time.ticks_ms(), pw)
+        except Refused as e:
+            if e.retry_ms:
+                return {"field": "password", "reason": e.reason}, 429, {"Retry-After": str((e.retry_ms + 999) // 1000)}
+            return _bad("password", e.reason, 401)
+        res = Response({"password_set": self.auth.has_password})
+        res.headers["Set-Cookie"] = "%s=%s; Path=/; HttpOnly; SameSite=Strict" % (COOKIE, token)
+        return res
+
+    async def password(self, req):
+        obj, bad = self._asked(req, ("password",), "session")
+        if bad:
+            return bad
+        pw = obj.get("password")
+        if not isinstance(pw, str):
+            return _bad("password", "must be a string")
+        try:
+            record = self.auth.set_password(pw)
+        except Refused as e:
+            return _bad("password", e.reason)
+        if not self.app.persist(store.save_json, self.auth_path, record):
+            return _bad("password", "could not be saved to flash (kept until a restart)", 500)
+        self.auth.keep_only(req.cookies.get(COOKIE))
+        return {"password_set": True}
+
+    # ---- the page and the live view ---------------------------------------------------------
+
+    async def page_handler(self, req):
+        if self.etag is None:
+            return "the page is not on this board (settings.page)", 404
+        if req.headers.get("If-None-Match") == self.etag:
+            return "", 304, {"ETag": self.etag}
+        res = Response.send_file(self.page, content_type="text/html; charset=UTF-8", compressed=True, max_age=0)
+        res.headers["ETag"] = self.etag
+        return res
+
+    async def state(self, req):
+        from ampshare.web import live
+        return self._reader(req) or (live.state(self.app), 200, JSON)
+
+    async def stream(self, req):
+        # Server-sent events: the live document once a second while the page is open.
+        return self._reader(req) or (_Events(self.app), 200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+
+    # ---- the site -----------------------------------------------------------------------------
+
+    async def get_site(self, req):
+        bad = self._reader(req)
+        if bad:
+            return bad
+        return Response.send_file(self.site_path, content_type="application/json", max_age=0)
+
+    def _parse_site(self, req):
+        # An admin's site: (the JSON, the parsed site, None) or (None, None, the refusal).
+        from ampshare.config import site as sitemod
+        from ampshare.config.units import ConfigError
+        bad = self._admin(req)
+        if bad:
+            return None, None, bad
+        obj, bad = _body(req)
+        if bad:
+            return None, None, bad
+        try:
+            return obj, sitemod.parse(obj), None
+        except ConfigError as e:
+            return None, None, _bad(e.field, e.reason)
+
+    async def put_site(self, req):
+        obj, site, bad = self._parse_site(req)
+        if bad:
+            return bad
+        site = None
+        if not self.app.persist(store.save_json, self.site_path, obj):
+            return _bad("site", "could not be saved to flash; the old one stays", 500)
+        # Applied by starting the leader again on it: a new leader adopts what every follower
+        # does (no pause) and counts each at its maximum until it knows (docs/leader.md).
+        self.app.restart_after(RESTART_MS)
+        return {"saved": True, "applied_in_ms": RESTART_MS}
+
+    async def preview(self, req):
+        obj, site, bad = self._parse_site(req)
+        if bad:
+            return bad
+        from ampshare.web import live
+        from ampshare.config import snapshot
+        from ampshare.config.units import ConfigError
+        state = live.snapshot_state(self.app, site)
+        site = None
+        gc.collect()
+        try:
+            alloc = snapshot.run(obj, state)
+        except ConfigError as e:
+            return _bad(e.field, e.reason)
+        return snapshot.to_json(alloc), 200, JSON
+
+    # ---- units and pairing --------------------------------------------------------------------
+
+    async def units(self, req):
+        from ampshare.web import live
+        return self._reader(req) or (live.units(self.app), 200, JSON)
+
+    async def pair(self, req):
+        obj, bad = self._asked(req, ("charger", "uid", "code"))
+        if bad:
+            return bad
+        cid, uid, code = obj.get("charger"), obj.get("uid"), obj.get("code")
+        if cid not in self.app.site.charger_ids:
+            return _bad("charger", "no such charger in the site")
+        from binascii import unhexlify
+        try:
+            raw = unhexlify(uid) if isinstance(uid, str) else b""
+        except ValueError:
+            raw = b""
+        if len(raw) != 6:
+            return _bad("uid", "must be 12 hex digits")
+        if not isinstance(code, str) or not code:
+            return _bad("code", "the code on the unit's label")
+        reason = self.app.list_unit(cid, raw, code.encode())
+        if reason:
+            return _bad("charger" if reason.startswith("has") else "uid", reason)
+        return {"listed": cid, "uid": uid}
+
+    # ---- external limits ----------------------------------------------------------------------
+
+    async def set_limit(self, req):
+        obj, bad = self._asked(req, ("group", "charger", "a", "w", "watchdog_s"))
+        if bad:
+            return bad
+        kind = "group" if "group" in obj else "charger" if "charger" in obj else None
+        if kind is None or ("group" in obj and "charger" in obj):
+            return _bad("group", "name one group or one charger")
+        ident = obj[kind]
+        a, w, wd = obj.get("a"), obj.get("w"), obj.get("watchdog_s", 30)
+        if a is not None and w is not None:
+            return _bad("a", "give a or w, not both")
+        from ampshare.config.units import ConfigError, ma
+        try:
+            if a is not None:
+                a = [ma(x, "a", 0, 1000, 3) for x in a] if isinstance(a, list) else ma(a, "a", 0, 1000, 3)
+        except ConfigError as e:
+            return _bad(e.field, e.reason)
+        if w is not None and (isinstance(w, bool) or not isinstance(w, int)):
+            return _bad("w", "must be whole watts")
+        if isinstance(wd, bool) or not isinstance(wd, int) or wd < 0:
+            return _bad("watchdog_s", "must be whole seconds, 0 for none")
+        if a is None and w is None:
+            return _bad("a", "give a or w (DELETE /api/limit/<id> clears one)")
+        rid = self.app.core.limit(time.ticks_ms(), kind, ident, a, w, wd * 1000)
+        if len(self.limits) >= LIMITS_KEPT:
+            self.limits.pop(0)
+        self.limits.append([rid, kind, ident])
+        state, reason = self.app.core.external.answer(rid)
+        return {"id": rid, "state": state, "reason": reason}
+
+    async def get_limit(self, req, rid):
+        bad = self._reader(req)
+        if bad:
+            return bad
+        got = self.app.core.external.answer(rid)
+        if got is None:
+            return _bad("id", "no such request (or forgotten)", 404)
+        return {"id": rid, "state": got[0], "reason": got[1]}
+
+    async def clear_limit(self, req, rid):
+        bad = self._admin(req)
+        if bad:
+            return bad
+        for entry in self.limits:
+            if entry[0] == rid:
+                new = self.app.core.limit(time.ticks_ms(), entry[1], entry[2])
+                state, reason = self.app.core.external.answer(new)
+                return {"id": new, "state": state, "reason": reason}
+        return _bad("id", "no such request (or forgotten)", 404)
