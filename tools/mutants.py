@@ -154,6 +154,8 @@ def scratch():
         src = ROOT / part
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tree / part)
     os.symlink(ROOT / ".venv", tree / ".venv")
+    (tree / "build").mkdir()
+    os.symlink(ROOT / "build" / "vendor", tree / "build" / "vendor")  # Microdot, as make installed it
     return tree
 
 
