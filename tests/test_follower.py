@@ -306,3 +306,18 @@ def test_the_report_sequence_rolls_into_a_new_epoch_before_2_30(vm):
     seen = [(s["f_epoch"], s["seq"]) for s in states]
     assert seen == sorted(seen) and len(set(seen)) == len(seen) and max(q for _, q in seen) < 2**30
     assert seen[-1][0] == F_EPOCH + 1 and res["end"]["epoch_event"]  # the shell saves it
+
+
+def test_a_small_fall_is_reported_at_once_a_rise_only_from_1_a(vm):
+    # The leader takes the cars' reported draws out of the meter's reading: a fall it has not
+    # been told of reads as room, so one of 0.5 A (a car's step) goes out at once; a rise of
+    # the same size waits for the next report (it reads as other load: the safe side).
+    new_follower(vm)
+    events = [(0, "recv", cmd(1, 16))] + car(0, 2000, C_MV, step=100)
+    events += [(2000, "measure", 16000, 16000, 16000), (2000, "tick"), (2050, "tick"),
+               (2100, "measure", 15500, 15500, 15500), (2100, "tick"),
+               (2200, "measure", 16000, 16000, 16000), (2200, "tick"), (2300, "tick")]
+    res = run(vm, *events)
+    sent = {e[0]: t["sent"] for e, t in zip(events, res["trace"]) if e[1] == "tick"}
+    assert sent[2100] and wire.read_state(bytes.fromhex(sent[2100]), KEY)["meas_ca"] == (1550,) * 3
+    assert not sent[2200] and not sent[2300]

@@ -367,3 +367,51 @@ def test_a_report_made_before_the_decrease_was_taken_confirms_nothing(vm):
     res = s.run(*events)
     given = [ev[0] for ev, tr in zip(events, res["trace"]) if ev[1] == "tick" and current(tr, 1) > 0]
     assert given and given[0] >= 14500, given  # 9.5 s + the EV's 5 s
+
+
+def test_a_charger_is_counted_on_fewer_phases_only_once_its_follower_was_told(vm):
+    # wb0's 1-phase car settles on L1 after its first minute: the leader means to count wb0
+    # there alone, and wb1 (on L2) could then take all of L2. It says so in wb0's COMMANDs
+    # first; until a report shows wb0 took one (a new car there would otherwise draw on L2
+    # believing itself counted), wb0 stays counted on L2 and wb1 gets nothing of it.
+    s = Site(vm, one_phase_beside_three())
+    sent, told_at, held_back = [0, 0], None, None
+    outs = []
+    for t in range(0, 90_000, 1000):
+        stale = told_at is not None and t < told_at + 5000
+        res = s.run(s.report(0, t, applied=sent[0], phases_meas=(min(sent[0], 10000), 0, 0),
+                             echo=held_back if stale else None),
+                    s.report(1, t, applied=sent[1], meas=sent[1]), (t, "tick"))
+        tick = res["trace"][-1]
+        for c in (0, 1):
+            if c in tick["commands"]:
+                sent[c] = current(tick, c)
+        if told_at is None and tick["commands"][0]["flags"] & UNCOUNTED:
+            told_at = t
+            held_back = s.echo[0][0], s.echo[0][1] - 2  # a COMMAND before the one that told it
+        outs.append((t, tick["out"][1]))
+    assert told_at is not None
+    before = [o for t, o in outs if t < told_at]
+    while_unconfirmed = [o for t, o in outs if told_at <= t < told_at + 5000]
+    after = [o for t, o in outs if t >= told_at + 7000]
+    assert max(while_unconfirmed) <= before[-1], outs  # L2 still shared with wb0
+    assert max(after) > before[-1], outs  # confirmed: wb1 may have L2
+
+
+def test_an_increase_never_counts_on_a_draw_not_reported_lately(vm):
+    # wb0's reports stop coming at 7 s and its car stops; the meter shows the stop at 8 s.
+    # Crediting wb0's last reported 16 A against that reading would show 16 A of room that
+    # is not there (if the car had not stopped, the meter would still show it): the room an
+    # increase may use counts only draws reported within 1.3 s.
+    s = Site(vm, site(limit=32, meter=True, reserve=32))
+    events = []
+    for t in range(0, 8000, 1000):
+        events += [(t, "meter", 0, 32000, 32000, 32000)]
+        if t <= 7000:
+            events += [s.report(0, t, applied=16000, meas=16000)]
+        events += [s.report(1, t, applied=16000, meas=16000), (t, "tick")]
+    events += [(8000, "meter", 0, 16000, 16000, 16000), s.report(1, 8000, applied=16000, meas=16000),
+               (8500, "tick")]
+    tick = s.run(*events)["trace"][-1]
+    assert tick["status"][0] == 1  # still online: silent only after 3 s
+    assert max(tick["cap_up"]) <= 32000, tick["cap_up"]

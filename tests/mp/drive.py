@@ -83,6 +83,7 @@ def leader_view():
     L = P.core
     return {"sent": list(L.sent), "permitted": list(L.permitted), "sent_fb": list(L.sent_fb),
             "status": list(L.status), "out": list(L.alloc.out), "held": list(L.alloc.held),
+            "cap_up": list(L.alloc.cap_up),
             "rejected": list(P.rejected), "n_accepted": P.accepted, "hellos": P.hellos,
             "discovered": [_hex(d[0]) for d in P.discovered]}
 

@@ -145,6 +145,12 @@ class Allocator:
         self._cend = off[1:]
         self._end = self._cend  # the slice ends the pass under way works with
 
+    def phases_for(self, c, mask):
+        """The site phases use_phases(c, mask) would count charger c on (bit p: phase p)."""
+        w = self._wmask[c]
+        m = w & mask if mask else w
+        return m if m else w
+
     def use_phases(self, c, mask):
         """Count charger c only on the site phases in mask (bit p: site phase p) of those it
         is wired to: a 1- or 2-phase car on a 3-phase charger leaves the others free. 0: all."""

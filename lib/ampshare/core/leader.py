@@ -84,10 +84,14 @@ class Leader:
         self.phases = bytearray(site.cphases)
         self._dmask = bytearray(nc)  # the phases in use demand.py last saw (a switching charger's)
         # The phases each COMMAND says a charger is counted on (the others are flagged, and a
-        # new car there waits at its fallback). Narrowed as soon as the allocator narrows; widened
-        # only once what its car may draw fits on the added phases beside what the others may
-        # still draw: the allocator's count is a plan the others take the EV's 5 s to follow.
+        # new car there waits at its fallback), and those the leader means to count it on
+        # (its car's, demand.py). Fewer: the COMMANDs say so first, and the allocator counts it
+        # on fewer only once a report shows the follower took such a COMMAND (until then a
+        # new car there could draw on them all). More: the allocator counts them at once, and
+        # the COMMANDs say so once what it is sent fits there beside what the others may still
+        # draw (they take the EV's 5 s to follow the allocator's new plan).
         self.counted = bytearray(self.alloc.wired(c) for c in range(nc))
+        self.goal = bytearray(self.counted)
         self.meter_at = [0] * len(site.meter_ids)
         self._due = now_ms
         self._adopting = True
@@ -141,10 +145,7 @@ class Leader:
         if switching:
             self._dmask[c] = mask
             mask = self.surplus.mask(c, mask)
-        was = a.in_use(c)
-        a.use_phases(c, mask)
-        if a.in_use(c) & ~was:
-            self._due = now_ms  # a phase came alive: counted on its fuses at once
+        self._count_on(now_ms, c, a.phases_for(c, mask), reflects)
         if first:
             # Adopt what it does now (a restarted leader, a restarted follower): no pause.
             # What its car may still draw is not known here (an earlier leader's offer, or
@@ -170,6 +171,21 @@ class Leader:
         if fb <= self.sent_fb[c] and reflects:
             self.fb_allowed[c] = self.sent_fb[c]
         self.status[c] = ONLINE
+
+    def _count_on(self, now_ms, c, goal, reflects):
+        a = self.alloc
+        cur = a.in_use(c)
+        self.goal[c] = goal
+        if goal & ~cur:
+            a.use_phases(c, cur | goal)
+            self._due = now_ms  # a phase came alive: counted on its fuses at once
+        elif goal != cur:
+            if self.counted[c] & ~goal:
+                self.counted[c] &= goal  # told first
+                self.lowered[c] = 1
+            elif reflects:
+                a.use_phases(c, goal)  # it holds a COMMAND that says so
+                self._due = now_ms
 
     def _drawn(self, c):
         m = self.alloc.meas
@@ -344,13 +360,14 @@ class Leader:
 
     def _usage(self):
         self.budget.count(self.permitted, self.fb_allowed, self.alloc.held, self.alloc.held_fb)
-        a, counted = self.alloc, self.counted
+        counted, goal = self.counted, self.goal
         for c in range(self.nc):
-            m = a.in_use(c)
+            m = goal[c]
             if m & ~counted[c] and self.budget.fits(c):
                 counted[c] = m
-            else:
+            elif counted[c] & ~m:
                 counted[c] &= m
+                self.lowered[c] = 1
 
     def _room(self, c, target):
         # Up to what every phase it is counted on leaves beside what the others may still
