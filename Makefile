@@ -29,7 +29,7 @@ help:
 	@echo "make bench-twin   wall time of a simulated day of the twelve-charger garage"
 	@echo "make sim [SITE=examples/home.json] [FOLLOWERS=N] [UNPAIRED=1]   plant, leader and followers as processes,"
 	@echo "                  live view; the leader's page on http://127.0.0.1:8080/ (UNPAIRED: the last unit paired there)"
-	@echo "make bench-mem [SECONDS=120]   peak heap of a leader with 64 followers and of a follower"
+	@echo "make bench-mem [SECONDS=120]   peak heap of a leader with 64 followers and its page open, and of a follower"
 	@echo "make bench-react  from a 40 A step at the meter to every pilot reduced, 3 and 64 followers"
 	@echo "make mpy          compile lib/ampshare to .mpy in build/"
 	@echo "make rom          build/ampshare.romfs: the compiled package as a ROMFS image, as a board holds it in flash"

@@ -52,6 +52,14 @@ def _fields(obj, allowed):
     return None
 
 
+# docs/api.md: method, path, the handler's name.
+_ROUTES = (("GET", "/api/state", "state"), ("GET", "/api/stream", "stream"), ("GET", "/api/site", "get_site"),
+           ("PUT", "/api/site", "put_site"), ("POST", "/api/site/preview", "preview"), ("GET", "/api/units", "units"),
+           ("POST", "/api/pair", "pair"), ("POST", "/api/limit", "set_limit"),
+           ("GET", "/api/limit/<int:rid>", "get_limit"), ("DELETE", "/api/limit/<int:rid>", "clear_limit"),
+           ("POST", "/api/login", "login"), ("POST", "/api/password", "password"))
+
+
 class _Events:
     # The live stream as an async iterator (MicroPython has no async generators): a document
     # now, then one a second until the client goes away (Microdot then closes it). Each is
@@ -96,18 +104,8 @@ class Web:
         self.md = md = Microdot()
         for path in ("/",) + PROBES:
             md.route(path)(self.page_handler)
-        md.get("/api/state")(self.state)
-        md.get("/api/stream")(self.stream)
-        md.get("/api/site")(self.get_site)
-        md.put("/api/site")(self.put_site)
-        md.post("/api/site/preview")(self.preview)
-        md.get("/api/units")(self.units)
-        md.post("/api/pair")(self.pair)
-        md.post("/api/limit")(self.set_limit)
-        md.get("/api/limit/<int:rid>")(self.get_limit)
-        md.delete("/api/limit/<int:rid>")(self.clear_limit)
-        md.post("/api/login")(self.login)
-        md.post("/api/password")(self.password)
+        for method, path, name in _ROUTES:
+            md.route(path, methods=[method])(getattr(self, name))
 
     def _etag(self):
         # The page's hash, once: a phone that has it asks with If-None-Match and gets 304.
@@ -163,13 +161,18 @@ class Web:
             return _bad("session", "log in first (the live view is private)", 401)
         return None
 
+    def _password(self, req, who):
+        # (the password a login or a change carries, None), or (None, the refusal).
+        obj, bad = self._asked(req, ("password",), who)
+        if bad:
+            return None, bad
+        pw = obj.get("password")
+        return (pw, None) if isinstance(pw, str) else (None, _bad("password", "must be a string"))
+
     async def login(self, req):
-        obj, bad = self._asked(req, ("password",), None)
+        pw, bad = self._password(req, None)
         if bad:
             return bad
-        pw = obj.get("password")
-        if not isinstance(pw, str):
-            return _bad("password", "must be a string")
         try:
             token = self.auth.login(time.ticks_ms(), pw)
         except Refused as e:
@@ -181,12 +184,9 @@ class Web:
         return res
 
     async def password(self, req):
-        obj, bad = self._asked(req, ("password",), "session")
+        pw, bad = self._password(req, "session")
         if bad:
             return bad
-        pw = obj.get("password")
-        if not isinstance(pw, str):
-            return _bad("password", "must be a string")
         try:
             record = self.auth.set_password(pw)
         except Refused as e:
