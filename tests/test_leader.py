@@ -252,6 +252,7 @@ def test_a_narrowed_charger_is_told_which_of_its_phases_are_not_counted(vm):
 
 def test_a_phase_that_comes_alive_again_is_allocated_at_once(vm):
     s = narrowed(vm)
+    s.run((66000, "tick"))  # a period: the next is due at 67 s
     res = s.run(s.report(0, 66300, applied=16000, phases_meas=(16000, 16000, 0)), (66300, "tick"))
     assert res["trace"][-1]["sent"]  # at once, not at the next period
     assert res["trace"][-1]["commands"][0]["flags"] >> 1 & 7 == 0b100  # L2 counted again
@@ -415,3 +416,21 @@ def test_an_increase_never_counts_on_a_draw_not_reported_lately(vm):
     tick = s.run(*events)["trace"][-1]
     assert tick["status"][0] == 1  # still online: silent only after 3 s
     assert max(tick["cap_up"]) <= 32000, tick["cap_up"]
+
+
+def test_an_increase_never_counts_on_a_meter_reading_not_taken_lately(vm):
+    # The meter answered last at 7 s (32 A on every phase: 16 A of it other load) and then
+    # says nothing; it is declared silent only at 12 s. A load that rose meanwhile is not in
+    # that reading: from 1.3 s after it, the room an increase may use counts the group at its
+    # reserve (here all of the fuse), not at the old reading.
+    s = Site(vm, site(limit=40, meter=True, reserve=40))
+    events = []
+    for t in range(0, 9000, 1000):
+        if t <= 7000:
+            events += [(t, "meter", 0, 32000, 32000, 32000)]
+        events += [s.report(0, t, applied=16000, meas=16000), s.report(1, t, applied=0, pilot=b"B"),
+                   (t + (500 if t == 8000 else 0), "tick")]
+    trace = s.run(*events)["trace"]
+    ticks = [tr for ev, tr in zip(events, trace) if ev[1] == "tick"]
+    assert max(ticks[7]["cap_up"]) == 24000  # fresh: 40 A less 16 A of other load
+    assert max(ticks[8]["cap_up"]) <= 0, ticks[8]["cap_up"]  # 1.5 s old: its group at reserve
