@@ -138,7 +138,7 @@ def to_json(alloc):
     parts = []
     for c, cid in enumerate(site.charger_ids):
         parts.append('%s: {"current_a": %s, "phases": %d, "fallback_a": %s, "requested_a": %s}' % (
-            json.dumps(cid), fmt_a(alloc.out[c]), _phases(alloc, c), fmt_a(alloc.fallback[c]), fmt_a(_requested(alloc, c))))
+            json.dumps(cid), fmt_a(alloc.out[c]), _phases(alloc, c), fmt_a(alloc.fallback[c]), fmt_a(alloc.requested(c))))
     req, alloc_a, usage = _per_phase(alloc)
     groups = []
     for g, gid in enumerate(site.group_ids):
@@ -169,18 +169,10 @@ def _per_phase(alloc):
     # phases in use), and what the chargers' meters show they draw.
     nk = alloc.nk
     req, out, usage = [0] * nk, [0] * nk, [0] * nk
-    alloc.spread([_requested(alloc, c) if chr(alloc.pilot[c]) in "BCD" else 0 for c in range(alloc.nc)], req)
+    alloc.spread([alloc.requested(c) if alloc.pilot[c] in pilot.PLUGGED else 0 for c in range(alloc.nc)], req)
     alloc.spread(alloc.out, out)
     alloc.measured(usage)
     return req, out, usage
-
-
-def _requested(alloc, c):
-    # What we believe the car wants: its maximum, or its draw plus the margin once known.
-    site, w = alloc.site, alloc.want[c]
-    if w < 0 or w >= site.cmax[c]:
-        return site.cmax[c]
-    return w if w > site.cmin[c] else site.cmin[c]
 
 
 def _external_json(alloc):

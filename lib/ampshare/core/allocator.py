@@ -165,19 +165,13 @@ class Allocator:
             i = hi  # drawing on none of its phases: all of them
         self._cend[c] = i
         # The exchange pass reasons on the phases a charger uses: keep its mask the same.
-        used = 0
-        for j in range(lo, i):
-            used |= 1 << (ck[j] % 3)
-        self._mask[c] = used
+        self._mask[c] = self.phases_for(c, mask)
 
     def spread(self, per_charger, into):
         """Adds each charger's value to every constraint it uses (the live view's and the
         snapshot's per-group figures)."""
-        ck = self._ck
         for c in range(self.nc):
-            v = per_charger[c]
-            for j in range(self._coff[c], self._cend[c]):
-                into[ck[j]] += v
+            self.add_to(c, per_charger[c], into)
 
     def measured(self, into):
         """Adds the chargers' measured draws to every group above them, on the site phase
@@ -211,6 +205,14 @@ class Allocator:
             if r < room:
                 room = r
         return room
+
+    def requested(self, c):
+        """What charger c's car is believed to want: its maximum, or its draw plus the margin
+        once demand detection knows it (demand.py), never below its minimum."""
+        site, w = self.site, self.want[c]
+        if w < 0 or w >= site.cmax[c]:
+            return site.cmax[c]
+        return w if w > site.cmin[c] else site.cmin[c]
 
     def ranked(self, i):
         """The i-th charger in the order of the last run (priority, then rank)."""

@@ -38,13 +38,12 @@ class Budget:
         if first or ticks_diff(now_ms, self._since) >= WINDOW_MS:
             self._since = now_ms
             self._at = (self._at + 1) % WINDOWS
-            base = self._at * nk
-            for k in range(nk):
-                ring[base + k] = cap[k]
-            if first:  # no earlier windows: this one stands for them
-                for w in range(1, WINDOWS):
-                    for k in range(nk):
-                        ring[((self._at + w) % WINDOWS) * nk + k] = cap[k]
+            lo = self._at * nk
+            hi = lo + nk
+            if first:  # no earlier windows: this one stands for them all
+                lo, hi = 0, len(ring)
+            for i in range(lo, hi):
+                ring[i] = cap[i % nk]
         base = self._at * nk
         for k in range(nk):
             v = cap[k]

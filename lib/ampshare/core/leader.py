@@ -74,8 +74,8 @@ class Leader:
         self.flags = bytearray(nc)  # each follower's last STATE flags (link.py), for the page
         self.freed_at = [0] * nc  # when a decrease counts as followed
         self.pending = bytearray(nc)  # 1 while a decrease is not yet confirmed
-        # 1 from a decrease of the current or the fallback until the COMMAND carrying it is
-        # sealed (wire/leader.py notes which one a confirming STATE must echo).
+        # 1 from a decrease of the current, the fallback or the phases counted until the next
+        # COMMAND carries it (wire/leader.py notes which one a confirming STATE must echo).
         self.lowered = bytearray(nc)
         self.resent = [now_ms] * nc
         self.identify_until = [None] * nc  # ticks until which COMMANDs ask it to blink
@@ -205,7 +205,8 @@ class Leader:
 
     def tick(self, now_ms, send):
         """Timers and, when due, an allocation. Each COMMAND goes to send(charger, current,
-        fallback, phases, flags) as it is made (mA; wire/leader.py seals it)."""
+        fallback, phases, flags, lowered) as it is made (mA; wire/leader.py seals it; lowered:
+        the first to carry a decrease)."""
         self._send = send
         self._timers(now_ms)
         if self._adopting:
@@ -360,14 +361,11 @@ class Leader:
 
     def _usage(self):
         self.budget.count(self.permitted, self.fb_allowed, self.alloc.held, self.alloc.held_fb)
+        # Widened here only: _count_on narrows counted with goal, so counted is within goal.
         counted, goal = self.counted, self.goal
         for c in range(self.nc):
-            m = goal[c]
-            if m & ~counted[c] and self.budget.fits(c):
-                counted[c] = m
-            elif counted[c] & ~m:
-                counted[c] &= m
-                self.lowered[c] = 1
+            if goal[c] & ~counted[c] and self.budget.fits(c):
+                counted[c] = goal[c]
 
     def _room(self, c, target):
         # Up to what every phase it is counted on leaves beside what the others may still
@@ -419,4 +417,6 @@ class Leader:
 
     def _command(self, c, now_ms):
         self.cmd_at[c] = now_ms
-        self._send(c, self.sent[c], self.sent_fb[c], self.phases[c], self._flags(c))
+        lowered = self.lowered[c]
+        self.lowered[c] = 0
+        self._send(c, self.sent[c], self.sent_fb[c], self.phases[c], self._flags(c), lowered)

@@ -69,6 +69,7 @@ class LeaderApp(Shell):
         keys = None
         self._save()  # the new epoch, before the first COMMAND (kept in RAM if flash fails)
         self.addr = [None] * core.nc
+        self._sender = self._send_to  # bound once: step() runs ten times a second
         self._to_pair = []  # (PAIR datagram, address) waiting for the keys to be saved
         self._queued = bytearray(core.nc)
         self.link = Link(settings["bind"], settings["port_leader"], broadcast=True)
@@ -169,19 +170,19 @@ class LeaderApp(Shell):
 
     def list_unit(self, cid, uid, code):
         """The page's "pair as charger": the unit is paired when next heard (its HELLO comes
-        every two seconds). Returns a refusal's reason, or None."""
+        every two seconds). Returns a refusal, (field, reason), or None."""
         c = self.site.charger_ids.index(cid)
         held = self.port.uid[c]
         if held is not None and held != uid:
             # Its unit keeps its key and may hold a current: a second one would leave it
             # counted nowhere. (Unpairing is not offered yet.)
-            return "has another unit paired"
+            return "charger", "has another unit paired"
         other = self._listed(uid)
         if other >= 0 and other != c:
-            return "listed for %s already" % self.site.charger_ids[other]
+            return "uid", "listed for %s already" % self.site.charger_ids[other]
         for d in range(self.core.nc):
             if d != c and self.port.uid[d] == uid:
-                return "paired as %s already" % self.site.charger_ids[d]
+                return "uid", "paired as %s already" % self.site.charger_ids[d]
         self.listed_uid[c * P.UID_LEN:(c + 1) * P.UID_LEN] = uid
         self.listed_code[c] = code
         return None
@@ -203,7 +204,7 @@ class LeaderApp(Shell):
     # ---- the loops ------------------------------------------------------------------------
 
     def step(self, now_ms):
-        self.port.tick(now_ms, self._send_to)
+        self.port.tick(now_ms, self._sender)
 
     def _send_to(self, c, data):
         if self.addr[c] is not None:

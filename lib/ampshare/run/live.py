@@ -5,6 +5,9 @@ import json
 import time
 
 from ampshare.core.link import FLASH_FAILED
+from ampshare.core.pilot import PLUGGED
+
+LINK = ("unknown", "online", "silent", "lost")  # by core/leader.py's status: UNKNOWN, ONLINE, ...
 
 
 def status(app, why=None):
@@ -21,7 +24,8 @@ def chunks(app, why=None):
     allocated, usage, requested = [0] * a.nk, [0] * a.nk, [0] * a.nk
     a.spread(core.permitted, allocated)
     for c in range(a.nc):
-        _add_requested(a, site, c, requested)
+        if a.pilot[c] in PLUGGED:  # a car is there
+            a.add_to(c, a.requested(c), requested)
     a.measured(usage)
     yield '{"epoch": %d, "groups": {' % app.port.l_epoch
     for g, gid in enumerate(site.group_ids):
@@ -37,7 +41,7 @@ def chunks(app, why=None):
     for c, cid in enumerate(site.charger_ids):
         row = {"pilot": chr(a.pilot[c]), "offered": core.sent[c], "fallback": core.sent_fb[c],
                "meas": [max(0, a.meas[c * 3 + k]) for k in range(3)],
-               "link": ("unknown", "online", "silent", "lost")[core.status[c]],
+               "link": LINK[core.status[c]],
                "phases": core.phases[c], "flash_failed": bool(core.flags[c] & FLASH_FAILED)}
         if why is not None:
             row["why"] = why(app, c, allocated)
@@ -45,24 +49,6 @@ def chunks(app, why=None):
         yield "%s%s: %s" % (", " if c else "", json.dumps(cid), json.dumps(row))
     yield '}, "meters": %s, "flash_errors": %d, "flash_error": %s}' % (
         json.dumps(meter_health(app)), app.flash_errors, json.dumps(app.flash_error))
-
-
-def _add_requested(a, site, c, into):
-    # Into every constraint c is counted on: what its car is believed to want.
-    v = _requested(a, site, c)
-    if v:
-        a.add_to(c, v, into)
-
-
-def _requested(a, site, c):
-    # What the car is believed to want: its maximum, or its draw plus the margin once
-    # demand detection knows it (never below the minimum); nothing without a car.
-    if chr(a.pilot[c]) not in "BCD":
-        return 0
-    w = a.want[c]
-    if w < 0 or w >= site.cmax[c]:
-        return site.cmax[c]
-    return w if w > site.cmin[c] else site.cmin[c]
 
 
 def meter_health(app):

@@ -58,7 +58,7 @@ class Auth:
         if saved:
             from binascii import unhexlify
             self.salt, self.hash = unhexlify(saved["salt"]), unhexlify(saved["hash"])
-        self.code = label_code.encode() if isinstance(label_code, str) else label_code
+        self.code = label_code.encode()
         self._tokens = []  # [token, last used ticks]
         self._fails = 0
         self._locked_until = None
@@ -73,7 +73,7 @@ class Auth:
             wait = ticks_diff(self._locked_until, now_ms)
             if wait > 0:
                 raise Refused("too many wrong passwords: try again later", wait)
-        pw = password.encode() if isinstance(password, str) else password
+        pw = password.encode()
         if len(pw) > PASSWORD_MAX:
             ok = False
         elif self.hash is None:
@@ -108,7 +108,7 @@ class Auth:
 
     def set_password(self, password):
         """The new password; returns the record to save. Every other session ends."""
-        pw = password.encode() if isinstance(password, str) else password
+        pw = password.encode()
         if not PASSWORD_MIN <= len(pw) <= PASSWORD_MAX:
             raise Refused("password must have %d to %d characters" % (PASSWORD_MIN, PASSWORD_MAX))
         if self.code and pw == self.code:

@@ -7,9 +7,6 @@ import time
 from ampshare.core import leader as L
 from ampshare.run import live
 
-LINK = ("not heard", "online", "silent", "lost")
-
-
 def state(app):
     """The live document, a piece at a time (run/live.py)."""
     return live.chunks(app, why)
@@ -69,7 +66,7 @@ def units(app):
     paired = {}
     for c, cid in enumerate(site.charger_ids):
         uid = port.uid[c]
-        paired[cid] = {"uid": hexlify(uid).decode() if uid else None, "link": LINK[core.status[c]],
+        paired[cid] = {"uid": hexlify(uid).decode() if uid else None, "link": live.LINK[core.status[c]],
                        "heard_s_ago": time.ticks_diff(now, core.heard[c]) // 1000 if core.status[c] else None,
                        "listed": app.listed_code[c] is not None}
     heard = []

@@ -10,6 +10,7 @@ import asyncio
 from micropython import const
 from microdot import Microdot, Request, Response
 
+from ampshare.core.external import WATCHDOG_MS
 from ampshare.run import store
 from ampshare.web.auth import Auth, Refused
 
@@ -288,9 +289,9 @@ class Web:
             return _bad("uid", "must be 12 hex digits")
         if not isinstance(code, str) or not code:
             return _bad("code", "the code on the unit's label")
-        reason = self.app.list_unit(cid, raw, code.encode())
-        if reason:
-            return _bad("charger" if reason.startswith("has") else "uid", reason)
+        refused = self.app.list_unit(cid, raw, code.encode())
+        if refused:
+            return _bad(*refused)
         return {"listed": cid, "uid": uid}
 
     # ---- external limits ----------------------------------------------------------------------
@@ -303,7 +304,7 @@ class Web:
         if kind is None or ("group" in obj and "charger" in obj):
             return _bad("group", "name one group or one charger")
         ident = obj[kind]
-        a, w, wd = obj.get("a"), obj.get("w"), obj.get("watchdog_s", 30)
+        a, w, wd = obj.get("a"), obj.get("w"), obj.get("watchdog_s", WATCHDOG_MS // 1000)
         if a is not None and w is not None:
             return _bad("a", "give a or w, not both")
         from ampshare.config.units import ConfigError, ma

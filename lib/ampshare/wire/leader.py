@@ -25,7 +25,7 @@ _PILOT = const(22)
 _APPLIED = const(24)
 _MEAS = const(28)
 _PHASES = const(34)
-COMMAND_FMT = "<2sBB6sIIIHHBB"  # header and body of a COMMAND, in one
+COMMAND_FMT = F.HEAD + F.FMT_COMMAND[1:]  # header and body of a COMMAND, in one
 
 
 def read_hello(data):
@@ -84,6 +84,7 @@ class LeaderPort:
         self._body = memoryview(self._buf)[:F.COMMAND_LEN - F.TAG_LEN]
         self._send = None
         self._out = []
+        self._cmd = self._command  # bound once: a bound method made per tick is heap garbage
 
     def add_follower(self, c, uid, key):
         self.uid[c] = bytes(uid)
@@ -170,16 +171,15 @@ class LeaderPort:
         self._send = send
         out = self._out
         del out[:]
-        self.core.tick(now_ms, self._command)
+        self.core.tick(now_ms, self._cmd)
         return out
 
-    def _command(self, c, current, fallback, phases, flags):
+    def _command(self, c, current, fallback, phases, flags, lowered):
         if self.seq >= F.SEQ_MAX:
             self.l_epoch += 1
             self.seq = 0
         self.seq += 1
-        if self.core.lowered[c]:
-            self.core.lowered[c] = 0
+        if lowered:
             self._need_epoch[c] = self.l_epoch
             self._need_seq[c] = self.seq
         buf = seal_command(self._buf, self._body, self.keys.at(c), self.uid[c], self.l_epoch, self.seq,
