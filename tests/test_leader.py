@@ -375,13 +375,29 @@ def test_a_charger_is_counted_on_fewer_phases_only_once_its_follower_was_told(vm
     # there alone, and wb1 (on L2) could then take all of L2. It says so in wb0's COMMANDs
     # first; until a report shows wb0 took one (a new car there would otherwise draw on L2
     # believing itself counted), wb0 stays counted on L2 and wb1 gets nothing of it.
-    s = Site(vm, one_phase_beside_three())
+    narrowed_only_once_told(Site(vm, one_phase_beside_three()))
+
+
+def test_a_switching_charger_too_is_counted_on_fewer_phases_only_once_told(vm):
+    # The same with wb0 able to switch 3<->1 (its relay stays on three here): the surplus's
+    # count of its phases goes through the same rule.
+    cfg = one_phase_beside_three()
+    cfg["groups"][0]["meter"] = "grid"
+    cfg["meters"] = [{"id": "grid", "source": "modbus"}]
+    cfg["chargers"][0].update(mode="min_pv", phase_switching=True)
+    narrowed_only_once_told(Site(vm, cfg), metered=True)
+
+
+def narrowed_only_once_told(s, metered=False):
     sent, told_at, held_back = [0, 0], None, None
     outs = []
     for t in range(0, 90_000, 1000):
         stale = told_at is not None and t < told_at + 5000
-        res = s.run(s.report(0, t, applied=sent[0], phases_meas=(min(sent[0], 10000), 0, 0),
-                             echo=held_back if stale else None),
+        d0 = min(sent[0], 10000)
+        # Sun: 20 A exported on L1 and on L3 (enough for three phases: the relay stays).
+        events = [(t, "meter", 0, d0 - 20000, sent[1], -20000)] if metered else []
+        res = s.run(*events, s.report(0, t, applied=sent[0], phases_meas=(d0, 0, 0),
+                                      echo=held_back if stale else None),
                     s.report(1, t, applied=sent[1], meas=sent[1]), (t, "tick"))
         tick = res["trace"][-1]
         for c in (0, 1):

@@ -221,20 +221,21 @@ class Leader:
         self.external.before_run()
         if self.surplus is not None:
             self.surplus.update(now_ms)
-            self._phase_switching()
+            self._phase_switching(now_ms)
         self.alloc.run()
         self.budget.window(now_ms)
         self.external.after_run()
         self._apply(now_ms)
 
-    def _phase_switching(self):
+    def _phase_switching(self, now_ms):
         # What the surplus decided (1 or 3 phases) goes out in every COMMAND; the fuses count
-        # the charger on one phase only once its follower reports the relay there.
+        # the charger on one phase only once its follower reports the relay there, and on
+        # fewer phases, as any charger, only once a report shows it was told (_count_on).
         s, site = self.surplus, self.site
         for c in range(self.nc):
             if site.cswitch[c]:
                 self.phases[c] = 1 if s.want1[c] else 3
-                self.alloc.use_phases(c, s.mask(c, self._dmask[c]))
+                self._count_on(now_ms, c, self.alloc.phases_for(c, s.mask(c, self._dmask[c])), False)
 
     def limit(self, now_ms, kind, ident, ma=None, w=None, watchdog_ms=WATCHDOG_MS):
         """An external limit (external.py): set (ma or w) or clear. Allocated at once; returns
