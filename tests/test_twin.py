@@ -88,6 +88,24 @@ def test_a_restarted_leaders_followers_never_pause(vm):
         assert all(ch["offered_a"] > 0 and ch["draw_a"] > 0 for ch in row["chargers"].values()), row
 
 
+def test_a_site_changed_at_runtime_adds_a_charger_and_lowers_a_fuse_without_a_pause(vm):
+    # site-change: the carport's charger, wired but not configured, is added at 200 s; at
+    # 500 s the main fuse's limit goes from 40 A to 32 A. Each is saved on the page, and
+    # applied by the leader starting again on it (docs/api.md).
+    out = twin(vm, scenario("site-change"), rows=[100, 900])
+    summary = out["summary"]
+    assert_safe(summary)
+    assert set(summary["pauses"].values()) == {0}  # every car still fits: none paused
+    at = {r["t"]: r for r in out["rows"]}
+    assert all(at[t]["chargers"]["carport"]["draw_a"] == 0 for t in range(110, 200))  # not configured
+    assert at[230]["chargers"]["carport"]["draw_a"] > 6
+    assert max(at[499]["groups"]["main"]) > 32
+    # The saving leader stops (2 s), the new one listens (3 s), then the cars follow (5 s):
+    # within 15 s every phase is under the new limit, and stays there.
+    for t in range(515, 900):
+        assert max(at[t]["groups"]["main"]) <= 32, at[t]
+
+
 def test_a_crashed_follower_drops_its_car_and_comes_back(vm):
     rows = twin(vm, scenario("follower-crash"), rows=[295, 400])["rows"]
     at = {r["t"]: r for r in rows}

@@ -66,8 +66,11 @@ class Net:
 
 class Twin:
     def __init__(self, scenario):
-        self.site = site_of(scenario)
+        self.site = site_of(scenario)  # the site as it is wired: the plant's
         self.scn = scenario
+        # The configuration the leader runs on: the site's, unless the scenario starts it on
+        # another ("leader_site") and changes it later (a "site_change" fault).
+        self.lsite = self._configured(scenario.get("leader_site"))
         self.step_ms = scenario.get("step_ms", STEP_MS)
         if 1000 % self.step_ms:
             raise ValueError("step_ms must divide a second")
@@ -115,9 +118,22 @@ class Twin:
         self._fb = [0] * (3 * len(self.site.group_ids))
         self._may = [0] * (3 * len(self.site.group_ids))
 
+    def _configured(self, cfg):
+        # A configuration's chargers are the first of the site's, in its order (a charger is
+        # added at the end), and its meters are the site's, by id: the twin's followers and
+        # meter readings keep their indices.
+        if cfg is None:
+            lsite = self.site
+        else:
+            lsite = site_of({"site": cfg})
+            if list(lsite.charger_ids) != list(self.site.charger_ids[:len(lsite.charger_ids)]):
+                raise ValueError("a configuration's chargers must be the first of the site's, in order")
+        self._lmeter = [lsite.meter_ids.index(mid) if mid in lsite.meter_ids else -1 for mid in self.site.meter_ids]
+        return lsite
+
     def _new_leader(self, now_ms):
-        leader = LeaderPort(Leader(self.site, self._t(now_ms)), self.l_epoch)
-        for c in range(len(self.cids)):
+        leader = LeaderPort(Leader(self.lsite, self._t(now_ms)), self.l_epoch)
+        for c in range(len(self.lsite.charger_ids)):
             leader.add_follower(c, self.uids[c], self.keys[c])
         return leader
 
@@ -152,6 +168,12 @@ class Twin:
             if kind == "leader_crash":
                 self.leader = None
                 self.leader_down_until = now_ms + f.get("restart_s", 30) * 1000
+            elif kind == "site_change":
+                # A site saved on the page is applied by the leader starting again on it
+                # (docs/api.md): gone for the restart, then a new boot epoch on the new site.
+                self.lsite = self._configured(f.get("site", self.scn["site"]))
+                self.leader = None
+                self.leader_down_until = now_ms + f.get("restart_s", 2) * 1000
             elif kind == "follower_crash":
                 c = self.cids.index(f["charger"])
                 self.followers[c] = self.ports[c] = None
@@ -196,8 +218,10 @@ class Twin:
                 mid = self.site.meter_ids[m]
                 if self.meter_silent.get(mid, -1) > now_ms:
                     continue
+                if self._lmeter[m] < 0:
+                    continue  # a meter the configuration does not name
                 l1, l2, l3 = plant.meter(g)
-                self.leader.core.meter(t, m, l1, l2, l3)
+                self.leader.core.meter(t, self._lmeter[m], l1, l2, l3)
         if self.leader is not None:
             for c, data in self.leader.tick(t):
                 self.net.send(now_ms, c, c, data, self.cids)
