@@ -74,7 +74,7 @@ def test_watchdog_started_and_fed():
 
 def test_access_point_is_wpa2_and_station_connects_without_waiting():
     out = run(["ap", "ampshare-1a2b", "installer-pw"], ["sta", "site-wifi", "secret-pw"])
-    assert ["WLAN.config", 1, [["authmode", 3], ["channel", 6], ["essid", "ampshare-1a2b"],
+    assert ["WLAN.config", 1, [["authmode", 3], ["channel", 6], ["essid", "ampshare-1a2b"], ["max_clients", 10],
                                ["password", "installer-pw"]]] in out["calls"]
     assert ["WLAN.connect", "site-wifi", "secret-pw"] in out["calls"]
     assert run(["ap", "x", "short"])["refused"] == ["ap.password: WPA2 needs at least 8 characters"]

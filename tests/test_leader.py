@@ -450,3 +450,34 @@ def test_an_increase_never_counts_on_a_meter_reading_not_taken_lately(vm):
     ticks = [tr for ev, tr in zip(events, trace) if ev[1] == "tick"]
     assert max(ticks[7]["cap_up"]) == 24000  # fresh: 40 A less 16 A of other load
     assert max(ticks[8]["cap_up"]) <= 0, ticks[8]["cap_up"]  # 1.5 s old: its group at reserve
+
+
+def test_with_sharing_off_nobody_is_offered_current_nor_a_fallback(vm):
+    s = Site(vm, site(limit=40))
+    tick = adopted(s, applied=16000, meas=16000, fallback=6000, pilot=b"C")["trace"][-1]
+    assert current(tick, 0) > 0 and tick["sent_fb"][0] > 0
+    tick = s.run((6500, "share", False), (6500, "tick"))["trace"][-1]
+    assert current(tick, 0) == 0 and tick["commands"][0]["fallback_da"] == 0  # at once, as any decrease
+    events = []
+    for t in range(7000, 14000, 1000):
+        events += [s.report(0, t, applied=0, meas=0), s.report(1, t, pilot=b"C"), (t, "tick")]
+    res = s.run(*events)
+    assert all(current(tr, c) == 0 for tr in res["trace"] if "commands" in tr for c in tr["commands"])
+    tick = s.run((14000, "share", True), s.report(0, 14000, applied=0, meas=0), (14000, "tick"))["trace"][-1]
+    assert current(tick, 0) > 0
+
+
+def test_an_unpaired_unit_is_forgotten_only_once_it_holds_nothing_and_its_car_followed(vm):
+    s = Site(vm, site(limit=40))
+    adopted(s, applied=16000, meas=16000, fallback=6000, pilot=b"C")
+    tick = s.run((6500, "stop", 0), (6500, "tick"))["trace"][-1]
+    assert current(tick, 0) == 0 and tick["commands"][0]["fallback_da"] == 0 and current(tick, 1) > 0
+    assert tick["stopped"] == [False, False]
+    # Its follower takes it at 7 s: its car may still draw 16 A until 12 s.
+    by_t = {}
+    for t in range(7000, 14000, 1000):
+        res = s.run(s.report(0, t, applied=0, meas=0 if t > 7000 else 16000), s.report(1, t, pilot=b"B"), (t, "tick"))
+        by_t[t] = res["trace"][-1]
+    assert not by_t[11000]["stopped"][0] and by_t[13000]["stopped"][0]
+    end = s.run((13500, "remove", 0), s.report(0, 13600, applied=0, meas=0), (14000, "tick"))
+    assert end["end"]["paired"][0] == 0 and end["trace"][1]["accepted"] is False  # its reports are refused

@@ -77,7 +77,8 @@ def _up(client):
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     # The driveway's unit is not in the leader's list: it is paired from the page.
-    sim, client = running(tmp_path_factory, "web", 26300, unpaired=[1])
+    # History buckets of 2 s rather than 4 min: records are written while the tests run.
+    sim, client = running(tmp_path_factory, "web", 26300, unpaired=[1], leader_settings={"history_bucket_ms": 2000})
     yield sim, client
     sim.stop()
 
@@ -242,6 +243,62 @@ def test_a_limit_set_from_the_page_holds_and_clears(site, admin):
     assert admin.call("GET", "/api/limit/999999")[0] == 404
 
 
+# ---- sharing, unpairing and the event log --------------------------------------------------------
+
+def test_an_unpaired_unit_is_stopped_first_then_forgotten(site, admin):
+    # The driveway's unit was paired from the page (above): it is told nothing first, then
+    # its key is dropped, and the charger is free for another unit.
+    sim, _ = site
+    uid = "02a500000002"
+    assert admin.call("GET", "/api/units")[1]["chargers"]["driveway"]["uid"] == uid
+    assert admin.call("POST", "/api/unpair", {"charger": "nowhere"})[1]["field"] == "charger"
+    status, doc, _ = admin.call("POST", "/api/unpair", {"charger": "driveway"})
+    assert status == 200 and doc == {"unpaired": "driveway"}, doc
+    assert admin.call("GET", "/api/state")[1]["chargers"]["driveway"]["why"].startswith("unpairing")
+    assert wait_for(lambda: admin.call("GET", "/api/state")[1]["chargers"]["driveway"]["offered"] == 0, 2)
+
+    def gone():
+        return admin.call("GET", "/api/units")[1]["chargers"]["driveway"]["uid"] is None
+    assert wait_for(gone, 20), admin.call("GET", "/api/units")[1]
+    keys = json.loads((sim.work / "leader" / "leader.json").read_text())["keys"]
+    assert "driveway" not in keys and "garage" in keys
+    assert admin.call("POST", "/api/unpair", {"charger": "driveway"})[1] == {"field": "charger", "reason": "has no unit"}
+
+
+def test_the_history_is_read_from_flash_per_node_and_phase(site):
+    sim, client = site
+
+    def recorded():
+        doc = client.call("GET", "/api/history?node=main&phase=1")[1]
+        return doc if len([v for v in doc["series"]["allocated"] if v]) >= 2 else None
+    doc = wait_for(recorded, 15)
+    assert doc, client.call("GET", "/api/history?node=main&phase=1")[1]
+    assert doc["period_s"] == 2 and set(doc["series"]) == {"meter", "allocated", "usage"}
+    assert doc["restarts"][0] == 0  # the first record follows the start: a gap of unknown length
+    n = len(doc["series"]["meter"])
+    assert all(len(v) == n for v in doc["series"].values())
+    assert max(v for v in doc["series"]["meter"] if v is not None) > 5000  # the garage's car and the house
+    garage = client.call("GET", "/api/history?node=garage&phase=1")[1]
+    assert set(garage["series"]) == {"offered", "drawn"} and max(v or 0 for v in garage["series"]["drawn"]) > 0
+    for query, field in (("node=main&phase=4", "phase"), ("node=nowhere&phase=1", "node"), ("phase=1", "node")):
+        status, doc, _ = client.call("GET", "/api/history?" + query)
+        assert status == 400 and doc["field"] == field, (query, doc)
+    files = sorted(p.name for p in (sim.work / "leader").glob("history*"))
+    assert files, "the history is kept on flash"
+
+
+def test_the_event_log_tells_what_happened(site, admin):
+    events = admin.call("GET", "/api/events")[1]["events"]
+    texts = [e["text"] for e in events]
+    kinds = {e["kind"] for e in events}
+    assert {"pair", "limit", "config", "link", "site"} <= kinds, events
+    assert any(t.startswith("driveway: unit 02a500000002 unpaired") for t in texts)
+    assert any(t.startswith("site refused: chargers[0].rotation") for t in texts)
+    assert "garage heard" in texts
+    ages = [e["s_ago"] for e in events]
+    assert ages == sorted(ages)  # newest first
+
+
 # ---- a slow client --------------------------------------------------------------------------------
 
 def test_a_client_sending_a_byte_a_second_holds_no_control_period(site):
@@ -261,7 +318,7 @@ def test_a_client_sending_a_byte_a_second_holds_no_control_period(site):
     # The leader's status datagram comes from its once-a-second task: it kept coming.
     assert got >= 4, got
     st = client.call("GET", "/api/state")[1]
-    assert all(v["link"] == "online" for v in st["chargers"].values())
+    assert st["chargers"]["garage"]["link"] == "online"  # (the driveway's unit was unpaired above)
 
 
 # ---- saving a site: applied by a restart, and no car pauses ----------------------------------------
@@ -296,7 +353,8 @@ def test_a_saved_site_is_applied_and_no_charging_car_pauses(site, admin):
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory):
-    sim, client = running(tmp_path_factory, "web-fresh", 26500, followers=1)
+    # A leader as its first-boot page leaves it: sharing off until the installer turns it on.
+    sim, client = running(tmp_path_factory, "web-fresh", 26500, followers=1, leader_settings={"sharing": False})
     yield sim, client
     sim.stop()
 
@@ -327,3 +385,41 @@ def test_the_first_login_only_sets_a_password_and_guessing_is_braked(fresh):
     assert other.login(PASSWORD)[0] == 429  # even the right one waits out the brake
     time.sleep(int(locked[-1].getheader("Retry-After")) + 0.2)
     assert other.login(PASSWORD)[0] == 200
+
+
+def test_until_sharing_is_on_no_charger_is_offered_current_and_the_switch_is_kept(fresh):
+    sim, c = fresh
+    assert c.login(PASSWORD)[0] == 200  # set by the first login's test
+    st = c.call("GET", "/api/state")[1]
+    g = st["chargers"]["garage"]
+    assert st["sharing"] is False and g["offered"] == 0 and g["fallback"] == 0 and g["why"] == "sharing is off"
+    assert sim.status()["chargers"]["garage"]["offered_ma"] == 0  # the follower offers its car nothing
+    assert Client(sim.http_port).call("POST", "/api/sharing", {"on": True})[0] == 401
+    assert c.call("POST", "/api/sharing", {"on": "yes"})[1]["field"] == "on"
+    assert c.call("POST", "/api/sharing", {"on": True})[1] == {"sharing": True}
+    assert wait_for(lambda: sim.status()["chargers"]["garage"]["draw_ma"] > 0, 15)  # the car charges
+    assert json.loads((sim.work / "leader" / "leader.json").read_text())["sharing"] is True
+    assert "sharing on" in [e["text"] for e in c.call("GET", "/api/events")[1]["events"]]
+    # Kept across a restart, over the setting's "off".
+    sim.kill("leader")
+    sim.start("leader")
+    assert wait_for(lambda: _up(c), 15)
+    assert wait_for(lambda: c.call("GET", "/api/state")[1]["chargers"]["garage"]["link"] == "online", 10)
+    st = c.call("GET", "/api/state")[1]
+    assert st["sharing"] is True and st["chargers"]["garage"]["why"] != "sharing is off"
+
+
+def test_a_paused_charger_says_when_the_next_turn_is(fresh):
+    sim, admin = fresh
+    assert admin.login(PASSWORD)[0] == 200  # again: the leader started again above
+    # (Last: its car stays paused for the follower's minimum pause, a minute.)
+    # A group limit under the garage's 6 A minimum pauses it: the page says when turns re-rank.
+    doc = admin.call("POST", "/api/limit", {"group": "main", "a": 4, "watchdog_s": 60})[1]
+
+    def paused():
+        return admin.call("GET", "/api/state")[1]["chargers"]["garage"]["why"]
+    assert wait_for(lambda: paused().startswith("paused: the minimum does not fit now; next turn in "), 10), paused()
+    mins = int(paused().split("next turn in ")[1].split()[0])
+    assert 1 <= mins <= 15  # the site's turn interval (core/site.py's default: 15 min)
+    admin.call("DELETE", "/api/limit/%d" % doc["id"])
+    assert wait_for(lambda: admin.call("GET", "/api/state")[1]["chargers"]["garage"]["offered"] > 0, 20)

@@ -149,6 +149,15 @@ MUTANTS = [
     ("second-unit-for-a-paired-charger", LIB + "run/leader.py",
      "        if held is not None and held != uid:\n", "        if False:\n",
      ["tests/test_web.py::test_a_unit_heard_is_paired_from_the_page"]),
+    ("sharing-switch-ignored", LIB + "core/allocator.py",
+     " and self.sharing and not self.off[c]\n", " and not self.off[c]\n",
+     ["tests/test_leader.py::test_with_sharing_off_nobody_is_offered_current_nor_a_fallback"]),
+    ("unpaired-unit-not-stopped", LIB + "core/allocator.py",
+     " and self.sharing and not self.off[c]\n", " and self.sharing\n",
+     ["tests/test_leader.py::test_an_unpaired_unit_is_forgotten_only_once_it_holds_nothing_and_its_car_followed"]),
+    ("unpaired-unit-forgotten-before-its-car-followed", LIB + "core/leader.py",
+     "self.alloc.off[c] and self.permitted[c] == 0 and", "self.alloc.off[c] and",
+     ["tests/test_leader.py::test_an_unpaired_unit_is_forgotten_only_once_it_holds_nothing_and_its_car_followed"]),
 ]
 
 

@@ -83,7 +83,8 @@ def leader_view():
     L = P.core
     return {"sent": list(L.sent), "permitted": list(L.permitted), "sent_fb": list(L.sent_fb),
             "status": list(L.status), "out": list(L.alloc.out), "held": list(L.alloc.held),
-            "cap_up": list(L.alloc.cap_up),
+            "cap_up": list(L.alloc.cap_up), "stopped": [L.stopped(c) for c in range(L.nc)],
+            "paired": list(L.paired),
             "rejected": list(P.rejected), "n_accepted": P.accepted, "hellos": P.hellos,
             "discovered": [_hex(d[0]) for d in P.discovered]}
 
@@ -103,6 +104,12 @@ def _leader_event(t, what, ev):
         P.pair(ev[2], unhexlify(ev[3]), b"code", b"n" * 8, unhexlify(ev[4]))
     elif what == "answer":
         return {"answer": L.external.answer(ev[2])}
+    elif what == "share":  # [t, "share", on]
+        L.share(t, ev[2])
+    elif what == "stop":  # [t, "stop", charger]: its unit is being unpaired
+        L.stop(t, ev[2])
+    elif what == "remove":  # [t, "remove", charger]: its key dropped
+        P.remove_follower(ev[2])
     return {}
 
 

@@ -10,10 +10,10 @@ from ampshare.hal import esp32
 from ampshare.run import live
 from ampshare.run.leader import LeaderApp
 from ampshare.config.site import parse
+from ampshare.config.settings import DEFAULTS
 
 req = json.loads(sys.stdin.read())
-settings = {"hal": "esp32", "state_dir": req["dir"], "pair": {}, "bind": "127.0.0.1", "port_leader": 0, "monitor": None,
-            "rs485": None, "ct": req["ct"], "stall_at_ms": None, "http": None}
+settings = dict(DEFAULTS, hal="esp32", state_dir=req["dir"], pair={}, bind="127.0.0.1", port_leader=0, ct=req["ct"])
 app = LeaderApp(settings, parse(req["site"]), esp32.Board(pilot=False), 0)
 machine.ADC_U16[:] = req["samples"]
 

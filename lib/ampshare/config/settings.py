@@ -21,6 +21,9 @@ DEFAULTS = {
     "pins": None,  # esp32: GPIO numbers over hal.esp32.PINS
     "wifi": None,  # {"ssid", "password"}: the site network to join
     "ap": None,  # {"essid", "password"}: the leader's commissioning access point
+    # {"ip", "port": 53, "bind"}: the captive-portal DNS that answers every name with the
+    # leader (web/dns.py). On the ESP32 a leader's access point sets it to its own address.
+    "dns": None,
     # follower
     "uid": None,  # 12 hex digits; on the ESP32 the Wi-Fi MAC when not set
     "code": "",  # the pairing code on the unit's label
@@ -43,11 +46,18 @@ DEFAULTS = {
     "http": None,
     "page": "/rom/page.html.gz",  # the page, gzipped (make page), where the board keeps it
     "private": False,  # true: reading the live view needs the admin's login too
+    # Sharing when the leader has never been told (leader.json keeps the switch once set):
+    # a site written by hand was commissioned by whoever wrote it; the first-boot setup page
+    # writes false, so that nothing is offered before the installer turns it on.
+    "sharing": True,
     # unix hal
     "plant": ["127.0.0.1", 45460],  # the host plant simulator
     "plant_id": None,  # the charger this board plays in the plant (follower)
     # unix hal, testing: the board hangs its control loop this many ms after start (watchdog test)
     "stall_at_ms": None,
+    # unix hal, testing: the history's bucket (run/history.py's 4 minutes), short enough for a
+    # test to see records written
+    "history_bucket_ms": None,
     "mem_report_s": None,  # print micropython.mem_info() this often (make bench-mem)
     "alloc_report_s": None,  # print the heap bytes allocated in a second, this often (make bench-mem)
 }
@@ -65,8 +75,9 @@ def parse(cfg):
         raise ConfigError("settings.role", "must be leader or follower")
     if s["hal"] not in ("esp32", "unix"):
         raise ConfigError("settings.hal", "must be esp32 or unix")
-    if s["stall_at_ms"] is not None and s["hal"] != "unix":
-        raise ConfigError("settings.stall_at_ms", "a test's setting, for the unix board only")
+    for name in ("stall_at_ms", "history_bucket_ms"):
+        if s[name] is not None and s["hal"] != "unix":
+            raise ConfigError("settings." + name, "a test's setting, for the unix board only")
     for name in ("port_leader", "port_follower"):
         p = s[name]
         if isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= 65535:
@@ -84,8 +95,13 @@ def parse(cfg):
             raise ConfigError("settings.http", "must be {\"port\": 1..65535, \"bind\": address}")
         if s["role"] == "leader" and not s["code"]:
             raise ConfigError("settings.code", "the label code: the page's first login, before a password is set")
-    if not isinstance(s["private"], bool):
-        raise ConfigError("settings.private", "must be true or false")
+    d = s["dns"]
+    if d is not None and (not isinstance(d, dict) or not isinstance(d.get("ip"), str) or
+                          any(k not in ("ip", "port", "bind") for k in d)):
+        raise ConfigError("settings.dns", "must be {\"ip\": the leader's address, \"port\": 53, \"bind\": address}")
+    for name in ("private", "sharing"):
+        if not isinstance(s[name], bool):
+            raise ConfigError("settings." + name, "must be true or false")
     return s
 
 

@@ -88,6 +88,10 @@ class Allocator:
         # What a car is believed to want (demand.py): mA, or NO_LIMIT (its maximum). Never
         # below its minimum: a car that draws nothing keeps the minimum until it is probed.
         self.want = array("i", [NO_LIMIT] * nc)
+        # 0 until the installer enables sharing (the page, MQTT): nobody is offered current
+        # before the site is known to be right, as Tesla's power sharing does.
+        self.sharing = 1
+        self.off = bytearray(nc)  # 1: offered nothing, fallback too (its unit is being unpaired)
         # Outputs.
         self.out = array("i", [0] * nc)
         self.fallback = array("i", [0] * nc)
@@ -266,7 +270,7 @@ class Allocator:
         for c in range(self.nc):
             lo[c] = site.cmin[c]
             p = self.pilot[c]
-            wants = p in PLUGGED and site.cmode[c] != MODE_OFF
+            wants = p in PLUGGED and site.cmode[c] != MODE_OFF and self.sharing and not self.off[c]
             top = site.cmax[c]
             # Outside inputs come on the quantum's grid, as configured amps do: the sharing
             # gives quanta, and a maximum between two would never be reached.

@@ -246,6 +246,34 @@ class Leader:
             self._due = now_ms
         return rid
 
+    def share(self, now_ms, on):
+        """Sharing on or off (off: every charger is offered nothing, its fallback too).
+        Allocated at once: turned off, the decreases go out as any other."""
+        on = 1 if on else 0
+        if self.alloc.sharing != on:
+            self.alloc.sharing = on
+            self._due = now_ms
+
+    def stop(self, now_ms, c, on=True):
+        """Offer charger c nothing, its fallback too (its unit is to be unpaired), or again
+        what the site gives it."""
+        self.alloc.off[c] = 1 if on else 0
+        self._due = now_ms
+
+    def stopped(self, c):
+        """Charger c's follower has confirmed it holds nothing, fallback included, and its
+        car has had the EV's 5 s to follow: it may be forgotten without a current it may
+        still offer counted nowhere."""
+        return self.status[c] == ONLINE and self.alloc.off[c] and self.permitted[c] == 0 and \
+            self.fb_allowed[c] == 0
+
+    def forget(self, c):
+        """Charger c has no unit any more (wire/leader.py dropped its key)."""
+        self.paired[c] = 0
+        self.status[c] = UNKNOWN
+        self.alloc.off[c] = 0
+        self._due = self.heard[c]
+
     def _unheard(self):
         for c in range(self.nc):
             if self.paired[c] and self.status[c] == UNKNOWN:

@@ -31,6 +31,10 @@ class Turns:
         self.plugged[c] = plugged
         self.wh[c] = wh
 
+    def next_in(self, now_ms):
+        """ms until the next turn (the page's "turn in N min")."""
+        return ticks_diff(self._due, now_ms)
+
     def tick(self, now_ms):
         """True at a turn, with the ranks re-read: the caller allocates at once."""
         if ticks_diff(now_ms, self._due) < 0:

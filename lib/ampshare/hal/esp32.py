@@ -168,13 +168,21 @@ class CtSampler:
             await asyncio.sleep_ms(0)
 
 
+# ESP-IDF's soft-AP admits 4 stations unless told more; each costs the Wi-Fi driver about 1.5 KB
+# of the RAM MicroPython's heap grows into. 10: the installer's phone and a few wallboxes (a
+# larger site puts its wallboxes on the site's Wi-Fi: docs/api.md).
+AP_STATIONS = const(10)
+
+
 def access_point(essid, password, channel=6):
-    """The commissioning network: WPA2 with the installer's password (DESIGN.md), never open."""
+    """The commissioning network: WPA2 with the installer's password (DESIGN.md), never open.
+    With the station joined to the site's Wi-Fi, the radio keeps to that network's channel."""
     if len(password) < 8:
         raise ConfigError("ap.password", "WPA2 needs at least 8 characters")
     ap = network.WLAN(network.AP_IF)
     ap.active(True)
-    ap.config(essid=essid, password=password, authmode=network.AUTH_WPA2_PSK, channel=channel)
+    ap.config(essid=essid, password=password, authmode=network.AUTH_WPA2_PSK, channel=channel,
+              max_clients=AP_STATIONS)
     return ap
 
 
@@ -184,6 +192,14 @@ def station(ssid, password):
     sta.active(True)
     sta.connect(ssid, password)
     return sta
+
+
+def scan():
+    """The networks in reach, as network.WLAN.scan() gives them. It blocks for about two
+    seconds: only the setup page calls it, before the unit has a role to control."""
+    sta = network.WLAN(network.STA_IF)
+    sta.active(True)
+    return sta.scan()
 
 
 def uid():

@@ -47,6 +47,14 @@ async def _run(s):
 
 
 def main(path=SETTINGS_FILE):
+    import os
+    try:
+        os.stat(path)
+    except OSError:
+        # First boot: no role yet. The setup page saves one, and the unit starts again.
+        from ampshare.run import setup
+        setup.main()
+        return
     from ampshare.config import settings
     from ampshare.run.store import read_json
     s = settings.parse(read_json(path))

@@ -7,6 +7,7 @@ import os
 import time
 
 import asyncio
+from array import array
 from binascii import hexlify, unhexlify
 from micropython import const
 
@@ -20,7 +21,8 @@ from ampshare.run.udp import Link, address
 
 CONTROL_MS = const(100)  # the core's own timers (resends every 200 ms) need 10 Hz
 BOARD_WATCHDOG_MS = const(5000)  # a stalled leader resets; followers ride it out on their fallback
-STATE_FILE = "leader.json"  # boot counter and the followers' keys, in the settings' state_dir
+HISTORY_FILE = "history"  # the 48-hour history's files (run/history.py), in state_dir
+STATE_FILE = "leader.json"  # boot counter, the followers' keys and the sharing switch, in state_dir
 NONCE_LEN = const(8)
 # PAIRs waiting for their save: bounds the heap against a flood of listed uids (a unit not
 # taken this second is taken on its next HELLO, two seconds later).
@@ -55,6 +57,7 @@ class LeaderApp(Shell):
         settings["pair"] = None
         saved = store.read_json(self.path, {})
         epoch = saved.get("l_epoch", 0) + 1
+        sharing = saved.get("sharing", settings["sharing"]) is True
         keys = [(site.charger_ids.index(cid), unhexlify(rec["uid"]), unhexlify(rec["key"]))
                 for cid, rec in saved.get("keys", {}).items() if cid in site.charger_ids]
         # A charger no longer configured is forgotten. The file's dicts go before the core's
@@ -62,16 +65,28 @@ class LeaderApp(Shell):
         saved = None
         gc.collect()
         self.core = core = Leader(site, now_ms)
+        core.share(now_ms, sharing)
         self.port = port = LeaderPort(core, epoch)
         self.saved_epoch = None
         for c, uid, key in keys:
             port.add_follower(c, uid, key)
         keys = None
         self._save()  # the new epoch, before the first COMMAND (kept in RAM if flash fails)
+        # The history's buffers are made now, while the heap is still in one piece.
+        from ampshare.run import history
+        n = history.count(site)
+        self.history = history.History(settings["state_dir"] + "/" + HISTORY_FILE, n, history.tag(site),
+                                       bucket_ms=settings["history_bucket_ms"] or history.BUCKET_MS)
+        self._figures = array("i", bytes(4 * n))
         self.addr = [None] * core.nc
         self._sender = self._send_to  # bound once: step() runs ten times a second
-        self._to_pair = []  # (PAIR datagram, address) waiting for the keys to be saved
+        self._to_pair = []  # (PAIR datagram, address, charger) waiting for the keys to be saved
         self._queued = bytearray(core.nc)
+        self.unpairing = bytearray(core.nc)  # 1: offered nothing until it confirms, then forgotten
+        from ampshare.run.events import Events, Watch
+        self.events = Events()
+        self.watch = Watch(core)
+        self.events.add(now_ms, "site", "leader started: %d chargers, sharing %s" % (core.nc, "on" if sharing else "off"))
         self.link = Link(settings["bind"], settings["port_leader"], broadcast=True)
         mon = settings["monitor"]
         self.monitor = address(mon[0], mon[1]) if mon else None
@@ -81,6 +96,11 @@ class LeaderApp(Shell):
         if settings["http"] is not None:
             from ampshare.web.server import Web
             self.web = Web(self, settings)
+        self.dns = None
+        d = settings["dns"]
+        if d is not None:
+            from ampshare.web.dns import Portal
+            self.dns = Portal(d["ip"], d.get("bind", "0.0.0.0"), d.get("port", 53))
 
     def _own_meters(self, settings, site, board):
         # The Modbus meters on the board's RS485 line, and its CT clamps; without them (the
@@ -102,7 +122,7 @@ class LeaderApp(Shell):
             self.clamps = tasks.Clamps(ct, site, board, self._meter_at)
 
     def _save(self):
-        """leader.json: {"l_epoch": n, "keys": {charger id: {"uid": hex, "key": hex}}}, written
+        """leader.json: {"l_epoch": n, "sharing": bool, "keys": {charger id: {"uid": hex, "key": hex}}}, written
         a line at a time from the core's buffers rather than from a dict of 64 dicts. True when
         it took (shell.persist)."""
         core, ids = self.core, self.site.charger_ids
@@ -110,7 +130,7 @@ class LeaderApp(Shell):
         epoch = port.l_epoch
 
         def lines():
-            yield '{"l_epoch": %d, "keys": {' % epoch
+            yield '{"l_epoch": %d, "sharing": %s, "keys": {' % (epoch, "true" if core.alloc.sharing else "false")
             sep = ""
             for c in range(core.nc):
                 if port.uid[c] is not None:
@@ -165,7 +185,7 @@ class LeaderApp(Shell):
         else:
             # A new key is saved before it is handed out, and 64 units heard at once are
             # saved once: the PAIR waits for the next save (meters(), within a second).
-            self._to_pair.append((data, addr))
+            self._to_pair.append((data, addr, c))
             self._queued[c] = 1
 
     def list_unit(self, cid, uid, code):
@@ -175,8 +195,8 @@ class LeaderApp(Shell):
         held = self.port.uid[c]
         if held is not None and held != uid:
             # Its unit keeps its key and may hold a current: a second one would leave it
-            # counted nowhere. (Unpairing is not offered yet.)
-            return "charger", "has another unit paired"
+            # counted nowhere. Unpair it first.
+            return "charger", "has another unit paired (unpair it first)"
         other = self._listed(uid)
         if other >= 0 and other != c:
             return "uid", "listed for %s already" % self.site.charger_ids[other]
@@ -185,7 +205,38 @@ class LeaderApp(Shell):
                 return "uid", "paired as %s already" % self.site.charger_ids[d]
         self.listed_uid[c * P.UID_LEN:(c + 1) * P.UID_LEN] = uid
         self.listed_code[c] = code
+        self.events.add(time.ticks_ms(), "pair", "%s: unit %s listed, paired when heard" % (cid, hexlify(uid).decode()))
         return None
+
+    def unpair(self, cid):
+        """The page's "unpair": the charger is offered nothing, its fallback too; once its
+        follower confirms that (and its car had the EV's 5 s), its key is dropped (meters()).
+        A unit not heard now may hold its fallback: it is not forgotten (None, or a
+        refusal (field, reason, status))."""
+        c = self.site.charger_ids.index(cid)
+        now = time.ticks_ms()
+        if self.port.uid[c] is None:
+            if self.listed_code[c] is None:
+                return "charger", "has no unit", 400
+            self.listed_code[c] = None  # listed, never heard: nothing to stop
+            self.events.add(now, "pair", "%s: listing withdrawn" % cid)
+            return None
+        if self.core.status[c] != ONLINE:
+            return "charger", "its unit is not heard: it may hold its fallback. Unpair it once it is heard, " \
+                "or take the charger out of the site", 409
+        self.unpairing[c] = 1
+        self.listed_code[c] = None
+        self.core.stop(now, c)
+        self.events.add(now, "pair", "%s: unpairing, offered nothing until its unit confirms" % cid)
+        return None
+
+    def share(self, on):
+        """The sharing switch, kept in leader.json. False when it could not be saved (it is
+        in force until a restart all the same)."""
+        now = time.ticks_ms()
+        self.core.share(now, on)
+        self.events.add(now, "sharing", "sharing %s" % ("on" if on else "off"))
+        return self._save()
 
     def restart_after(self, ms):
         """Stop the control loop in ms (a saved site is applied by a restart, main.py)."""
@@ -210,8 +261,29 @@ class LeaderApp(Shell):
         if self.addr[c] is not None:
             self.link.send(data, self.addr[c])
 
+    def _unpaired(self):
+        # Units whose charger is stopped and confirmed: their keys go (saved at once).
+        done = False
+        for c in range(self.core.nc):
+            if self.unpairing[c] and self.core.stopped(c):
+                self.unpairing[c] = 0
+                uid = self.port.uid[c]
+                self.port.remove_follower(c)
+                self.addr[c] = None
+                done = True
+                self.events.add(time.ticks_ms(), "pair", "%s: unit %s unpaired" % (
+                    self.site.charger_ids[c], hexlify(uid).decode()))
+        if done:
+            self._save()
+
     async def meters(self):
         while True:
+            now = time.ticks_ms()
+            self.watch.look(now, self, self.events)
+            self._unpaired()
+            from ampshare.run import history
+            history.figures(self, self._figures)
+            self.history.sample(now, self._figures)
             if self.port.l_epoch != self.saved_epoch:
                 # The sequence ran out and the core began a new epoch: a restart must start
                 # above it, or its followers would take every COMMAND for a replay. Saved
@@ -219,8 +291,10 @@ class LeaderApp(Shell):
                 self._save()
             if self._to_pair and self._save():
                 # A key is handed out only once it is saved; a failed save tries again.
-                for data, addr in self._to_pair:
+                for data, addr, c in self._to_pair:
                     self.link.send(data, addr)
+                    self.events.add(now, "pair", "%s: unit %s paired" % (
+                        self.site.charger_ids[c], hexlify(self.port.uid[c]).decode()))
                 self._to_pair = []
                 self._queued[:] = bytes(self.core.nc)
             self.board.ask_meters()
@@ -242,6 +316,8 @@ class LeaderApp(Shell):
             out.append(self.clamps.run())
         if self.web is not None:
             out.append(self.web.run())
+        if self.dns is not None:
+            out.append(self.dns.run())
         return out
 
 

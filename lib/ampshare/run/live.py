@@ -27,7 +27,7 @@ def chunks(app, why=None):
         if a.pilot[c] in PLUGGED:  # a car is there
             a.add_to(c, a.requested(c), requested)
     a.measured(usage)
-    yield '{"epoch": %d, "groups": {' % app.port.l_epoch
+    yield '{"epoch": %d, "sharing": %s, "groups": {' % (app.port.l_epoch, "true" if a.sharing else "false")
     for g, gid in enumerate(site.group_ids):
         m = site.gmeter[g]
         meter = [a.meter[m * 3 + p] for p in range(3)] if m >= 0 and a.meter_ok[m] else None

@@ -20,7 +20,9 @@ def _network(s):
 
     from ampshare.hal import esp32
     if s["ap"] and s["role"] == "leader":
-        esp32.access_point(s["ap"]["essid"], s["ap"]["password"])
+        ap = esp32.access_point(s["ap"]["essid"], s["ap"]["password"])
+        if s["dns"] is None:
+            s["dns"] = {"ip": ap.ifconfig()[0]}  # a phone joining the AP is led to the page
     if s["wifi"]:
         esp32.station(s["wifi"]["ssid"], s["wifi"]["password"])
     if s["uid"] is None:

@@ -5,6 +5,7 @@ import json
 import time
 
 from ampshare.core import leader as L
+from ampshare.core.site import MODE_OFF
 from ampshare.run import live
 
 def state(app):
@@ -28,9 +29,18 @@ def why(app, c, allocated):
         return "no car"
     if p in "EF":
         return "pilot error"
+    if not a.sharing:
+        return "sharing is off"
+    if site.cmode[c] == MODE_OFF:
+        return "mode off"
+    if a.off[c]:
+        return "unpairing: offered nothing until its unit confirms"
     sent = core.sent[c]
     if sent == 0:
-        return "paused: the minimum does not fit now"
+        # A turn re-ranks the paused by what they had (core/turns.py): the next is when this
+        # one may come in, if it has had least by then.
+        mins = (core.turns.next_in(time.ticks_ms()) + 59_999) // 60_000
+        return "paused: the minimum does not fit now; next turn in %d min" % max(mins, 1)
     if sent >= site.cmax[c]:
         return "at its maximum"
     if 0 <= a.ext_max[c] <= sent:

@@ -56,7 +56,8 @@ def _fields(obj, allowed):
 # docs/api.md: method, path, the handler's name.
 _ROUTES = (("GET", "/api/state", "state"), ("GET", "/api/stream", "stream"), ("GET", "/api/site", "get_site"),
            ("PUT", "/api/site", "put_site"), ("POST", "/api/site/preview", "preview"), ("GET", "/api/units", "units"),
-           ("POST", "/api/pair", "pair"), ("POST", "/api/limit", "set_limit"),
+           ("POST", "/api/pair", "pair"), ("POST", "/api/unpair", "unpair"), ("POST", "/api/sharing", "sharing"),
+           ("GET", "/api/events", "events"), ("GET", "/api/history", "history"), ("POST", "/api/limit", "set_limit"),
            ("GET", "/api/limit/<int:rid>", "get_limit"), ("DELETE", "/api/limit/<int:rid>", "clear_limit"),
            ("POST", "/api/login", "login"), ("POST", "/api/password", "password"))
 
@@ -126,6 +127,9 @@ class Web:
 
     async def run(self):
         await self.md.start_server(host=self.http.get("bind", "0.0.0.0"), port=self.http["port"])
+
+    def _event(self, kind, text):
+        self.app.events.add(time.ticks_ms(), kind, text)
 
     # ---- who may ----------------------------------------------------------------------------
 
@@ -242,10 +246,13 @@ class Web:
     async def put_site(self, req):
         obj, site, bad = self._parse_site(req)
         if bad:
+            if bad[1] == 400:
+                self._event("config", "site refused: %s: %s" % (bad[0]["field"], bad[0]["reason"]))
             return bad
         site = None
         if not self.app.persist(store.save_json, self.site_path, obj):
             return _bad("site", "could not be saved to flash; the old one stays", 500)
+        self._event("site", "site saved: applied by a restart")
         # Applied by starting the leader again on it: a new leader adopts what every follower
         # does (no pause) and counts each at its maximum until it knows (docs/leader.md).
         self.app.restart_after(RESTART_MS)
@@ -268,6 +275,37 @@ class Web:
         return snapshot.to_json(alloc), 200, JSON
 
     # ---- units and pairing --------------------------------------------------------------------
+
+    async def events(self, req):
+        return self._reader(req) or (self.app.events.chunks(time.ticks_ms()), 200, JSON)
+
+    async def history(self, req):
+        # One node's series on one phase, streamed from flash a few dozen values at a time.
+        bad = self._reader(req)
+        if bad:
+            return bad
+        from ampshare.run import history
+        node, phase = req.args.get("node"), req.args.get("phase")
+        if phase not in ("1", "2", "3"):
+            return _bad("phase", "must be 1, 2 or 3")
+        found = history.index(self.app.site, node, int(phase) - 1)
+        if found is None:
+            return _bad("node", "no such group or charger")
+        h = self.app.history
+        if h.off is not None:
+            return _bad("history", h.off, 503)
+        return h.chunks(found[0], found[1], time.ticks_ms()), 200, JSON
+
+    async def sharing(self, req):
+        obj, bad = self._asked(req, ("on",))
+        if bad:
+            return bad
+        on = obj.get("on")
+        if not isinstance(on, bool):
+            return _bad("on", "must be true or false")
+        if not self.app.share(on):
+            return _bad("on", "in force, but could not be saved to flash: a restart forgets it", 500)
+        return {"sharing": on}
 
     async def units(self, req):
         from ampshare.web import live
@@ -293,6 +331,18 @@ class Web:
         if refused:
             return _bad(*refused)
         return {"listed": cid, "uid": uid}
+
+    async def unpair(self, req):
+        obj, bad = self._asked(req, ("charger",))
+        if bad:
+            return bad
+        cid = obj.get("charger")
+        if cid not in self.app.site.charger_ids:
+            return _bad("charger", "no such charger in the site")
+        refused = self.app.unpair(cid)
+        if refused:
+            return _bad(*refused)
+        return {"unpaired": cid}
 
     # ---- external limits ----------------------------------------------------------------------
 
@@ -324,6 +374,8 @@ class Web:
             self.limits.pop(0)
         self.limits.append([rid, kind, ident])
         state, reason = self.app.core.external.answer(rid)
+        self._event("limit", "%s %s: %s %s%s" % (kind, ident, "%s A" % obj["a"] if w is None else "%d W" % w,
+                                                 state, ": " + reason if reason else ""))
         return {"id": rid, "state": state, "reason": reason}
 
     async def get_limit(self, req, rid):
@@ -343,5 +395,6 @@ class Web:
             if entry[0] == rid:
                 new = self.app.core.limit(time.ticks_ms(), entry[1], entry[2])
                 state, reason = self.app.core.external.answer(new)
+                self._event("limit", "%s %s: cleared" % (entry[1], entry[2]))
                 return {"id": new, "state": state, "reason": reason}
         return _bad("id", "no such request (or forgotten)", 404)

@@ -92,6 +92,14 @@ class LeaderPort:
         self.fresh.forget(c)
         self.core.paired_unit(c)
 
+    def remove_follower(self, c):
+        """Charger c's unit is unpaired: its reports are refused from now on (once the core
+        has it stopped: core.stopped)."""
+        self.uid[c] = None
+        self.keys.set(c, bytes(F.KEY_LEN))
+        self.fresh.forget(c)
+        self.core.forget(c)
+
     def pair(self, c, uid, code, nonce, key):
         """The PAIR datagram that gives follower `uid` its key and charger; it is adopted.
         The same unit and key again (a follower that lost its key) keeps what was accepted

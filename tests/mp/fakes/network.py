@@ -21,3 +21,10 @@ class WLAN:
 
     def connect(self, ssid, password):
         CALLS.append(["WLAN.connect", ssid, password])
+
+    def ifconfig(self):
+        return ("192.168.4.1", "255.255.255.0", "192.168.4.1", "192.168.4.1")  # the AP's defaults
+
+    def scan(self):
+        CALLS.append(["WLAN.scan", self.kind])
+        return [(b"home", b"\x00" * 6, 1, -48, 3, False)]
