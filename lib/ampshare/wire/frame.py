@@ -112,19 +112,19 @@ def u32(data, at):
 # ---- HMAC --------------------------------------------------------------------------------
 
 _BLOCK = const(64)  # SHA-256's block: each pad is one block
-_PADS = const(128)  # inner and outer pad, side by side
-_PER_BUF = const(8)  # keys a buffer: 1 KB
+_PER_BUF = const(8)  # keys a buffer: 256 bytes
 
 
 class Keys:
-    """HMAC-SHA256 keys (RFC 2104) with their pads prepared once: 128 bytes a key and no
-    object per follower, so 64 followers cost 8 KB, in buffers of 8 keys (a 1 KB block is
-    found on a fragmented heap where 8 KB in one piece may not be). `at(i)` picks the key
-    that tag() and check() use next, without allocating a view object."""
+    """HMAC-SHA256 keys (RFC 2104): 32 bytes a key and no object per follower, so 64
+    followers cost 2 KB, in buffers of 8 keys (found on a fragmented heap where one piece of
+    2 KB may not be). The pads are made for each tag in one buffer of a block: 64 XORs a
+    message, where pads kept ready would cost 6 KB more of a leader's heap. `at(i)` picks the
+    key that tag() and check() use next, without allocating a view object."""
 
     def __init__(self, n=1, key=None):
-        self._bufs = [bytearray(min(_PER_BUF, n - b) * _PADS) for b in range(0, n, _PER_BUF)]
-        self._mvs = [memoryview(b) for b in self._bufs]
+        self._bufs = [bytearray(min(_PER_BUF, n - b) * KEY_LEN) for b in range(0, n, _PER_BUF)]
+        self._pad = bytearray(_BLOCK)
         self._i = 0
         if key is not None:
             self.set(0, key)
@@ -132,26 +132,30 @@ class Keys:
     def set(self, i, key):
         if len(key) != KEY_LEN:
             raise ValueError("key must be 32 bytes")
-        p, o = self._bufs[i // _PER_BUF], (i % _PER_BUF) * _PADS
-        for j in range(_BLOCK):
-            b = key[j] if j < KEY_LEN else 0
-            p[o + j] = b ^ 0x36
-            p[o + _BLOCK + j] = b ^ 0x5C
+        self._bufs[i // _PER_BUF][(i % _PER_BUF) * KEY_LEN:(i % _PER_BUF + 1) * KEY_LEN] = key
 
     def at(self, i):
         self._i = i
         return self
 
     def raw(self, i=0):
-        o = (i % _PER_BUF) * _PADS
-        return bytes(b ^ 0x36 for b in self._bufs[i // _PER_BUF][o:o + KEY_LEN])
+        o = (i % _PER_BUF) * KEY_LEN
+        return bytes(self._bufs[i // _PER_BUF][o:o + KEY_LEN])
+
+    def _padded(self, x):
+        # The key XOR x, then x to the block's end: the inner (0x36) or outer (0x5C) pad.
+        i, pad = self._i, self._pad
+        k, o = self._bufs[i // _PER_BUF], (i % _PER_BUF) * KEY_LEN
+        for j in range(KEY_LEN):
+            pad[j] = k[o + j] ^ x
+        for j in range(KEY_LEN, _BLOCK):
+            pad[j] = x
+        return pad
 
     def tag(self, msg):
-        i = self._i
-        mv, o = self._mvs[i // _PER_BUF], (i % _PER_BUF) * _PADS
-        inner = hashlib.sha256(mv[o:o + _BLOCK])
+        inner = hashlib.sha256(self._padded(0x36))
         inner.update(msg)
-        outer = hashlib.sha256(mv[o + _BLOCK:o + _PADS])
+        outer = hashlib.sha256(self._padded(0x5C))
         outer.update(inner.digest())
         return outer.digest()  # the tag is its first TAG_LEN bytes
 
