@@ -310,8 +310,9 @@ def test_a_client_sending_a_byte_a_second_holds_no_control_period(site):
         for ch in b"GET /api/state HTTP/1.1\r\n"[:6]:
             slow.send(bytes([ch]))
             time.sleep(1)
-            if sim.monitor.poll():
-                got += 1
+            before = sim.monitor.received
+            sim.monitor.poll()
+            got += sim.monitor.received > before
             assert client.call("GET", "/api/units")[0] == 200  # others are served meanwhile
     finally:
         slow.close()
@@ -319,6 +320,42 @@ def test_a_client_sending_a_byte_a_second_holds_no_control_period(site):
     assert got >= 4, got
     st = client.call("GET", "/api/state")[1]
     assert st["chargers"]["garage"]["link"] == "online"  # (the driveway's unit was unpaired above)
+
+
+def closed(sock):
+    # Closed by the server without an answer: an end of stream, or a reset (data left unread).
+    try:
+        return sock.recv(64) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_a_stalled_request_is_dropped_and_connections_are_bounded(site):
+    # Five connections that never finish their request hold the server's five slots: a sixth
+    # is closed at once, and after the 10 s a request may take, the five are closed too.
+    sim, client = site
+    sim.monitor.poll()
+    before = sim.monitor.received
+    stalled = [socket.create_connection(("127.0.0.1", sim.http_port)) for _ in range(5)]
+    t0 = time.monotonic()
+    try:
+        for s in stalled:
+            s.sendall(b"GET /api/sta")
+        time.sleep(0.5)
+        extra = socket.create_connection(("127.0.0.1", sim.http_port), timeout=5)
+        extra.sendall(b"GET /api/state HTTP/1.0\r\n\r\n")
+        assert closed(extra)  # unanswered: every slot is held
+        extra.close()
+        for s in stalled:
+            s.settimeout(15)
+            assert closed(s)  # by the server
+        assert 9 <= time.monotonic() - t0 <= 14
+        sim.monitor.poll()
+        assert sim.monitor.received - before >= 8  # the control loop's status kept coming, once a second
+    finally:
+        for s in stalled:
+            s.close()
+    assert client.call("GET", "/api/units")[0] == 200  # and the slots are free again
 
 
 # ---- saving a site: applied by a restart, and no car pauses ----------------------------------------

@@ -9,6 +9,7 @@ import time
 import asyncio
 from micropython import const
 from microdot import Microdot, Request, Response
+from microdot.microdot import MUTED_SOCKET_ERRORS
 
 from ampshare.core.external import WATCHDOG_MS
 from ampshare.run import store
@@ -22,6 +23,14 @@ RESTART_MS = const(500)  # after a saved site: time for the answer to leave befo
 AUTH_FILE = "web.json"  # the admin password's salt and hash, in the settings' state_dir
 COOKIE = "ampshare"
 JSON = {"Content-Type": "application/json"}
+# Connections served at once: each holds a task, its streams and a request (1-2 KB of a heap
+# that has some 40 KB to spare with 64 followers). A page holds its live stream and asks one
+# thing at a time: room for two phones and an API client. One more is closed at once.
+CONNECTIONS_MAX = const(5)
+# A request's line, headers and body must have arrived within this, or the connection is
+# closed: a client that sends a byte a second holds a slot no longer (a stream, once
+# answered, lasts while its client reads).
+REQUEST_MS = const(10_000)
 LIMITS_KEPT = const(8)  # limit ids the API can still clear (core/external.py keeps 8 answers)
 # The phone probes that open a captive portal's sign-in page: each gets the page.
 PROBES = ("/generate_204", "/gen_204", "/hotspot-detect.html", "/connecttest.txt", "/ncsi.txt")
@@ -92,6 +101,53 @@ class _Events:
         pass
 
 
+class _Server(Microdot):
+    """Microdot with a bound on connections and on the time a request may take to arrive."""
+
+    def __init__(self):
+        super().__init__()
+        self.open = 0
+        self.refused = 0  # connections closed at once: CONNECTIONS_MAX were open
+        self.timed_out = 0  # requests that had not arrived within REQUEST_MS
+
+    async def handle_request(self, reader, writer):
+        if self.open >= CONNECTIONS_MAX:
+            self.refused += 1
+            await _close(writer)
+            return
+        self.open += 1
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self.open -= 1
+
+    async def _serve(self, reader, writer):
+        try:
+            req = await asyncio.wait_for_ms(Request.create(self, reader, writer, writer.get_extra_info("peername")),
+                                            REQUEST_MS)
+        except asyncio.TimeoutError:
+            self.timed_out += 1
+            await _close(writer)
+            return
+        except Exception:  # a malformed or oversized request line or header: answered 400
+            req = None
+        res = await self.dispatch_request(req)
+        try:
+            if res != Response.already_handled:
+                await res.write(writer)
+            await writer.aclose()
+        except OSError as e:
+            if e.errno not in MUTED_SOCKET_ERRORS:
+                raise
+
+
+async def _close(writer):
+    try:
+        await writer.aclose()
+    except OSError:
+        pass
+
+
 class Web:
     def __init__(self, app, settings):
         self.app = app
@@ -103,7 +159,7 @@ class Web:
         self.http = settings["http"]
         self.etag = self._etag()
         self.limits = []  # [request id, kind, ident], newest last
-        self.md = md = Microdot()
+        self.md = md = _Server()
         for path in ("/",) + PROBES:
             md.route(path)(self.page_handler)
         for method, path, name in _ROUTES:
