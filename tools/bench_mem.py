@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """make bench-mem: a leader with 64 followers, each its own `micropython` process, run with
 the heaps of a board without PSRAM (-X heapsize=96wK for the leader with its page open in a
-client that reads /api/stream and asks for /api/state every 5 s, 24wK for a follower;
+client that reads /api/stream and asks for /api/state and the history every 5 s, 24wK for a follower;
 --no-page: the leader alone in 64wK).
 Prints the most each role kept in its heap (after a collection, every 5 s) and any
 MemoryError: a role that fits runs to the end without one. Then, in a second run with room to
@@ -16,6 +16,7 @@ as a board that takes .mpy files from its filesystem would.
 """
 import argparse
 import http.client
+import json
 import re
 import sys
 import threading
@@ -69,6 +70,8 @@ def main(argv):
     ap.add_argument("--code-in-heap", action="store_true",
                     help="load the compiled modules into the heap rather than run them from the ROM image")
     ap.add_argument("--no-page", action="store_true", help="no HTTP server, no client: the leader alone")
+    ap.add_argument("--history-s", type=int, default=None,
+                    help="the history's bucket (the board's is 240 s): shorter writes records within a short run")
     args = ap.parse_args(argv[1:])
     if args.no_page and args.leader_heap == HEAPS["leader"]:
         args.leader_heap = LEADER_ALONE
@@ -77,7 +80,8 @@ def main(argv):
         raise SystemExit("%s is missing: make rom" % ROM)
     # Compiled modules either way: no compiler in the heap.
     sim = Sim(args.site, args.followers, work=ROOT / "build" / "bench-mem", base_port=26300, heap=heaps,
-              settings={"mem_report_s": 5}, code=ROOT / "build" / "lib", monitor=False, meter_line=args.meter_line,
+              settings={"mem_report_s": 5},
+              leader_settings={"history_bucket_ms": args.history_s * 1000} if args.history_s else None, code=ROOT / "build" / "lib", monitor=False, meter_line=args.meter_line,
               rom=None if args.code_in_heap else ROM, http_port=None if args.no_page else HTTP_PORT,
               page="/rom/page.html.gz" if not args.code_in_heap else ROOT / "build" / "lib" / "page.html.gz")
     reader = None if args.no_page else PageReader(HTTP_PORT)
@@ -90,6 +94,7 @@ def main(argv):
             time.sleep(5)
             if reader:
                 reader.ask_state()
+                reader.ask_history()
             dead = [n for n, p in sim.procs.items() if p.poll() is not None]
             if dead:
                 print("stopped early: %s" % ", ".join(dead))
@@ -122,8 +127,11 @@ def main(argv):
                                             min(free[role]) if free[role] else 0))
     print("MemoryError: %s" % (", ".join(errors) if errors else "none"))
     if reader:
-        print("page: %d stream events read, %d of %d /api/state answered" % (reader.events, reader.answered,
-                                                                           reader.asked))
+        print("page: %d stream events read, %d of %d /api/state answered, %d of %d /api/history "
+              "(the last with %d points)" % (reader.events, reader.answered, reader.asked, reader.histories,
+                                             reader.asked, reader.points))
+    records = sorted((sim.work / "leader").glob("history.*"))
+    print("history: %d segment files, %d bytes on flash" % (len(records), sum(p.stat().st_size for p in records)))
     rate = alloc_rate(args)
     print("leader allocates: %s bytes/s (median of %d one-second readings, collector off)" % rate)
     return 1 if errors else 0
@@ -136,7 +144,7 @@ class PageReader(threading.Thread):
         super().__init__(daemon=True)
         self.port = port
         self.stop = False
-        self.events = self.asked = self.answered = 0
+        self.events = self.asked = self.answered = self.histories = self.points = 0
 
     def run(self):
         while not self.stop:
@@ -161,6 +169,19 @@ class PageReader(threading.Thread):
             if conn.getresponse().status == 200:
                 self.answered += 1
         except OSError:
+            pass
+
+
+    def ask_history(self):
+        # The graph the page draws: the main fuse's three series of 48 hours, streamed from flash.
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            conn.request("GET", "/api/history?node=main&phase=1")
+            r = conn.getresponse()
+            if r.status == 200:
+                self.points = len(json.loads(r.read())["series"]["meter"])
+                self.histories += 1
+        except (OSError, ValueError):
             pass
 
 

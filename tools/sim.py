@@ -260,11 +260,14 @@ class Monitor:
         self.sock.bind(("127.0.0.1", port))
         self.sock.setblocking(False)
         self.last = None
+        self.received = 0  # datagrams read so far: a test sees whether new ones came
 
     def poll(self):
+        """The newest status (or the last one read, when none came since)."""
         while True:
             try:
                 self.last = json.loads(self.sock.recv(65536))
+                self.received += 1
             except BlockingIOError:
                 return self.last
 
@@ -311,8 +314,11 @@ def main(argv):
     ap.add_argument("--http-port", type=int, default=8080, help="the leader's page and API on 127.0.0.1")
     ap.add_argument("--unpaired", type=int, nargs="*", default=[],
                     help="followers (by number) left for pairing from the page")
+    ap.add_argument("--sharing-off", action="store_true",
+                    help="the leader as its first-boot page leaves it: no current offered until sharing is turned on")
     args = ap.parse_args(argv[1:])
-    sim = Sim(args.site, args.followers, meter_line=True, http_port=args.http_port, unpaired=args.unpaired)
+    sim = Sim(args.site, args.followers, meter_line=True, http_port=args.http_port, unpaired=args.unpaired,
+              leader_settings={"sharing": False} if args.sharing_off else None)
     mon = Monitor(sim.monitor_port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     start = time.monotonic()
