@@ -42,9 +42,11 @@ $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@# socat links the pty pairs that stand in for RS485 lines; Chromium and its driver run the
-	@# page in a real browser (tests/test_browser.py). Debian's packages.
-	@command -v socat >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
-		$(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat chromium chromium-driver >/dev/null'
+	@# page in a real browser (tests/test_browser.py); Mosquitto is the broker the MQTT tests
+	@# start, and openssl makes its TLS listener's certificate. Debian's packages.
+	@command -v socat >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && \
+		command -v mosquitto >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || \
+		$(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat chromium chromium-driver mosquitto openssl >/dev/null'
 	touch $@
 
 $(VENDOR_STAMP): Makefile $(STAMP)
