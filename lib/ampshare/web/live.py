@@ -69,23 +69,29 @@ def _tightest(app, c, allocated):
 
 
 def units(app):
-    """The chargers' units (paired, heard) and the units heard saying HELLO."""
+    """The chargers' units (paired, heard) and the units heard saying HELLO, as JSON text a
+    charger at a time: 64 chargers' entries are never held at once."""
     from binascii import hexlify
     core, port, site = app.core, app.port, app.site
     now = time.ticks_ms()
-    paired = {}
+    yield '{"chargers": {'
     for c, cid in enumerate(site.charger_ids):
         uid = port.uid[c]
-        paired[cid] = {"uid": hexlify(uid).decode() if uid else None, "link": live.LINK[core.status[c]],
-                       "heard_s_ago": time.ticks_diff(now, core.heard[c]) // 1000 if core.status[c] else None,
-                       "listed": app.listed_code[c] is not None}
-    heard = []
-    for uid, firmware, nameplate, phases, flags in port.discovered:
-        h = hexlify(uid).decode()
-        on = [cid for c, cid in enumerate(site.charger_ids) if port.uid[c] == uid]
-        heard.append({"uid": h, "firmware": firmware, "nameplate_a": nameplate // 1000, "phases": phases,
-                      "charger": on[0] if on else None})
-    return json.dumps({"chargers": paired, "heard": heard})
+        yield '%s%s: {"uid": %s, "link": "%s", "heard_s_ago": %s, "listed": %s}' % (
+            ", " if c else "", json.dumps(cid), '"%s"' % hexlify(uid).decode() if uid else "null",
+            live.LINK[core.status[c]],
+            "%d" % (time.ticks_diff(now, core.heard[c]) // 1000) if core.status[c] else "null",
+            "true" if app.listed_code[c] is not None else "false")
+    yield '}, "heard": ['
+    for i, (uid, firmware, nameplate, phases, flags) in enumerate(port.discovered):
+        on = None
+        for c in range(core.nc):
+            if port.uid[c] == uid:
+                on = site.charger_ids[c]
+        yield "%s%s" % (", " if i else "", json.dumps({"uid": hexlify(uid).decode(), "firmware": firmware,
+                                                       "nameplate_a": nameplate // 1000, "phases": phases,
+                                                       "charger": on}))
+    yield "]}"
 
 
 def snapshot_state(app, site):
