@@ -479,5 +479,8 @@ def test_an_unpaired_unit_is_forgotten_only_once_it_holds_nothing_and_its_car_fo
         res = s.run(s.report(0, t, applied=0, meas=0 if t > 7000 else 16000), s.report(1, t, pilot=b"B"), (t, "tick"))
         by_t[t] = res["trace"][-1]
     assert not by_t[11000]["stopped"][0] and by_t[13000]["stopped"][0]
-    end = s.run((13500, "remove", 0), s.report(0, 13600, applied=0, meas=0), (14000, "tick"))
+    end = s.run((13500, "remove", 0), s.report(0, 13600, applied=0, meas=0), s.report(1, 13600, pilot=b"C"),
+                (14000, "tick"))
     assert end["end"]["paired"][0] == 0 and end["trace"][1]["accepted"] is False  # its reports are refused
+    # Forgotten, it asks for no share: the other car is not lowered for a charger with no unit.
+    assert end["end"]["out"] == [0, 32000] and current(end["trace"][-1], 1) == 32000

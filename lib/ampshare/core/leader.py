@@ -268,10 +268,15 @@ class Leader:
             self.fb_allowed[c] == 0
 
     def forget(self, c):
-        """Charger c has no unit any more (wire/leader.py dropped its key)."""
+        """Charger c has no unit any more (wire/leader.py dropped its key): no car there
+        asks for a share, and none draws."""
+        a = self.alloc
         self.paired[c] = 0
         self.status[c] = UNKNOWN
-        self.alloc.off[c] = 0
+        a.off[c] = 0
+        a.pilot[c] = ord("A")
+        for k in range(3):
+            a.meas[c * 3 + k] = -1
         self._due = self.heard[c]
 
     def _unheard(self):
