@@ -242,9 +242,12 @@ class History:
                 f = open(self._name(k), "rb")
             except OSError:
                 continue  # not written yet (the ring's first 48 h), or lost
-            found = True
             try:
-                if f.read(_HEAD) != head:
+                got = f.read(_HEAD)
+                if len(got) < _HEAD:
+                    continue  # a power cut as it was begun: a lost segment, not another site
+                found = True
+                if got != head:
                     self.new = "another site or format: a new history"
                     break
                 self._scan(f, k, f.seek(0, 2))
