@@ -460,3 +460,38 @@ def test_a_paused_charger_says_when_the_next_turn_is(fresh):
     assert 1 <= mins <= 15  # the site's turn interval (core/site.py's default: 15 min)
     admin.call("DELETE", "/api/limit/%d" % doc["id"])
     assert wait_for(lambda: admin.call("GET", "/api/state")[1]["chargers"]["garage"]["offered"] > 0, 20)
+
+
+def test_an_answer_a_client_stops_taking_frees_its_slot():
+    # A writer that never takes its data (a phone asleep with the stream open, its window
+    # shut): the write gives up after the limit, the connection is closed, the slot freed.
+    code = """
+import asyncio
+from ampshare.web import server as S
+class Stuck:
+    closed = False
+    async def awrite(self, data):
+        await asyncio.sleep_ms(60_000)
+    async def aclose(self):
+        Stuck.closed = True
+    def get_extra_info(self, what):
+        return ("127.0.0.1", 1)
+class Reader:
+    async def readline(self):
+        return b"GET /x HTTP/1.0\\r\\n" if not hasattr(self, "n") and not setattr(self, "n", 1) else b"\\r\\n"
+    async def read(self, n):
+        return b""
+async def main():
+    S._Timed.limit_ms = 200
+    srv = S._Server()
+    srv.route("/x")(lambda req: "a" * 100)
+    await srv.handle_request(Reader(), Stuck())
+    print(srv.open, srv.stalled, Stuck.closed)
+asyncio.run(main())
+"""
+    import subprocess
+    from vm import micropython, mp_env
+    out = subprocess.run([micropython(), "-c", code], capture_output=True, text=True, env=mp_env(), cwd=ROOT,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert out.stdout.split() == ["0", "1", "True"]

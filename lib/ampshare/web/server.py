@@ -9,7 +9,6 @@ import time
 import asyncio
 from micropython import const
 from microdot import Microdot, Request, Response
-from microdot.microdot import MUTED_SOCKET_ERRORS
 
 from ampshare.core.external import WATCHDOG_MS
 from ampshare.run import store
@@ -31,6 +30,9 @@ CONNECTIONS_MAX = const(5)
 # closed: a client that sends a byte a second holds a slot no longer (a stream, once
 # answered, lasts while its client reads).
 REQUEST_MS = const(10_000)
+# Each write of an answer must be taken within this: the live stream sends one a second, so a
+# client that takes nothing for 10 s has stopped reading.
+WRITE_MS = const(10_000)
 LIMITS_KEPT = const(8)  # limit ids the API can still clear (core/external.py keeps 8 answers)
 # The phone probes that open a captive portal's sign-in page: each gets the page.
 PROBES = ("/generate_204", "/gen_204", "/hotspot-detect.html", "/connecttest.txt", "/ncsi.txt")
@@ -109,6 +111,7 @@ class _Server(Microdot):
         self.open = 0
         self.refused = 0  # connections closed at once: CONNECTIONS_MAX were open
         self.timed_out = 0  # requests that had not arrived within REQUEST_MS
+        self.stalled = 0  # answers a client did not take within WRITE_MS
 
     async def handle_request(self, reader, writer):
         if self.open >= CONNECTIONS_MAX:
@@ -134,11 +137,32 @@ class _Server(Microdot):
         res = await self.dispatch_request(req)
         try:
             if res != Response.already_handled:
-                await res.write(writer)
-            await writer.aclose()
-        except OSError as e:
-            if e.errno not in MUTED_SOCKET_ERRORS:
-                raise
+                await res.write(_Timed(writer, self))
+        except (OSError, asyncio.TimeoutError):
+            pass  # the client went away (a phone out of range), or stopped reading: closed below
+        finally:
+            await _close(writer)
+
+
+class _Timed:
+    """A connection's writer whose every write must be taken within WRITE_MS: a client that
+    stops reading (a phone asleep with the live view open) frees its slot."""
+
+    limit_ms = WRITE_MS
+
+    def __init__(self, writer, server):
+        self.w = writer
+        self.server = server
+
+    async def awrite(self, data):
+        try:
+            await asyncio.wait_for_ms(self.w.awrite(data), self.limit_ms)
+        except asyncio.TimeoutError:
+            self.server.stalled += 1
+            raise
+
+    async def aclose(self):
+        await _close(self.w)
 
 
 async def _close(writer):
