@@ -97,7 +97,8 @@ bench-twin: $(STAMP)
 SITE ?= examples/home.json
 sim: $(STAMP) $(VENDOR_STAMP) build/page.html.gz
 	@$(VENV)/bin/python tools/sim.py --site "$(SITE)" $(if $(FOLLOWERS),--followers $(FOLLOWERS)) \
-		$(if $(UNPAIRED),--unpaired $(UNPAIRED)) $(if $(filter off,$(SHARING)),--sharing-off)
+		$(if $(UNPAIRED),--unpaired $(UNPAIRED)) $(if $(filter off,$(SHARING)),--sharing-off) \
+		$(if $(MQTT),--mqtt $(MQTT))
 
 bench-page: $(STAMP) build/page.html.gz
 	@$(VENV)/bin/python tools/bench_page.py

@@ -316,9 +316,14 @@ def main(argv):
                     help="followers (by number) left for pairing from the page")
     ap.add_argument("--sharing-off", action="store_true",
                     help="the leader as its first-boot page leaves it: no current offered until sharing is turned on")
+    ap.add_argument("--mqtt", default=None, metavar="HOST:PORT", help="connect the leader to this MQTT broker")
     args = ap.parse_args(argv[1:])
+    extra = {"sharing": False} if args.sharing_off else {}
+    if args.mqtt:
+        host, _, port = args.mqtt.rpartition(":")
+        extra["mqtt"] = {"host": host, "port": int(port)}
     sim = Sim(args.site, args.followers, meter_line=True, http_port=args.http_port, unpaired=args.unpaired,
-              leader_settings={"sharing": False} if args.sharing_off else None)
+              leader_settings=extra or None)
     mon = Monitor(sim.monitor_port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     start = time.monotonic()

@@ -60,7 +60,14 @@ DEFAULTS = {
     "history_bucket_ms": None,
     "mem_report_s": None,  # print micropython.mem_info() this often (make bench-mem)
     "alloc_report_s": None,  # print the heap bytes allocated in a second, this often (make bench-mem)
+    # leader: {"host": an IP address (a name's DNS lookup can block the board), "port": 1883,
+    # "user", "password", "prefix": "ampshare/<uid or leader>", "discovery": true (Home
+    # Assistant), "tls": false}: the MQTT bridge (docs/mqtt.md); None: none, nothing loaded
+    "mqtt": None,
 }
+
+MQTT_DEFAULTS = {"host": None, "port": 1883, "user": None, "password": None, "prefix": None, "discovery": True,
+                 "tls": False}
 
 
 def parse(cfg):
@@ -102,7 +109,43 @@ def parse(cfg):
     for name in ("private", "sharing"):
         if not isinstance(s[name], bool):
             raise ConfigError("settings." + name, "must be true or false")
+    if s["mqtt"] is not None:
+        s["mqtt"] = _mqtt(s["mqtt"], s)
     return s
+
+
+def _mqtt(m, s):
+    # The broker: each field refused by its name. The prefix's default is the leader's uid (the
+    # site has no name), else "leader": ampshare/<uid or leader>.
+    if s["role"] != "leader":
+        raise ConfigError("settings.mqtt", "a leader's setting")
+    if not isinstance(m, dict):
+        raise ConfigError("settings.mqtt", "must be {\"host\": ..., \"port\": 1883, ...}")
+    for name in m:
+        if name not in MQTT_DEFAULTS:
+            raise ConfigError("settings.mqtt." + name, "unknown setting")
+    out = dict(MQTT_DEFAULTS)
+    out.update(m)
+    if not isinstance(out["host"], str) or not out["host"]:
+        raise ConfigError("settings.mqtt.host", "the broker's address (an IP address; a name may block on DNS)")
+    p = out["port"]
+    if isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= 65535:
+        raise ConfigError("settings.mqtt.port", "must be a TCP port, 1..65535")
+    for name in ("user", "password"):
+        if out[name] is not None and not isinstance(out[name], str):
+            raise ConfigError("settings.mqtt." + name, "must be a string")
+    if out["password"] is not None and out["user"] is None:
+        raise ConfigError("settings.mqtt.password", "needs a user")
+    if out["prefix"] is None:
+        out["prefix"] = "ampshare/" + (s["uid"] or "leader")
+    pre = out["prefix"]
+    if not isinstance(pre, str) or not pre or len(pre) > 64 or pre[0] == "/" or pre[-1] == "/" or \
+            "+" in pre or "#" in pre or "\x00" in pre:
+        raise ConfigError("settings.mqtt.prefix", "1..64 characters, no wildcard (+ #), no leading or trailing /")
+    for name in ("discovery", "tls"):
+        if not isinstance(out[name], bool):
+            raise ConfigError("settings.mqtt." + name, "must be true or false")
+    return out
 
 
 def _listed(pair):

@@ -37,7 +37,12 @@ _PV_TARGET_MAX_W = const(500_000)  # a site's whole connection, and in mW still 
 ROTATIONS = ("L123", "L132", "L213", "L231", "L312", "L321")
 UNKNOWN = const(-1)
 MODES = ("fast", "pv", "min_pv", "off")
-METER_SOURCES = ("modbus", "ct")
+METER_SOURCES = ("modbus", "ct", "mqtt")
+# An MQTT meter (docs/mqtt.md) is silent after this long without a value; the core's own
+# silence rule (5 s) is its floor: the leader re-feeds the last value until timeout_s.
+_MQTT_TIMEOUT_S = const(10)
+_MQTT_TIMEOUT_MIN_S = const(5)
+_MQTT_TIMEOUT_MAX_S = const(3600)
 _PHASES = ("L1", "L2", "L3")
 
 
@@ -96,6 +101,7 @@ def _meters(site, cfg):
     from ampshare.meter.maps import MODELS
     seen = {}
     site.meter_source, site.meter_model, site.meter_addr, site.meter_phase = [], [], [], []
+    site.meter_topic, site.meter_timeout = [], []  # an MQTT meter's topic and timeout (ms), else None
     for i, m in enumerate(_list(cfg, "meters", False)):
         where = "meters[%d]" % i
         _id(m, where, seen)
@@ -106,6 +112,16 @@ def _meters(site, cfg):
             if model not in MODELS:
                 raise ConfigError(where + ".model", "'%s' is not one of %s" % (model, ", ".join(sorted(MODELS))))
             addr = whole(_field(m, "address", where, False, _MODBUS_ADDR), where + ".address", 1, _MODBUS_ADDR_MAX)
+        topic, timeout = None, None
+        if METER_SOURCES[source] == "mqtt":
+            topic = _field(m, "topic", where)
+            if not isinstance(topic, str) or not 0 < len(topic) <= 200 or "+" in topic or "#" in topic or \
+                    "\x00" in topic:
+                raise ConfigError(where + ".topic", "an exact MQTT topic, 1..200 characters, no wildcard (+ #)")
+            timeout = whole(_field(m, "timeout_s", where, False, _MQTT_TIMEOUT_S), where + ".timeout_s",
+                            _MQTT_TIMEOUT_MIN_S, _MQTT_TIMEOUT_MAX_S) * 1000
+        site.meter_topic.append(topic)
+        site.meter_timeout.append(timeout)
         # A 1-phase meter names the site phase it is on (L1 unless told).
         one = model is not None and MODELS[model][1] == 1
         site.meter_phase.append(_choice(_field(m, "phase", where, False, "L1"), where + ".phase", _PHASES)

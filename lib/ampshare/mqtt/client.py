@@ -238,6 +238,17 @@ class Client:
         self._flags[i] = f & _FLIGHT | _DIRTY | (_RETAIN if retain else 0) | (_QOS1 if qos else 0)
         self._wake()
 
+    def waiting(self, topic):
+        """True while topic's latest value has not yet gone into the output."""
+        i = self._index.get(topic)
+        return i is not None and bool(self._flags[i] & _DIRTY)
+
+    def rename(self, topic, new):
+        """Sends the next values of topic's slot under `new`; the slot is still found by
+        `topic`. One slot for a sequence of topics of one value each (Home Assistant's
+        discovery configs, paced), rather than a slot each."""
+        self._topics[self._index[topic]] = _name(new, "publish")
+
     def _register(self, topic):
         t = _name(topic, "publish")
         if len(self._topics) >= SLOTS_MAX:

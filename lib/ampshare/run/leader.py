@@ -101,6 +101,13 @@ class LeaderApp(Shell):
         if d is not None:
             from ampshare.web.dns import Portal
             self.dns = Portal(d["ip"], d.get("bind", "0.0.0.0"), d.get("port", 53))
+        # MQTT (docs/mqtt.md): loaded only when configured; an MQTT meter needs it.
+        self.mqtt = None
+        if settings["mqtt"] is not None:
+            from ampshare.mqtt.bridge import Bridge
+            self.mqtt = Bridge(self, settings)
+        else:
+            _needs(settings, site, "mqtt", "mqtt")
 
     def _own_meters(self, settings, site, board):
         # The Modbus meters on the board's RS485 line, and its CT clamps; without them (the
@@ -150,7 +157,8 @@ class LeaderApp(Shell):
         # The board's readings (the unix port's plant): a meter on the RS485 line is read there.
         if mid in self.site.meter_ids:
             m = self.site.meter_ids.index(mid)
-            if self.line is None or self.site.meter_source[m] != "modbus":
+            src = self.site.meter_source[m]
+            if (self.line is None or src != "modbus") and src != "mqtt":  # an MQTT meter: its topic only
                 self._meter_at(m, l1, l2, l3)
 
     def _meter_at(self, m, l1, l2, l3):
@@ -318,6 +326,8 @@ class LeaderApp(Shell):
             out.append(self.web.run())
         if self.dns is not None:
             out.append(self.dns.run())
+        if self.mqtt is not None:
+            out.extend(self.mqtt.tasks())
         return out
 
 

@@ -1,0 +1,287 @@
+"""The leader's MQTT bridge (lib/ampshare/mqtt/bridge.py, commands.py, discovery.py) against a real
+Mosquitto on a loopback port in 27300-27399, with the home example's leader and followers in the
+unix port (tools/sim.py): figures out, commands in and answered, sharing, the will, an MQTT meter
+and its timeout, and Home Assistant discovery configs checked against HA's documented schema.
+The other end is paho-mqtt; the leader's own view is its status datagram (the live document)."""
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from test_system import wait_for
+from vm import ROOT
+
+sys.path.insert(0, str(ROOT / "tools"))
+from sim import Monitor, Sim  # noqa: E402
+
+HOME = ROOT / "examples" / "home.json"
+PRE = "ampshare/leader"
+
+
+def _free_port():
+    for port in range(27300, 27400):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    pytest.fail("no free TCP port in 27300-27399")
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mqtt-broker")
+    port = _free_port()
+    conf = d / "mosquitto.conf"
+    conf.write_text("\n".join(["user root" if __import__("os").geteuid() == 0 else "", "persistence false",
+                               "listener %d 127.0.0.1" % port, "allow_anonymous true", ""]))
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def up():
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+    assert wait_for(up, 5), "mosquitto did not start"
+    yield port
+    proc.kill()
+    proc.wait()
+
+
+class Sub:
+    """A paho subscriber: every message by topic, in order."""
+
+    def __init__(self, port, *topics):
+        self.msgs = {}
+        self.lock = threading.Lock()
+        self.c = paho.Client(CallbackAPIVersion.VERSION2)
+        self.c.on_message = self._on
+        self.c.connect("127.0.0.1", port)
+        for t in topics:
+            self.c.subscribe(t, 1)
+        self.c.loop_start()
+
+    def _on(self, c, u, m):
+        with self.lock:
+            self.msgs.setdefault(m.topic, []).append((m.payload, m.retain))
+
+    def all(self, topic):
+        with self.lock:
+            return list(self.msgs.get(topic, []))
+
+    def last(self, topic):
+        got = self.all(topic)
+        return json.loads(got[-1][0]) if got else None
+
+    def pub(self, topic, payload, retain=False):
+        self.c.publish(topic, payload, 1, retain).wait_for_publish(5)
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def start(tmp_path_factory, name, base_port, port, site=HOME, **mqtt):
+    sim = Sim(site, work=tmp_path_factory.mktemp(name), base_port=base_port,
+              leader_settings={"mqtt": dict({"host": "127.0.0.1", "port": port}, **mqtt)})
+    sim.monitor = Monitor(sim.monitor_port)
+    sim.start_all()
+    return sim
+
+
+def log(sim):
+    return (sim.work / "leader" / "log.txt").read_text()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, broker):
+    sub = Sub(broker, PRE + "/#", "homeassistant/#")
+    sim = start(tmp_path_factory, "mqtt-home", 25700, broker)
+    assert wait_for(lambda: sub.last(PRE + "/site") and sim.monitor.poll(), 15), log(sim)
+    yield sim, sub
+    sim.stop()
+    sub.close()
+
+
+def _charger(sim, cid):
+    st = sim.monitor.poll()
+    return st["chargers"][cid] if st else None
+
+
+def test_figures_out(home):
+    sim, sub = home
+    assert wait_for(lambda: sub.all(PRE + "/status") and sub.all(PRE + "/status")[-1][0] == b"online", 15), log(sim)
+    # The group's five figures per phase, and each charger's, change as the cars start.
+    assert wait_for(lambda: len(sub.all(PRE + "/group/main")) >= 2, 15), log(sim)
+    g = sub.last(PRE + "/group/main")
+    for k in ("meter_ma", "available_ma", "requested_ma", "allocated_ma", "usage_ma"):
+        assert k in g and (g[k] is None or len(g[k]) == 3), g
+    assert wait_for(lambda: (sub.last(PRE + "/charger/garage") or {}).get("offered_ma", 0) > 0, 15), log(sim)
+    ch = sub.last(PRE + "/charger/garage")
+    assert ch["state"] in "BC" and ch["link"] == "online" and len(ch["draw_ma"]) == 3 and ch["mode"] == "fast"
+    assert set(ch) >= {"fallback_ma", "phases", "session_wh", "energy_wh", "power_w"}
+    site = sub.last(PRE + "/site")
+    assert site["sharing"] == "on" and "grid" in site["meters"]
+    # No topic more often than once a second.
+    msgs = sub.all(PRE + "/group/main")
+    assert len(msgs) <= 2 + 25, len(msgs)
+
+
+def _reply(sub, corr):
+    return [json.loads(p) for p, _ in sub.all(PRE + "/reply") if json.loads(p)["id"] == corr]
+
+
+def test_limit_command(home):
+    sim, sub = home
+    assert wait_for(lambda: (_charger(sim, "garage") or {}).get("offered", 0) > 6000, 20), sim.monitor.poll()
+    sub.pub(PRE + "/charger/garage/max/set", json.dumps({"a": 6, "id": "lim1"}))
+    assert wait_for(lambda: [r["state"] for r in _reply(sub, "lim1")] == ["requested", "completed"], 5), \
+        sub.all(PRE + "/reply")
+    assert wait_for(lambda: _charger(sim, "garage")["offered"] <= 6000, 5), sim.monitor.poll()
+    assert wait_for(lambda: (sub.last(PRE + "/charger/garage") or {}).get("ext_ma") == 6000, 3)
+    sub.pub(PRE + "/charger/garage/max/set", json.dumps({"clear": True, "id": "lim2"}))
+    assert wait_for(lambda: [r["state"] for r in _reply(sub, "lim2")][-1:] == ["completed"], 5)
+    assert wait_for(lambda: _charger(sim, "garage")["offered"] > 6000, 15), sim.monitor.poll()
+
+
+def test_malformed_refused_and_counted(home):
+    sim, sub = home
+    before = sub.last(PRE + "/site")["refused"]
+    # <prefix>/reply holds the latest answer (one slot): one command at a time here.
+    sub.pub(PRE + "/group/main/limit/set", b"{nope")
+    assert wait_for(lambda: any(json.loads(p)["reason"] and json.loads(p)["reason"].startswith("malformed")
+                                for p, _ in sub.all(PRE + "/reply")), 5), sub.all(PRE + "/reply")
+    sub.pub(PRE + "/group/main/limit/set", json.dumps({"a": 5000, "id": "big"}))
+    assert wait_for(lambda: _reply(sub, "big") and _reply(sub, "big")[-1]["state"] == "failed", 5)
+    sub.pub(PRE + "/charger/garage/mode/set", json.dumps({"id": "m"}))
+    assert wait_for(lambda: _reply(sub, "m") and _reply(sub, "m")[-1]["state"] == "failed", 5)
+    assert wait_for(lambda: sub.last(PRE + "/site")["refused"] >= before + 3, 5), sub.last(PRE + "/site")
+    assert sim.procs["leader"].poll() is None  # nothing raised out
+
+
+def test_sharing_off_stops_offers(home):
+    sim, sub = home
+    sub.pub(PRE + "/sharing/set", "off")
+    assert wait_for(lambda: all(c["offered"] == 0 for c in sim.monitor.poll()["chargers"].values()), 10), \
+        sim.monitor.poll()
+    assert wait_for(lambda: sub.last(PRE + "/site")["sharing"] == "off", 3)
+    sub.pub(PRE + "/sharing/set", "on")
+    assert wait_for(lambda: sim.monitor.poll()["sharing"] is True, 5)
+
+
+DEVICE_CLASS_UNITS = {"current": {"A", "mA"}, "power": {"W", "kW", "mW", "MW", "GW", "TW", "BTU/h"},
+                      "energy": {"Wh", "kWh", "MWh", "GWh", "TWh", "mWh", "J", "kJ", "MJ", "GJ", "cal", "kcal",
+                                 "Mcal", "Gcal"}}
+REQUIRED = {"sensor": ("stat_t",), "number": ("cmd_t",), "select": ("cmd_t", "ops"), "switch": ("cmd_t",)}
+
+
+def test_discovery_configs(home):
+    sim, sub = home
+    # The home site: 1 switch, per group 9 sensors and a number, per charger 8 sensors, a number, a select.
+    want = 1 + 10 + 2 * 10
+
+    def configs():
+        return {t: json.loads(m[-1][0]) for t, m in sub.msgs.copy().items()
+                if t.startswith("homeassistant/") and t.endswith("/config") and m[-1][0]}
+    assert wait_for(lambda: len(configs()) >= want, 20), sorted(configs())
+    got = configs()
+    assert len(got) == want
+    ids = set()
+    for topic, c in got.items():
+        parts = topic.split("/")
+        assert len(parts) == 5 and parts[0] == "homeassistant", topic
+        comp = parts[1]
+        assert comp in REQUIRED, topic
+        for k in REQUIRED[comp]:
+            assert k in c, (topic, k)
+        assert c["avty_t"] == PRE + "/status"
+        assert c["uniq_id"] not in ids
+        ids.add(c["uniq_id"])
+        assert c["default_entity_id"] == comp + "." + c["uniq_id"]
+        assert c["dev"]["ids"] and c["name"]
+        if comp == "sensor" and "dev_cla" in c:
+            assert c["unit_of_meas"] in DEVICE_CLASS_UNITS[c["dev_cla"]], c
+            if c["dev_cla"] == "energy":
+                assert c["stat_cla"] == "total_increasing", c
+            else:
+                assert c["stat_cla"] == "measurement", c
+        if c["dev"]["name"] != "ampshare leader":
+            assert c["dev"]["via_device"] == "ampshare_leader"
+            assert not c["name"].startswith(c["dev"]["name"])  # names without the device's
+        if comp == "select":
+            assert c["ops"] == ["fast", "pv", "min_pv", "off"]
+    # Retained: a new subscriber gets them all.
+    late = Sub(sim_port(sub), "homeassistant/#")
+    try:
+        assert wait_for(lambda: len(late.msgs) >= want, 5)
+        assert all(m[0][1] for m in late.msgs.values())
+    finally:
+        late.close()
+    # Home Assistant coming online: every config again.
+    n = sum(len(m) for t, m in sub.msgs.items() if t.startswith("homeassistant/") and t.endswith("/config"))
+    sub.pub("homeassistant/status", "online")
+    assert wait_for(lambda: sum(len(m) for t, m in sub.msgs.items()
+                                if t.startswith("homeassistant/") and t.endswith("/config")) >= n + want, 20)
+
+
+def sim_port(sub):
+    return sub.c._port
+
+
+def test_will_when_killed(home):
+    sim, sub = home
+    sim.kill("leader")
+    assert wait_for(lambda: sub.all(PRE + "/status")[-1][0] == b"offline", 10)
+
+
+@pytest.fixture(scope="module")
+def metered(tmp_path_factory, broker):
+    site = json.loads(HOME.read_text())
+    site["meters"] = [{"id": "grid", "source": "mqtt", "topic": "p1/grid", "timeout_s": 5}]
+    path = tmp_path_factory.mktemp("mqtt-site") / "site.json"
+    path.write_text(json.dumps(site))
+    sub = Sub(broker, "ampshare/m/#")
+    sim = start(tmp_path_factory, "mqtt-meter", 25850, broker, site=path, prefix="ampshare/m", discovery=False)
+    yield sim, sub
+    sim.stop()
+    sub.close()
+
+
+def test_mqtt_meter_and_timeout(metered):
+    sim, sub = metered
+    assert wait_for(lambda: sim.monitor.poll() is not None, 15), log(sim)
+    stop = threading.Event()
+
+    def feed():
+        while not stop.wait(0.5):
+            sub.pub("p1/grid", json.dumps([12.5, 11, 10]))
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    try:
+        assert wait_for(lambda: sim.monitor.poll()["groups"]["main"]["meter"] == [12500, 11000, 10000], 10), \
+            sim.monitor.poll()
+        stop.set()
+        t.join()
+        sub.pub("p1/grid", json.dumps({"w": [2300, 2300, 4600]}))
+        sub.pub("p1/grid", b"[1, 2]")  # refused and counted
+        assert wait_for(lambda: sim.monitor.poll()["groups"]["main"]["meter"] == [10000, 10000, 20000], 3), \
+            sim.monitor.poll()
+        assert wait_for(lambda: (sub.last("ampshare/m/site") or {}).get("meter_refused", 0) >= 1, 3)
+        silent_from = time.monotonic()
+        # Silent at its timeout_s (5 s): the group at its reserve_a (25 of 40 A: 15 A available).
+        assert wait_for(lambda: sim.monitor.poll()["groups"]["main"]["meter"] is None, 8), sim.monitor.poll()
+        took = time.monotonic() - silent_from
+        assert 3.5 < took < 6.5, took
+        assert wait_for(lambda: sim.monitor.poll()["groups"]["main"]["available"] == [15000] * 3, 3), \
+            sim.monitor.poll()
+        assert sub.last("ampshare/m/group/main")["meter_ma"] is None or \
+            wait_for(lambda: sub.last("ampshare/m/group/main")["meter_ma"] is None, 3)
+    finally:
+        stop.set()
