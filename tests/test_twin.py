@@ -1,11 +1,8 @@
 """The whole site in the twin: no overload the EVs drew into, failsafes in time."""
 import json
-import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 
-from scenarios import scenarios
 from vm import ROOT
 
 # The sunny and the cloudy day run once, in test_surplus.py, which checks this file's safety
@@ -123,17 +120,6 @@ def test_the_board_clock_wrapping_mid_run_changes_nothing(vm, name, ticks):
     # exactly as it does away from them.
     scn = scenario(name)
     assert twin(vm, dict(scn, ticks_start_ms=ticks)) == twin(vm, scn)
-
-
-# make test runs 200 generated sites for 240 s each; make soak more, and longer.
-GENERATED = int(os.environ.get("AMPSHARE_SOAK_EXAMPLES", 200))
-GENERATED_S = int(os.environ.get("AMPSHARE_SOAK_S", 240))
-
-
-@settings(max_examples=GENERATED, deadline=None, suppress_health_check=list(HealthCheck))
-@given(scenarios(duration_s=GENERATED_S))
-def test_random_scenarios_keep_every_invariant(vm, scn):
-    assert_safe(twin(vm, scn)["summary"])
 
 
 def test_an_external_limit_holds_while_refreshed_and_lapses_when_the_controller_goes_quiet(vm):

@@ -18,7 +18,7 @@ LIB = "lib/ampshare/"
 
 TWIN = "tests/test_twin.py"
 EXAMPLES = TWIN + "::test_example_scenarios_keep_every_invariant"
-RANDOM = TWIN + "::test_random_scenarios_keep_every_invariant"
+RANDOM = "tests/test_twin_generated.py::test_random_scenarios_keep_every_invariant"
 PROPS = "tests/test_allocator_properties.py"
 CASE = TWIN + "::test_sites_that_once_broke_a_rule_keep_every_invariant[%s]"
 
