@@ -45,7 +45,7 @@ $(STAMP): requirements-dev.txt
 	@# page in a real browser (tests/test_browser.py); Mosquitto is the broker the MQTT tests
 	@# start, and openssl makes its TLS listener's certificate. Debian's packages.
 	@command -v socat >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && \
-		command -v mosquitto >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || \
+		{ command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto; } && command -v openssl >/dev/null 2>&1 || \
 		$(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat chromium chromium-driver mosquitto openssl >/dev/null'
 	touch $@
 

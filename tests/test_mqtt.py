@@ -16,6 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from test_system import wait_for
 from vm import ROOT
+from test_mqtt_client import MOSQUITTO
 
 sys.path.insert(0, str(ROOT / "tools"))
 from sim import Monitor, Sim  # noqa: E402
@@ -44,7 +45,7 @@ def broker(tmp_path_factory):
     conf = d / "mosquitto.conf"
     conf.write_text("\n".join(["user root" if __import__("os").geteuid() == 0 else "", "persistence false",
                                "listener %d 127.0.0.1" % port, "allow_anonymous true", ""]))
-    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def up():
         with socket.socket() as s:

@@ -26,6 +26,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from vm import ROOT, micropython, mp_env
 
+# Debian puts the broker in /usr/sbin, which a user's PATH may not hold.
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
 KA = 2  # the clients' keepalive here (s): pings every second, a silent broker noticed in 3
 IN_MAX = 1024  # lib/ampshare/mqtt/packet.py
 USER, PASSWORD = "leader", "s3cret"
@@ -100,7 +103,7 @@ class Broker:
             "certfile %s" % self.cert,
             "keyfile %s" % self.key,
             ""]))
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         self.paused = False
 
@@ -143,7 +146,7 @@ class Broker:
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    if not shutil.which("mosquitto"):
+    if not os.path.exists(MOSQUITTO):
         pytest.fail("mosquitto is missing: apt-get install mosquitto (make setup)")
     # Another run (a parallel worker) takes its ports once this one's broker has them.
     with open(Path(tempfile.gettempdir()) / "ampshare-test-mqtt.lock", "w") as lock:
