@@ -25,6 +25,7 @@ from paho.mqtt import publish as paho_publish
 from paho.mqtt.enums import CallbackAPIVersion
 
 from vm import ROOT, micropython, mp_env
+import test_system
 
 # Debian puts the broker in /usr/sbin, which a user's PATH may not hold.
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -36,12 +37,7 @@ GAP_MS = 500  # the longest the ticker in tests/mp/mqtt_client.py may wait betwe
 
 
 def wait_for(what, timeout, every=0.05):
-    end = time.monotonic() + timeout
-    while True:
-        got = what()
-        if got or time.monotonic() > end:
-            return got
-        time.sleep(every)
+    return test_system.wait_for(what, timeout, every)  # polled finer: the broker answers in ms
 
 
 # ---- the broker -------------------------------------------------------------------------

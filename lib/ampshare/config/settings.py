@@ -73,11 +73,7 @@ MQTT_DEFAULTS = {"host": None, "port": 1883, "user": None, "password": None, "pr
 def parse(cfg):
     if not isinstance(cfg, dict):
         raise ConfigError("settings", "must be a JSON object")
-    for name in cfg:
-        if name not in DEFAULTS:
-            raise ConfigError("settings." + name, "unknown setting")
-    s = dict(DEFAULTS)
-    s.update(cfg)
+    s = _merged(cfg, DEFAULTS, "settings.")
     if s["role"] not in ("leader", "follower"):
         raise ConfigError("settings.role", "must be leader or follower")
     if s["hal"] not in ("esp32", "unix"):
@@ -114,6 +110,16 @@ def parse(cfg):
     return s
 
 
+def _merged(cfg, defaults, field):
+    # The defaults with cfg over them; a name the defaults do not have is refused by its field.
+    for name in cfg:
+        if name not in defaults:
+            raise ConfigError(field + name, "unknown setting")
+    out = dict(defaults)
+    out.update(cfg)
+    return out
+
+
 def _mqtt(m, s):
     # The broker: each field refused by its name. The prefix's default is the leader's uid (the
     # site has no name), else "leader": ampshare/<uid or leader>.
@@ -121,11 +127,7 @@ def _mqtt(m, s):
         raise ConfigError("settings.mqtt", "a leader's setting")
     if not isinstance(m, dict):
         raise ConfigError("settings.mqtt", "must be {\"host\": ..., \"port\": 1883, ...}")
-    for name in m:
-        if name not in MQTT_DEFAULTS:
-            raise ConfigError("settings.mqtt." + name, "unknown setting")
-    out = dict(MQTT_DEFAULTS)
-    out.update(m)
+    out = _merged(m, MQTT_DEFAULTS, "settings.mqtt.")
     if not isinstance(out["host"], str) or not out["host"]:
         raise ConfigError("settings.mqtt.host", "the broker's address (an IP address; a name may block on DNS)")
     p = out["port"]

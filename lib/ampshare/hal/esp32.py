@@ -202,6 +202,11 @@ def scan():
     return sta.scan()
 
 
+def restart():
+    """A hard reset: the board starts again from boot.py on what was saved."""
+    machine.reset()
+
+
 def uid():
     """The unit's id: its Wi-Fi MAC, unique and printed on the module."""
     return network.WLAN(network.STA_IF).config("mac")

@@ -184,5 +184,5 @@ def main(label_path=LABEL_FILE):
     asyncio.run(_serve(setup, http, dns))
     time.sleep_ms(100)
     if hal == "esp32":
-        import machine
-        machine.reset()  # into the role just saved (the unix port's process ends: started again)
+        from ampshare.hal import esp32
+        esp32.restart()  # into the role just saved (the unix port's process ends: started again)
