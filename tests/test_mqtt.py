@@ -5,7 +5,6 @@ and its timeout, and Home Assistant discovery configs checked against HA's docum
 The other end is paho-mqtt; the leader's own view is its status datagram (the live document)."""
 import json
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -16,9 +15,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from test_system import wait_for
 from vm import ROOT
-from test_mqtt_client import MOSQUITTO
 
 sys.path.insert(0, str(ROOT / "tools"))
+from broker import Broker  # noqa: E402
 from sim import Monitor, Sim  # noqa: E402
 
 HOME = ROOT / "examples" / "home.json"
@@ -40,20 +39,10 @@ def _free_port():
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    d = tmp_path_factory.mktemp("mqtt-broker")
-    port = _free_port()
-    conf = d / "mosquitto.conf"
-    conf.write_text("\n".join(["user root" if __import__("os").geteuid() == 0 else "", "persistence false",
-                               "listener %d 127.0.0.1" % port, "allow_anonymous true", ""]))
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def up():
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
-    assert wait_for(up, 5), "mosquitto did not start"
-    yield port
-    proc.kill()
-    proc.wait()
+    b = Broker(tmp_path_factory.mktemp("mqtt-broker"), [_free_port()])
+    b.start()
+    yield b.port
+    b.stop(kill=True)
 
 
 class Sub:
