@@ -107,7 +107,7 @@ bench-page: $(STAMP) build/page.html.gz
 
 SECONDS ?= 120
 bench-mem: $(STAMP) rom
-	@$(VENV)/bin/python tools/bench_mem.py --seconds $(SECONDS) $(if $(HISTORY_S),--history-s $(HISTORY_S)) \
+	@$(VENV)/bin/python tools/bench_mem.py --seconds $(SECONDS) --mqtt --meter-line $(if $(HISTORY_S),--history-s $(HISTORY_S)) \
 		$(if $(LEADER_HEAP),--leader-heap $(LEADER_HEAP))
 
 bench-react: $(STAMP)
@@ -126,10 +126,14 @@ meter-read: $(STAMP)
 
 mpy: $(STAMP) $(VENDOR_STAMP) build/page.html.gz
 	@rm -rf build/lib  # a module since removed must not linger in the image
+	@# Each module names its source by its own module name (ampshare.core.leader), a name the
+	@# board interns anyway: a path of its own would cost one more name in the qstr pool per module.
 	@for f in $$(cd lib && find ampshare -name '*.py'); do mkdir -p build/lib/$$(dirname $$f); \
-		$(MPY_CROSS) -o build/lib/$${f%.py}.mpy lib/$$f || exit 1; done
+		m=$${f%.py}; m=$${m%/__init__}; \
+		$(MPY_CROSS) -s $$(echo $$m | tr / .) -o build/lib/$${f%.py}.mpy lib/$$f || exit 1; done
 	@for f in $$(cd $(VENDOR) && find microdot -name '*.py'); do mkdir -p build/lib/$$(dirname $$f); \
-		$(MPY_CROSS) -o build/lib/$${f%.py}.mpy $(VENDOR)/$$f || exit 1; done
+		m=$${f%.py}; m=$${m%/__init__}; \
+		$(MPY_CROSS) -s $$(echo $$m | tr / .) -o build/lib/$${f%.py}.mpy $(VENDOR)/$$f || exit 1; done
 	@cp build/page.html.gz build/lib/page.html.gz
 	@echo "compiled to build/lib (ampshare, microdot, page.html.gz)"
 

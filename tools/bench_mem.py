@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from broker import Broker  # noqa: E402
 from sim import ROOT, Sim, heap_total  # noqa: E402
 
 # A board without PSRAM: 64 KB for the leader (the page and MQTT need the rest), 24 KB for a
@@ -31,6 +32,7 @@ from sim import ROOT, Sim, heap_total  # noqa: E402
 HEAPS = {"leader": "96wK", "follower": "24wK"}
 LEADER_ALONE = "64wK"  # without the page (DESIGN.md: the control alone fits in 64 KB)
 HTTP_PORT = 26380
+MQTT_PORT = 26390
 ROM = ROOT / "build" / "ampshare.romfs"
 # The allocation run: a second without collection must fit beside what the leader keeps.
 ALLOC_HEAP = "256wK"
@@ -53,6 +55,12 @@ def largest_free(log):
     return min(sizes) if sizes else None
 
 
+def names(log):
+    # qstr_info()'s pool line, the last one: the names the role has interned beside the ROM's.
+    m = re.findall(r"qstr pool: n_pool=(\d+), n_qstr=(\d+), n_str_data_bytes=(\d+), n_total_bytes=(\d+)", log)
+    return tuple(int(v) for v in m[-1]) if m else None
+
+
 def beside(log):
     m = re.search(r"heap beside it: (\d+)", log)
     return int(m.group(1)) if m else None
@@ -70,6 +78,8 @@ def main(argv):
     ap.add_argument("--code-in-heap", action="store_true",
                     help="load the compiled modules into the heap rather than run them from the ROM image")
     ap.add_argument("--no-page", action="store_true", help="no HTTP server, no client: the leader alone")
+    ap.add_argument("--mqtt", action="store_true",
+                    help="the leader on a Mosquitto started here, Home Assistant discovery on (as DESIGN.md's whole leader)")
     ap.add_argument("--history-s", type=int, default=None,
                     help="the history's bucket (the board's is 240 s): shorter writes records within a short run")
     args = ap.parse_args(argv[1:])
@@ -78,10 +88,17 @@ def main(argv):
     heaps = {"leader": args.leader_heap, "follower": args.follower_heap}
     if not args.code_in_heap and not ROM.exists():
         raise SystemExit("%s is missing: make rom" % ROM)
+    extra = {"history_bucket_ms": args.history_s * 1000} if args.history_s else {}
+    broker = None
+    if args.mqtt:
+        broker = Broker(ROOT / "build" / "bench-mem-broker", [MQTT_PORT])
+        broker.dir.mkdir(parents=True, exist_ok=True)
+        broker.start()
+        extra["mqtt"] = {"host": "127.0.0.1", "port": MQTT_PORT}
     # Compiled modules either way: no compiler in the heap.
     sim = Sim(args.site, args.followers, work=ROOT / "build" / "bench-mem", base_port=26300, heap=heaps,
               settings={"mem_report_s": 5},
-              leader_settings={"history_bucket_ms": args.history_s * 1000} if args.history_s else None, code=ROOT / "build" / "lib", monitor=False, meter_line=args.meter_line,
+              leader_settings=extra or None, code=ROOT / "build" / "lib", monitor=False, meter_line=args.meter_line,
               rom=None if args.code_in_heap else ROM, http_port=None if args.no_page else HTTP_PORT,
               page="/rom/page.html.gz" if not args.code_in_heap else ROOT / "build" / "lib" / "page.html.gz")
     reader = None if args.no_page else PageReader(HTTP_PORT)
@@ -103,6 +120,8 @@ def main(argv):
         if reader:
             reader.stop = True
         sim.stop()
+        if broker:
+            broker.stop(kill=True)
     rows = {"leader": [], "follower": []}
     room = {"leader": [], "follower": []}
     free = {"leader": [], "follower": []}
@@ -117,7 +136,8 @@ def main(argv):
         rows[role] += [max(peaks(log) or [0])]
         free[role] += [largest_free(log) or 0]
         room[role] += [beside(log) or 0]
-    print("%d s, %d followers%s, code %s" % (args.seconds, args.followers, ", meter on RS485" if sim.meter_line else "",
+    print("%d s, %d followers%s%s, code %s" % (args.seconds, args.followers, ", meter on RS485" if sim.meter_line else "",
+                                            ", MQTT with discovery" if broker else "",
                                           "in the heap" if args.code_in_heap else "in the ROM image"))
     print("role      heap    heap_B  live_B  free_block_B (most kept after a collection, and the least largest")
     print("                                           free block then; worst process, 64-bit port)")
@@ -126,6 +146,9 @@ def main(argv):
         print("%-8s  %-6s  %-6d  %-6d  %d" % (role, heaps[role], size, max(vals) if vals else 0,
                                             min(free[role]) if free[role] else 0))
     print("MemoryError: %s" % (", ".join(errors) if errors else "none"))
+    pool = names((sim.work / "leader" / "log.txt").read_text())
+    if pool:
+        print("leader names: %d pools, %d qstrs, %d bytes of text, %d bytes in all" % pool)
     if reader:
         print("page: %d stream events read, %d of %d /api/state answered, %d of %d /api/history "
               "(the last with %d points)" % (reader.events, reader.answered, reader.asked, reader.histories,

@@ -15,7 +15,7 @@
 # admitted at their minimum while every constraint they use has room; then an exchange
 # pass pauses one admitted charger wherever that lets two or more paused ones run, so the
 # fewest chargers pause. (2) Water-filling: the admitted chargers rise together in steps of
-# QUANTUM; a charger stops at its maximum or when a constraint it uses is full (max-min
+# _QUANTUM; a charger stops at its maximum or when a constraint it uses is full (max-min
 # fairness across the tree, phase by phase); when a constraint cannot give each of its
 # rising users another quantum, its last quanta go one each in order before they stop.
 # (3) Top-up: what is left goes a quantum at a time to whoever has least, so no charger stays
@@ -36,7 +36,7 @@ NO_LIMIT = -1  # no external limit in force
 
 # The granularity of an allocation: 0.1 A, the resolution of the configuration and finer
 # than any pilot duty step a charger can follow.
-QUANTUM = const(100)
+_QUANTUM = const(100)
 _BIG = SMALL_MAX  # "no bound yet", still a small int on the ESP32
 # Readings beyond four times the largest fuse are faults; clamping there changes no
 # decision (such a load already pauses everything) and keeps every sum below 2**30.
@@ -276,7 +276,7 @@ class Allocator:
             # gives quanta, and a maximum between two would never be reached.
             x = self.want[c]
             if 0 <= x < top:
-                x -= x % QUANTUM
+                x -= x % _QUANTUM
                 top = x if x > lo[c] else lo[c]
             top = _ceiling(self.ext_max[c], top, lo[c])
             top = _ceiling(self.pv_max[c], top, lo[c])
@@ -535,7 +535,7 @@ class Allocator:
                     step = s
             if step == _BIG:
                 return
-            step -= step % QUANTUM
+            step -= step % _QUANTUM
             if step:
                 level = self._raise(step, level)
             else:
@@ -577,11 +577,11 @@ class Allocator:
         n, used, tight = self._n, self._used, self._tight
         ck, rise, order = self._ck, self._rise, self._order
         for k in range(self.nk):
-            tight[k] = 1 if n[k] and cap[k] - used[k] < n[k] * QUANTUM else 0
+            tight[k] = 1 if n[k] and cap[k] - used[k] < n[k] * _QUANTUM else 0
         for i in range(self.nc):
             c = order[i]
-            if rise[c] == _RISING and self._uses_tight(c) and self._room(c, cap) >= QUANTUM:
-                self._add(c, QUANTUM)
+            if rise[c] == _RISING and self._uses_tight(c) and self._room(c, cap) >= _QUANTUM:
+                self._add(c, _QUANTUM)
         for c in range(self.nc):
             if rise[c] and self._uses_tight(c):
                 self._freeze(c)
@@ -613,8 +613,8 @@ class Allocator:
                     best = c
             if best < 0:
                 return
-            if self._room(best, cap) >= QUANTUM:
-                self._add(best, QUANTUM)
+            if self._room(best, cap) >= _QUANTUM:
+                self._add(best, _QUANTUM)
                 if a[best] >= hi[best]:
                     rise[best] = 0
             elif self._steal(best, cap):
@@ -636,7 +636,7 @@ class Allocator:
         full = -1
         for j in range(coff[c], self._end[c]):
             k = ck[j]
-            if cap[k] - used[k] < QUANTUM:
+            if cap[k] - used[k] < _QUANTUM:
                 if full >= 0:
                     return False
                 full = k
@@ -644,7 +644,7 @@ class Allocator:
             return False
         d = -1
         for e in range(self.nc):
-            if e == c or a[e] <= a[c] + QUANTUM or a[e] - QUANTUM < lo[e] or (d >= 0 and a[e] <= a[d]):
+            if e == c or a[e] <= a[c] + _QUANTUM or a[e] - _QUANTUM < lo[e] or (d >= 0 and a[e] <= a[d]):
                 continue
             for j in range(coff[e], self._end[e]):
                 if ck[j] == full:
@@ -652,8 +652,8 @@ class Allocator:
                     break
         if d < 0:
             return False
-        self._add(d, -QUANTUM)
-        self._add(c, QUANTUM)
+        self._add(d, -_QUANTUM)
+        self._add(c, _QUANTUM)
         return True
 
     # ---- unbalance ------------------------------------------------------------------
@@ -719,7 +719,7 @@ class Allocator:
             free[cand[j]] = 1
         while m:
             lvl = left // m
-            lvl -= lvl % QUANTUM
+            lvl -= lvl % _QUANTUM
             capped = False
             for j in range(n):
                 c = cand[j]
@@ -737,9 +737,9 @@ class Allocator:
                     left -= lvl
             for j in range(n):  # the last quanta, one each in order
                 c = cand[j]
-                if free[c] and left >= QUANTUM:
-                    out[c] += QUANTUM
-                    left -= QUANTUM
+                if free[c] and left >= _QUANTUM:
+                    out[c] += _QUANTUM
+                    left -= _QUANTUM
             break
         for j in range(n):
             c = cand[j]
@@ -804,7 +804,7 @@ def _ceiling(x, top, lo):
     # A limit from outside (an external one, the surplus) on the quantum's grid; below the
     # charger's minimum it cannot charge: paused.
     if 0 <= x < top:
-        x -= x % QUANTUM
+        x -= x % _QUANTUM
         top = x if x >= lo else 0
     return top
 

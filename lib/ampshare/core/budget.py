@@ -14,7 +14,7 @@ from ampshare.core.clock import ticks_diff
 # credited). The report comes within a second (the followers' period), or within 1.3 s of
 # the stop when its datagram is held up in the network, and the reading a second after the
 # meter's: three one-second windows cover the read, the late report and the next read.
-WINDOW_MS = const(1_000)
+_WINDOW_MS = const(1_000)
 WINDOWS = const(3)
 
 
@@ -35,7 +35,7 @@ class Budget:
         cap, up, ring = self.alloc.cap_up, self.up, self._ring
         nk = self.alloc.nk  # (four names in one assignment would make a tuple)
         first = self._since is None
-        if first or ticks_diff(now_ms, self._since) >= WINDOW_MS:
+        if first or ticks_diff(now_ms, self._since) >= _WINDOW_MS:
             self._since = now_ms
             self._at = (self._at + 1) % WINDOWS
             lo = self._at * nk

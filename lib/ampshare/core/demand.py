@@ -15,12 +15,12 @@ from ampshare.core.clock import ticks_add, ticks_diff
 START_MS = const(60_000)  # a car settles into its charge curve within its first minute
 # Above a car's own current steps (1 A for most, 2 A for some) and a meter's noise: a car
 # limited to its draw plus this is never the one that holds itself back.
-MARGIN_MA = const(3_000)
+_MARGIN_MA = const(3_000)
 # Drawing within this of its offer, a car may be held back by it: it is offered its maximum.
-NEAR_MA = const(1_000)
+_NEAR_MA = const(1_000)
 # Every 10 min a limited car is offered its maximum again for a start period: one that wants
 # more (a battery warmed up, a timer that ended) gets it within 11 min at the latest.
-PROBE_MS = const(600_000)
+_PROBE_MS = const(600_000)
 
 
 class Demand:
@@ -47,13 +47,13 @@ class Demand:
         settled = self.active[c] and ticks_diff(now_ms, self.started[c]) >= START_MS
         if settled:
             self.started[c] = ticks_add(now_ms, -START_MS)  # aged: no difference grows old
-        if not self.active[c] or ticks_diff(now_ms, self.since[c]) >= PROBE_MS or \
-                (offered > 0 and drawn >= offered - NEAR_MA):
+        if not self.active[c] or ticks_diff(now_ms, self.since[c]) >= _PROBE_MS or \
+                (offered > 0 and drawn >= offered - _NEAR_MA):
             self.active[c] = 1
             self.since[c] = now_ms
             want[c] = NO_LIMIT
         elif ticks_diff(now_ms, self.since[c]) >= START_MS:
-            want[c] = drawn + MARGIN_MA  # the allocator keeps the minimum under it
+            want[c] = drawn + _MARGIN_MA  # the allocator keeps the minimum under it
         return self._alive(c, meas, settled)
 
     def _alive(self, c, meas, settled):

@@ -11,13 +11,13 @@ from ampshare.core import link, pilot
 
 # Defaults, each with its reason.
 WATCHDOG_MS = const(10_000)  # DESIGN.md: no valid COMMAND for 10 s -> the fallback current
-PAUSE_OPEN_MS = const(6_000)  # paused but the car still draws: open after the EV's 5 s + 1 s
+_PAUSE_OPEN_MS = const(6_000)  # paused but the car still draws: open after the EV's 5 s + 1 s
 # After a pause, stay paused this long: every restart is a contactor cycle (rated in tens of
 # thousands), and some cars fault when a session stops and starts within seconds.
 MIN_PAUSE_MS = const(60_000)
 REPORT_MS = const(1_000)  # STATE at least once a second, and at once on a change
-HELLO_MS = const(2_000)  # announce while unpaired: found within a page refresh
-PAIR_WINDOW_MS = const(300_000)  # PAIR accepted 5 min after power-up or a button press
+_HELLO_MS = const(2_000)  # announce while unpaired: found within a page refresh
+_PAIR_WINDOW_MS = const(300_000)  # PAIR accepted 5 min after power-up or a button press
 IDENTIFY_MS = const(10_000)  # the LED blinks this long after a COMMAND that asks it to
 # When the watchdog fires, an offer below the fallback waits this long before rising to it,
 # or to anything a COMMAND allows meanwhile. The others fell back at the same moment, and
@@ -29,7 +29,7 @@ FALLBACK_RISE_MS = const(7_000)
 # the site meter. A rise not yet reported reads as other load (the safe side); a fall not yet
 # reported reads as room, so a fall is reported from less: below any car's current step
 # (0.5 A), above a charger meter's noise.
-REPORT_DELTA_MA = const(1_000)
+_REPORT_DELTA_MA = const(1_000)
 REPORT_FALL_MA = const(300)
 
 # What tick() asks the wire to send
@@ -39,14 +39,14 @@ HELLO = const(2)
 # 3<->1 phase switching (a charger with the second contactor), step by step: offer nothing,
 # wait for the car to stop (up to the EV's 5 s and one more), open the contactor, move the
 # relay, wait, offer again, and close only when the car asks again (C, pilot oscillating).
-SW_IDLE = const(0)
-SW_STOPPING = const(1)  # nothing offered; the contactor closed until the car has stopped
-SW_OPENING = const(2)  # the contactor opened; the relay waits for it to drop out
-SW_WAITING = const(3)  # the relay moved; the car's pause
-SWITCH_STOP_MS = const(6_000)
+_SW_IDLE = const(0)
+_SW_STOPPING = const(1)  # nothing offered; the contactor closed until the car has stopped
+_SW_OPENING = const(2)  # the contactor opened; the relay waits for it to drop out
+_SW_WAITING = const(3)  # the relay moved; the car's pause
+_SWITCH_STOP_MS = const(6_000)
 # A contactor drops out within tens of ms; the relay moves only after this, a control period
 # later at the soonest, so no two coil changes ever fall in the same instant.
-CONTACTOR_DROP_MS = const(500)
+_CONTACTOR_DROP_MS = const(500)
 # A car's on-board charger re-detects its phases only after a pause: some need 45 s or more
 # before they accept the new count without a fault, so a minute.
 SWITCH_PAUSE_MS = const(60_000)
@@ -60,7 +60,7 @@ class Follower:
         self.paired = paired  # it holds a key (wire/follower.py)
         self._up_at = now_ms
         self.uptime_s = 0
-        self.window_until = ticks_add(now_ms, PAIR_WINDOW_MS)
+        self.window_until = ticks_add(now_ms, _PAIR_WINDOW_MS)
         self.window_open = True
         # Link
         self.heard = False
@@ -87,7 +87,7 @@ class Follower:
         self.paused_at = None
         self.meas = array("i", [0, 0, 0])
         self.one_phase = False  # the relay's position: the shell drives hal.set_phase_relay
-        self.switch = SW_IDLE
+        self.switch = _SW_IDLE
         self._want_one = False
         self._switch_at = now_ms
         # The contactor closed since the car was plugged in. True at boot: a board that reset
@@ -103,7 +103,7 @@ class Follower:
     # ---- inputs ---------------------------------------------------------------------
 
     def press_pair(self, now_ms):
-        self.window_until = ticks_add(now_ms, PAIR_WINDOW_MS)
+        self.window_until = ticks_add(now_ms, _PAIR_WINDOW_MS)
         self.window_open = True
 
     def sample(self, now_ms, high_mv, low_mv):
@@ -150,8 +150,8 @@ class Follower:
         if flags & link.IDENTIFY:
             self.identify_until = ticks_add(now_ms, IDENTIFY_MS)
         self._want_one = self.can_switch and phases == 1
-        if self.switch == SW_IDLE and self._want_one != self.one_phase:
-            self.switch = SW_STOPPING
+        if self.switch == _SW_IDLE and self._want_one != self.one_phase:
+            self.switch = _SW_STOPPING
             self._switch_at = now_ms
             self._changed = True
         if self.at_fallback:
@@ -175,7 +175,7 @@ class Follower:
                 self._changed = True
         self._drive(now_ms, True)
         if not self.paired:
-            if ticks_diff(now_ms, self._last_report) >= HELLO_MS:
+            if ticks_diff(now_ms, self._last_report) >= _HELLO_MS:
                 self._last_report = now_ms
                 return HELLO
             return 0
@@ -210,7 +210,7 @@ class Follower:
 
     def allowed(self):
         """What the leader allows now: its command, or the fallback once it went silent."""
-        if self.switch != SW_IDLE:
+        if self.switch != _SW_IDLE:
             return 0  # switching phases: nothing until the relay has moved and settled
         if self.at_fallback:
             return self.fallback if self.heard else 0
@@ -223,7 +223,7 @@ class Follower:
         return 1 if self.one_phase else (1 << self.phases) - 1
 
     def _drive(self, now_ms, settled_ok=False):
-        if self.switch != SW_IDLE:
+        if self.switch != _SW_IDLE:
             self._switching(now_ms)
             settled_ok = False
         want = self.allowed()
@@ -247,21 +247,21 @@ class Follower:
 
     def _switching(self, now_ms):
         waited = ticks_diff(now_ms, self._switch_at)
-        if self.switch == SW_STOPPING:
-            if waited < SWITCH_STOP_MS and self.contactor and (not self.metered or self.in_use() or not waited):
+        if self.switch == _SW_STOPPING:
+            if waited < _SWITCH_STOP_MS and self.contactor and (not self.metered or self.in_use() or not waited):
                 return  # the car may still draw: it has until the stop time (all of it, unmetered)
             self.contactor = False  # opens first; the relay never moves under load
-            self._next_step(now_ms, SW_OPENING)
-        elif self.switch == SW_OPENING:
-            if waited >= CONTACTOR_DROP_MS:
+            self._next_step(now_ms, _SW_OPENING)
+        elif self.switch == _SW_OPENING:
+            if waited >= _CONTACTOR_DROP_MS:
                 self.one_phase = self._want_one
-                self._next_step(now_ms, SW_WAITING)
+                self._next_step(now_ms, _SW_WAITING)
         elif not self._session_closed or waited >= SWITCH_PAUSE_MS:
             # A car that has not charged in this session knows no phase count yet: no pause.
             if self._want_one != self.one_phase:
-                self._next_step(now_ms, SW_OPENING)  # asked back meanwhile: the contactor is open
+                self._next_step(now_ms, _SW_OPENING)  # asked back meanwhile: the contactor is open
                 return
-            self.switch = SW_IDLE
+            self.switch = _SW_IDLE
             self.diode = False  # the car must ask again, on an oscillating pilot
             self._changed = True
 
@@ -286,13 +286,13 @@ class Follower:
     def _contactor(self, now_ms):
         if self.state == pilot.A:
             self._session_closed = False
-        if not pilot.C <= self.state <= pilot.D or self.errors or self.switch >= SW_OPENING:
+        if not pilot.C <= self.state <= pilot.D or self.errors or self.switch >= _SW_OPENING:
             return False  # the car went back to B or A, or a fault: open now
         if self.offered == 0:
             # Paused: the car should stop within 5 s; open after 6 s even if it does not.
             if not self.contactor:
                 return False
-            return self.paused_at is not None and ticks_diff(now_ms, self.paused_at) < PAUSE_OPEN_MS
+            return self.paused_at is not None and ticks_diff(now_ms, self.paused_at) < _PAUSE_OPEN_MS
         return self.contactor or self.diode
 
     def _flag(self, bit, on):
@@ -321,7 +321,7 @@ class Follower:
 
     def status_flags(self):
         return (link.AT_FALLBACK if self.at_fallback else 0) | (link.CONTACTOR if self.contactor else 0) | \
-            (link.ONE_PHASE if self.one_phase else 0) | (link.SWITCHING if self.switch != SW_IDLE else 0) | \
+            (link.ONE_PHASE if self.one_phase else 0) | (link.SWITCHING if self.switch != _SW_IDLE else 0) | \
             (link.FLASH_FAILED if self.flash_failed else 0)
 
     def held(self):
@@ -335,4 +335,4 @@ class Follower:
 
 
 def _moved(now, reported):
-    return now - reported >= REPORT_DELTA_MA or reported - now >= REPORT_FALL_MA
+    return now - reported >= _REPORT_DELTA_MA or reported - now >= REPORT_FALL_MA

@@ -17,12 +17,12 @@ from ampshare.core.demand import Demand
 from ampshare.core.turns import Turns
 
 PERIOD_MS = const(1_000)  # DESIGN.md: the control period
-FOLLOWER_WATCHDOG_MS = const(10_000)  # the follower's own watchdog (follower.WATCHDOG_MS)
+_FOLLOWER_WATCHDOG_MS = const(10_000)  # the follower's own watchdog (follower.WATCHDOG_MS)
 # This long after the last COMMAND sent to a silent follower, it must be at its fallback: its
 # watchdog restarts on each COMMAND (10 s), then the EV's 5 s, and 1 s for a datagram held
 # up in the network.
 LOST_MS = const(16_000)
-SILENT_MS = const(3_000)  # three missed reports: shown as silent, its share kept reserved
+_SILENT_MS = const(3_000)  # three missed reports: shown as silent, its share kept reserved
 # A report younger than this is the follower's latest (it reports every second, follower.py's
 # REPORT_MS; 300 ms for the network and a tick): only such a draw is credited for an increase.
 # The same holds for a meter's reading (read every second, meter.METER_MS; 300 ms for the read):
@@ -36,7 +36,7 @@ STEP_MA = const(2_000)
 # maximum besides what they draw, and pause the others for nothing.
 ADOPT_MS = const(3_000)
 RESEND_MS = const(200)  # an unconfirmed decrease is repeated this often until confirmed
-STATUS_MS = const(500)  # how often follower timers (silent, lost, freed) are looked at
+_STATUS_MS = const(500)  # how often follower timers (silent, lost, freed) are looked at
 IDENTIFY_MS = const(10_000)  # an installer's "find this unit": its LED blinks this long
 
 UNKNOWN = const(0)  # not heard since this leader started
@@ -304,7 +304,7 @@ class Leader:
         if ticks_diff(now_ms, self._status_due) < 0:
             return
         # Follower timers at 2 Hz: each later step only keeps more reserved, the safe side.
-        self._status_due = ticks_add(now_ms, STATUS_MS)
+        self._status_due = ticks_add(now_ms, _STATUS_MS)
         for m in range(len(self.meter_at)):
             self.meter_at[m] = aged(now_ms, self.meter_at[m], METER_SILENT_MS)
         for c in range(self.nc):
@@ -313,14 +313,14 @@ class Leader:
             # Aged (clock.py): each only decides while younger than its bound.
             self.last_increase[c] = aged(now_ms, self.last_increase[c], INCREASE_GAP_MS)
             self.resent[c] = aged(now_ms, self.resent[c], RESEND_MS)
-            self.heard[c] = aged(now_ms, self.heard[c], SILENT_MS)
+            self.heard[c] = aged(now_ms, self.heard[c], _SILENT_MS)
             self.cmd_at[c] = aged(now_ms, self.cmd_at[c], LOST_MS)
             u = self.identify_until[c]
             if u is not None and ticks_diff(now_ms, u) >= 0:
                 self.identify_until[c] = None
             s = self.status[c]
             if s == ONLINE or s == SILENT:
-                if ticks_diff(now_ms, self.heard[c]) < SILENT_MS:
+                if ticks_diff(now_ms, self.heard[c]) < _SILENT_MS:
                     new = ONLINE
                 elif ticks_diff(now_ms, self.cmd_at[c]) >= LOST_MS:
                     new = LOST

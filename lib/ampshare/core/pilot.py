@@ -4,7 +4,7 @@ from micropython import const
 
 DUTY_FULL = const(10000)  # 100 %: a steady +12 V, no current offered (pause)
 MIN_MA = const(6000)  # IEC 61851-1: the least current a pilot may offer
-MAX_MA = const(80000)  # and the most
+_MAX_MA = const(80000)  # and the most
 _KNEE_MA = const(51000)  # 6-51 A: duty = A / 0.6 %; 51-80 A: duty = A / 2.5 + 64 %
 _KNEE_DUTY = const(8500)
 # The standard's second range starts at 85 % = 52.5 A: between 51 and 52.5 A the best duty
@@ -32,18 +32,18 @@ _NOMINAL_MV = ((12000, A), (9000, B), (6000, C), (3000, D), (0, E), (-12000, F))
 _BAND_MV = const(1500)  # half the distance between neighbouring levels
 # Hysteresis: a level must pass its band's edge by this much before the state changes, so
 # noise near an edge cannot make the contactor chatter.
-HYSTERESIS_MV = const(400)
+_HYSTERESIS_MV = const(400)
 # Diode check: the negative half must be near -12 V. A missing diode (or a short) gives a
 # negative half near the positive one; IEC 61851-1 expects -12 V +-1 V with the diode.
-DIODE_MAX_MV = const(-10500)
+_DIODE_MAX_MV = const(-10500)
 
 
 def duty_for(ma):
     """The duty that offers at most `ma`; anything below the minimum is a pause."""
     if ma < MIN_MA:
         return DUTY_FULL
-    if ma > MAX_MA:
-        ma = MAX_MA
+    if ma > _MAX_MA:
+        ma = _MAX_MA
     if ma < _GAP_END_MA:
         # A / 0.6 %, in 0.01 %: mA * 10000 / 60000, rounded down so it never offers more.
         return min(ma // 6, _KNEE_DUTY)
@@ -72,7 +72,7 @@ def classify(high_mv, prev):
     """The pilot state for the positive level, keeping `prev` while inside its widened band."""
     if prev:
         nominal = nominal_mv(prev)
-        if nominal - _BAND_MV - HYSTERESIS_MV < high_mv < nominal + _BAND_MV + HYSTERESIS_MV:
+        if nominal - _BAND_MV - _HYSTERESIS_MV < high_mv < nominal + _BAND_MV + _HYSTERESIS_MV:
             return prev
     for nominal, letter in _NOMINAL_MV:
         if high_mv > nominal - _BAND_MV:
@@ -81,4 +81,4 @@ def classify(high_mv, prev):
 
 
 def diode_ok(low_mv):
-    return low_mv <= DIODE_MAX_MV
+    return low_mv <= _DIODE_MAX_MV

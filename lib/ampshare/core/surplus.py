@@ -26,7 +26,7 @@ from ampshare.core.site import MODE_MIN_PV, MODE_PV
 # the cars. A falling one within 5 s, about as fast as a car follows its pilot anyway: the
 # import that a cloud causes is short.
 RISE_MS = const(20_000)
-FALL_MS = const(5_000)
+_FALL_MS = const(5_000)
 # Bounds every sum here below 2**30: 1000 A on each of three phases is more than a fuse we
 # serve (config/site.py's limit), and the average's step times 128 stays a small int.
 _CLAMP_MA = const(3_000_000)
@@ -38,13 +38,13 @@ _SNAP_MA = const(300)  # the allocator's quantum (0.1 A) on each of three phases
 # delay, so the car goes on with one phase rather than stopping. Back to three once the
 # surplus holds three at the minimum plus 1 A on each for 5 min: each switch costs the car a
 # minute's pause (follower.SWITCH_PAUSE_MS), worth it only for a lasting change.
-SWITCH_DOWN_MS = const(60_000)
-SWITCH_UP_MS = const(300_000)
-SWITCH_HYST_MA = const(3_000)
-SWITCH_GAP_MS = const(600_000)  # at most one switch in 10 min, whatever the clouds do
+_SWITCH_DOWN_MS = const(60_000)
+_SWITCH_UP_MS = const(300_000)
+_SWITCH_HYST_MA = const(3_000)
+_SWITCH_GAP_MS = const(600_000)  # at most one switch in 10 min, whatever the clouds do
 # Switches per session before the charger stays as it is until the car leaves (Zaptec's
 # "switches allowed before locking"): a morning and an evening change, and a few for clouds.
-SWITCH_BUDGET = const(6)
+_SWITCH_BUDGET = const(6)
 
 
 class Surplus:
@@ -166,7 +166,7 @@ class Surplus:
         if -_SNAP_MA < v - avg[g] < _SNAP_MA:
             avg[g] = v  # an average only approaches: within a quantum on each phase it is there
             return
-        tau = RISE_MS if v > avg[g] else FALL_MS
+        tau = RISE_MS if v > avg[g] else _FALL_MS
         frac = _FRAC if dt >= tau else dt * _FRAC // tau
         avg[g] += (v - avg[g]) * frac // _FRAC
 
@@ -206,9 +206,9 @@ class Surplus:
         # Before a car's first start in its session the relay moves for free (the contactor
         # has not closed): one phase when three at the minimum do not fit in the surplus.
         # A car stopped later in its session: the same, as a counted switch.
-        if not self.site.cswitch[c] or self.switches[c] >= SWITCH_BUDGET or not self.alloc.meter_ok[self.site.gmeter[g]]:
+        if not self.site.cswitch[c] or self.switches[c] >= _SWITCH_BUDGET or not self.alloc.meter_ok[self.site.gmeter[g]]:
             return
-        three = 3 * self.site.cmin[c] + (SWITCH_HYST_MA if self.want1[c] else 0)
+        three = 3 * self.site.cmin[c] + (_SWITCH_HYST_MA if self.want1[c] else 0)
         w = 0 if self.avg[g] - need >= three else 1
         if w == self.want1[c]:
             return
@@ -219,7 +219,7 @@ class Surplus:
 
     def _may_switch(self, c, now_ms):
         last = self._sw_last[c]
-        return self.switches[c] < SWITCH_BUDGET and (last is None or ticks_diff(now_ms, last) >= SWITCH_GAP_MS)
+        return self.switches[c] < _SWITCH_BUDGET and (last is None or ticks_diff(now_ms, last) >= _SWITCH_GAP_MS)
 
     def _flip(self, c, now_ms):
         # A counted switch: against the session's budget and the gap between two.
@@ -231,7 +231,7 @@ class Surplus:
     def _switch(self, c, g, now_ms, steady):
         site = self.site
         last = self._sw_last[c]
-        if last is not None and ticks_diff(now_ms, last) >= SWITCH_GAP_MS:
+        if last is not None and ticks_diff(now_ms, last) >= _SWITCH_GAP_MS:
             self._sw_last[c] = None  # aged out: no difference grows old (see clock.py)
         if not self.on[c]:
             self._sw_since[c] = None
@@ -239,17 +239,17 @@ class Surplus:
         if not self.want1[c] and not self.one[c] and not self.moving[c] and self._phases(c) == 1:
             # A 1-phase car on three phases: one phase would give it nothing. Switching stops
             # for this session.
-            self.switches[c] = SWITCH_BUDGET
+            self.switches[c] = _SWITCH_BUDGET
         lo = site.cmin[c]
         avail = self.avg[g] - self._needed(g) + lo * self._phases(c)  # if the others keep their minimum
         one = self.want1[c]
-        if (avail < 3 * lo) if not one else (avail >= 3 * lo + SWITCH_HYST_MA):
+        if (avail < 3 * lo) if not one else (avail >= 3 * lo + _SWITCH_HYST_MA):
             if steady:
                 self.want1[c] = 0 if one else 1
                 return
             if self._sw_since[c] is None:
                 self._sw_since[c] = now_ms
-            if ticks_diff(now_ms, self._sw_since[c]) >= (SWITCH_UP_MS if one else SWITCH_DOWN_MS) and \
+            if ticks_diff(now_ms, self._sw_since[c]) >= (_SWITCH_UP_MS if one else _SWITCH_DOWN_MS) and \
                     self._may_switch(c, now_ms):
                 self._flip(c, now_ms)
         else:

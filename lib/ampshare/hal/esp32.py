@@ -9,7 +9,7 @@ from micropython import const
 
 from ampshare.config.units import ConfigError
 
-PILOT_HZ = const(1000)  # IEC 61851-1: the pilot oscillates at 1 kHz
+_PILOT_HZ = const(1000)  # IEC 61851-1: the pilot oscillates at 1 kHz
 _U16 = const(65535)
 # ADC2 cannot be read while Wi-Fi runs; ADC1 is GPIO 32-39.
 ADC1_PINS = (32, 33, 34, 35, 36, 37, 38, 39)
@@ -20,15 +20,15 @@ ADC1_PINS = (32, 33, 34, 35, 36, 37, 38, 39)
 PINS = {"pilot": 25, "pilot_adc": 36, "contactor": 26, "phase_relay": 27, "button": 0, "led": 2}
 # The pilot front-end maps -12..+12 V onto the ADC's 0.15..3.15 V: 0 V pilot reads 1650 mV and
 # each ADC millivolt is 8 pilot millivolts. A board with another divider passes its own.
-ADC_ZERO_MV = const(1650)
-PILOT_PER_ADC_MV = const(8)
+_ADC_ZERO_MV = const(1650)
+_PILOT_PER_ADC_MV = const(8)
 # Reads per pilot sample: at about 25 us each, 48 reads span more than one 1 ms period, so
 # both the high and the low half are seen whatever the duty (down to 10 %, 100 us low).
-SAMPLE_READS = const(48)
+_SAMPLE_READS = const(48)
 
 
 class Board:
-    def __init__(self, pins=None, adc_zero_mv=ADC_ZERO_MV, pilot_per_adc_mv=PILOT_PER_ADC_MV, pilot=True):
+    def __init__(self, pins=None, adc_zero_mv=_ADC_ZERO_MV, pilot_per_adc_mv=_PILOT_PER_ADC_MV, pilot=True):
         self.wdt = None
         self.duty = -1
         if not pilot:
@@ -38,7 +38,7 @@ class Board:
             raise ConfigError("pins.pilot_adc", "GPIO %d is not on ADC1 (32-39); ADC2 stops working "
                               "while Wi-Fi runs" % pins["pilot_adc"])
         # Start paused: a steady +12 V offers nothing, whatever the car.
-        self.pwm = machine.PWM(machine.Pin(pins["pilot"]), freq=PILOT_HZ, duty_u16=_U16)
+        self.pwm = machine.PWM(machine.Pin(pins["pilot"]), freq=_PILOT_HZ, duty_u16=_U16)
         self.adc = machine.ADC(machine.Pin(pins["pilot_adc"]), atten=machine.ADC.ATTN_11DB)
         self.contactor = machine.Pin(pins["contactor"], machine.Pin.OUT, value=0)
         self.phase_relay = machine.Pin(pins["phase_relay"], machine.Pin.OUT, value=0)
@@ -72,7 +72,7 @@ class Board:
         hi = -1
         lo = 1 << 29
         read = self.adc.read_uv
-        for _ in range(SAMPLE_READS):
+        for _ in range(_SAMPLE_READS):
             v = read()
             if v > hi:
                 hi = v

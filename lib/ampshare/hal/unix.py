@@ -10,7 +10,7 @@ from micropython import const
 
 from ampshare.run.udp import Link, address
 
-KEEPALIVE_MS = const(1000)  # outputs are sent on every change and at least this often
+_KEEPALIVE_MS = const(1000)  # outputs are sent on every change and at least this often
 _WATCH_MS = const(100)
 
 
@@ -29,7 +29,7 @@ class Board:
         self.meas = (0, 0, 0)
         self.energy_wh = 0
         self.on_meter = None  # (meter id, l1, l2, l3) in mA, set by a leader
-        self._sent_at = time.ticks_add(time.ticks_ms(), -KEEPALIVE_MS)
+        self._sent_at = time.ticks_add(time.ticks_ms(), -_KEEPALIVE_MS)
         self._fed = 0
         self._timeout = 0
         # A test's board: its control loop hangs for good this long after start (in keepalive,
@@ -68,7 +68,7 @@ class Board:
         if self._stall_at is not None and time.ticks_diff(time.ticks_ms(), self._stall_at) >= 0:
             while True:
                 time.sleep_ms(1000)
-        if self.id is not None and time.ticks_diff(time.ticks_ms(), self._sent_at) >= KEEPALIVE_MS:
+        if self.id is not None and time.ticks_diff(time.ticks_ms(), self._sent_at) >= _KEEPALIVE_MS:
             self._send()
 
     def ask_meters(self):

@@ -21,7 +21,7 @@ VOLTAGE = "voltage"
 # The first pass sums raw samples: 4096 of 16 bits stay below 2**28. In 10 mains cycles that
 # would be 20 kHz per channel, far beyond the few kHz a sampling loop is designed for.
 MAX_SAMPLES = const(4096)
-MAINS_HZ = const(50)
+_MAINS_HZ = const(50)
 # Ten cycles, 200 ms at 50 Hz: whole cycles cancel the ripple of a partial one, and five windows
 # still fit in the leader's 1 s control period.
 CYCLES = const(10)
@@ -82,7 +82,7 @@ def isqrt(x):
         r = y
 
 
-def samples_for(rate_hz, mains_hz=MAINS_HZ, cycles=CYCLES):
+def samples_for(rate_hz, mains_hz=_MAINS_HZ, cycles=CYCLES):
     """Samples per channel in a window of `cycles` mains cycles; `rate_hz` is per channel."""
     n = (rate_hz * cycles + (mains_hz >> 1)) // mains_hz
     if not 1 <= n <= MAX_SAMPLES:

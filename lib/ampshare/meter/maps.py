@@ -30,7 +30,7 @@ _WORDS = (2, 2, 2, 2, 4)
 _RAW_MAX = SMALL_MAX
 # A phase exports only when its power says so clearly: below this, noise or a mostly reactive
 # current could flip the sign of the whole current every poll.
-SIGN_DEADBAND_W = const(50)
+_SIGN_DEADBAND_W = const(50)
 _BLOCK_GAP = const(16)  # registers skipped rather than split into two reads (16 cost ~35 ms at 9600)
 
 
@@ -154,7 +154,7 @@ class Reading:
             i = abs(v[I1 + k])
             p = v[P1 + k]
             volts = v[V1 + k] // 1000
-            if self.present & (1 << (P1 + k)) and p < -SIGN_DEADBAND_W and volts > 0:
+            if self.present & (1 << (P1 + k)) and p < -_SIGN_DEADBAND_W and volts > 0:
                 active = -p * 1000 // volts
                 i = -(active if active < i else i)
             v[I1 + k] = i

@@ -11,9 +11,9 @@ REGS_MAX = const(125)  # the most one read may ask for (Modbus application proto
 
 # Why a read failed; each has a counter in the shell.
 E_TIMEOUT = const(0)  # no (whole) answer in time: the meter is off, unwired or another id
-E_CRC = const(1)  # the frame was corrupted on the line
-E_EXCEPTION = const(2)  # the meter refused the request (see EXCEPTIONS)
-E_FRAME = const(3)  # a whole frame, but not the answer asked for (id, function, length)
+_E_CRC = const(1)  # the frame was corrupted on the line
+_E_EXCEPTION = const(2)  # the meter refused the request (see EXCEPTIONS)
+_E_FRAME = const(3)  # a whole frame, but not the answer asked for (id, function, length)
 E_IMPLAUSIBLE = const(4)  # decoded, but not a value a healthy meter reports
 ERRORS = ("timeout", "crc", "exception", "frame", "implausible")
 EXCEPTIONS = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
@@ -65,14 +65,14 @@ def check_answer(frame, n, unit, fc, count):
     if n < _EXCEPTION_LEN:
         raise ModbusError(E_TIMEOUT, "%d bytes" % n)
     if crc16(frame, n - 2) != frame[n - 2] | frame[n - 1] << 8:
-        raise ModbusError(E_CRC)
+        raise ModbusError(_E_CRC)
     if frame[0] != unit:
-        raise ModbusError(E_FRAME, "from unit %d" % frame[0])
+        raise ModbusError(_E_FRAME, "from unit %d" % frame[0])
     if frame[1] == fc | _EXCEPTION_BIT:
         code = frame[2]
-        raise ModbusError(E_EXCEPTION, "%02d %s" % (code, EXCEPTIONS.get(code, "unknown")))
+        raise ModbusError(_E_EXCEPTION, "%02d %s" % (code, EXCEPTIONS.get(code, "unknown")))
     if frame[1] != fc or frame[2] != 2 * count or n != answer_len(count):
-        raise ModbusError(E_FRAME, "function %d, %d bytes" % (frame[1], n))
+        raise ModbusError(_E_FRAME, "function %d, %d bytes" % (frame[1], n))
 
 
 def word(frame, i):

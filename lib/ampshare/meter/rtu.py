@@ -13,7 +13,7 @@ _FAST_SILENCE_US = const(1750)  # above 19200 baud the silences are fixed (Modbu
 _POLL_MS = const(2)  # how often a partial answer is looked at: 2 characters at 9600 baud
 # A meter answers within tens of ms (Eastron: under 100 ms); a missing one must not hold the
 # line: 200 ms past the answer's own transmission time.
-TURNAROUND_MS = const(200)
+_TURNAROUND_MS = const(200)
 
 
 class Master:
@@ -45,7 +45,7 @@ class Master:
 
     async def _collect(self, unit, count):
         need = M.answer_len(count)
-        deadline = time.ticks_add(time.ticks_ms(), TURNAROUND_MS + need * self.char_us // 1000)
+        deadline = time.ticks_add(time.ticks_ms(), _TURNAROUND_MS + need * self.char_us // 1000)
         n = 0
         frame = self.frame
         view = self._mv[0:need]  # made again only when bytes arrive, not every poll

@@ -10,7 +10,7 @@ from ampshare.core.ints import count
 
 from ampshare.meter import METER_MS
 
-CT_RATE_HZ = const(2000)  # frames a second: 40 a mains cycle, the design's aim (docs/metering.md)
+_CT_RATE_HZ = const(2000)  # frames a second: 40 a mains cycle, the design's aim (docs/metering.md)
 
 
 def implausible_ma(site, m):
@@ -50,7 +50,7 @@ class Clamps:
             raise ConfigError("settings.ct.phases", "the site's ct meter measures three phases; list three")
         if len(cfg["pins"]) != meter.width:
             raise ConfigError("settings.ct.pins", "%d pins for a frame of %d channels" % (len(cfg["pins"]), meter.width))
-        rate = cfg.get("rate_hz", CT_RATE_HZ)
+        rate = cfg.get("rate_hz", _CT_RATE_HZ)
         self.n = ct.samples_for(rate)
         self.m = site.meter_source.index("ct")
         self.meter = meter

@@ -17,6 +17,7 @@ async def _memory(every_s):
         await asyncio.sleep(every_s)
         gc.collect()
         micropython.mem_info()
+        micropython.qstr_info()  # the names' pool: a pool outgrown doubles its successor
 
 
 async def _alloc_rate(every_s):

@@ -9,31 +9,31 @@ from micropython import const
 from ampshare.core.clock import ticks_diff
 
 # A phone screen of lines; each keeps a short string, so the ring costs about 2 KB at most.
-EVENTS_MAX = const(24)
-TEXT_MAX = const(80)  # a reason longer than a line is cut: a refusal names its field first
+_EVENTS_MAX = const(24)
+_TEXT_MAX = const(80)  # a reason longer than a line is cut: a refusal names its field first
 KINDS = ("pair", "config", "link", "meter", "fallback", "limit", "sharing", "site")
 
 
 class Events:
     def __init__(self):
-        self.at = [0] * EVENTS_MAX  # ticks
-        self.kind = bytearray(EVENTS_MAX)
-        self.text = [None] * EVENTS_MAX
-        self.n = 0  # events ever logged: the newest is at (n - 1) % EVENTS_MAX
+        self.at = [0] * _EVENTS_MAX  # ticks
+        self.kind = bytearray(_EVENTS_MAX)
+        self.text = [None] * _EVENTS_MAX
+        self.n = 0  # events ever logged: the newest is at (n - 1) % _EVENTS_MAX
 
     def add(self, now_ms, kind, text):
-        i = self.n % EVENTS_MAX
+        i = self.n % _EVENTS_MAX
         self.at[i] = now_ms
         self.kind[i] = KINDS.index(kind)
-        self.text[i] = text[:TEXT_MAX]
+        self.text[i] = text[:_TEXT_MAX]
         self.n += 1
 
     def chunks(self, now_ms):
         """{"events": [{"s_ago", "kind", "text"}, ...]}, newest first, a line at a time."""
         yield '{"events": ['
-        kept = min(self.n, EVENTS_MAX)
+        kept = min(self.n, _EVENTS_MAX)
         for j in range(kept):
-            i = (self.n - 1 - j) % EVENTS_MAX
+            i = (self.n - 1 - j) % _EVENTS_MAX
             yield '%s{"s_ago": %d, "kind": "%s", "text": %s}' % (
                 ", " if j else "", ticks_diff(now_ms, self.at[i]) // 1000, KINDS[self.kind[i]],
                 json.dumps(self.text[i]))

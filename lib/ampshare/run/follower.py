@@ -16,7 +16,7 @@ CONTROL_MS = const(100)  # the pilot is sampled at 10 Hz: a contactor opens with
 # The hardware watchdog resets a board whose control loop stalls this long: well above one
 # period, well below the leader's 3 s before it calls a follower silent.
 BOARD_WATCHDOG_MS = const(2000)
-BLINK_STEPS = const(3)  # the identify LED changes every third period: 300 ms on, 300 ms off
+_BLINK_STEPS = const(3)  # the identify LED changes every third period: 300 ms on, 300 ms off
 STATE_FILE = "follower.json"  # key, charger and boot counter, in the settings' state_dir
 
 
@@ -59,8 +59,8 @@ class FollowerApp(Shell):
         if pressed and not self._pressed:
             f.press_pair(now_ms)
         self._pressed = pressed
-        self._steps = (self._steps + 1) % (2 * BLINK_STEPS)
-        b.set_led(f.identifying() and self._steps < BLINK_STEPS)
+        self._steps = (self._steps + 1) % (2 * _BLINK_STEPS)
+        b.set_led(f.identifying() and self._steps < _BLINK_STEPS)
 
     def _save(self):
         # Flash is written here, from the receiving task, never in the control loop.

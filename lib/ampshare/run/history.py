@@ -14,7 +14,7 @@
 #     segment u8, series u16, slots u16, record size u16, bucket seconds u16, site tag u16
 #   then its records in order: the record numbered seq sits in slot seq % slots, that is in
 #     segment slot // per_file at place slot % per_file:
-#     seq u32 (below 2**30: at 360 a day that is millions of years), flags u8 (GAP), one int16
+#     seq u32 (below 2**30: at 360 a day that is millions of years), flags u8 (_GAP), one int16
 #     per series in units of 100 mA (1,000 A, the largest fuse a site may have, is 10,000 and
 #     fits; 0.1 A is the meters' resolution) with -32768 for "none", and a u16 check: the sum of
 #     the record's other bytes plus a seed. A record cut short by a power cut, zeros padded in
@@ -72,7 +72,7 @@ from ampshare.core.clock import ticks_add, ticks_diff
 from ampshare.core.ints import count as _count
 
 NONE = const(-0x40000000)  # "no value" in figures(): below any reading, still a small int
-GAP = const(1)  # record flag: a gap of unknown length precedes it (a restart; no wall clock)
+_GAP = const(1)  # record flag: a gap of unknown length precedes it (a restart; no wall clock)
 BUCKET_MS = const(240_000)  # 4 minutes: 720 of them cover 48 hours
 # 2 hours a segment: one file truncated and written afresh every 2 hours. Fewer records a
 # segment would keep less beyond 48 h but make more files (directory entries, opens while
@@ -205,11 +205,11 @@ class History:
         self._body = memoryview(self._rec)[:size - _CHECK]
         nb = (slots + 7) >> 3
         self._ok = bytearray(nb)  # per slot: holds the record its seq says (check passed)
-        self._gap = bytearray(nb)  # per slot: its GAP flag
+        self._gap = bytearray(nb)  # per slot: its _GAP flag
         self._t0 = None  # ticks when the bucket under way began (at the first sample)
         self._last = None  # ticks of the last sample
         self._closed = None  # ticks when the newest record's bucket ended, if in this run
-        self._flags = GAP  # the first record after a start follows a gap of unknown length
+        self._flags = _GAP  # the first record after a start follows a gap of unknown length
         self._tag = tag
         try:
             self._open()
@@ -284,7 +284,7 @@ class History:
             s = self._valid(slot)
             if s >= 0:
                 _set(ok, slot, 1)
-                _set(gap, slot, rec[4] & GAP)
+                _set(gap, slot, rec[4] & _GAP)
                 if s > self.seq:
                     self.seq = s
 
@@ -350,7 +350,7 @@ class History:
         try:
             self._store(slot)
             _set(self._ok, slot, 1)
-            _set(self._gap, slot, self._flags & GAP)
+            _set(self._gap, slot, self._flags & _GAP)
         except OSError as e:
             self._fail(e)
         self._flags = 0
@@ -410,7 +410,7 @@ class History:
                     # No sample for more than a bucket (a stalled shell): a gap, not records
                     # of nothing; the next bucket starts now.
                     self._t0 = now_ms
-                    self._flags = GAP
+                    self._flags = _GAP
                 else:
                     self._t0 = ticks_add(t0, self.bucket_ms)  # no drift from late samples
                 self._closed = self._t0

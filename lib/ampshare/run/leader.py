@@ -23,10 +23,10 @@ CONTROL_MS = const(100)  # the core's own timers (resends every 200 ms) need 10 
 BOARD_WATCHDOG_MS = const(5000)  # a stalled leader resets; followers ride it out on their fallback
 HISTORY_FILE = "history"  # the 48-hour history's files (run/history.py), in state_dir
 STATE_FILE = "leader.json"  # boot counter, the followers' keys and the sharing switch, in state_dir
-NONCE_LEN = const(8)
+_NONCE_LEN = const(8)
 # PAIRs waiting for their save: bounds the heap against a flood of listed uids (a unit not
 # taken this second is taken on its next HELLO, two seconds later).
-PAIR_QUEUE_MAX = const(16)
+_PAIR_QUEUE_MAX = const(16)
 
 
 def _needs(settings, site, source, setting):
@@ -183,10 +183,10 @@ class LeaderApp(Shell):
         known = self.port.uid[c] == uid  # the same unit again: it keeps its key
         if known and core.status[c] == ONLINE:
             return  # its authentic reports say it holds its key: this HELLO is not its own
-        if not known and len(self._to_pair) >= PAIR_QUEUE_MAX:
+        if not known and len(self._to_pair) >= _PAIR_QUEUE_MAX:
             return
         key = self.port.keys.raw(c) if known else os.urandom(P.KEY_LEN)
-        data = self.port.pair(c, uid, self.listed_code[c], os.urandom(NONCE_LEN), key)
+        data = self.port.pair(c, uid, self.listed_code[c], os.urandom(_NONCE_LEN), key)
         self.addr[c] = addr
         if known:
             self.link.send(data, addr)

@@ -16,9 +16,9 @@ RESTART_MS = const(500)  # time for the answer to leave before the unit starts a
 # the site on the page. 16 A is the smallest main fuse commonly fitted to a home, so that a
 # forgotten edit errs low.
 STARTER_SITE = {"version": 1, "groups": [{"id": "main", "limit_a": 16}], "chargers": [], "meters": []}
-SSID_MAX = const(32)  # IEEE 802.11's longest SSID
+_SSID_MAX = const(32)  # IEEE 802.11's longest SSID
 WIFI_PASSWORD = (8, 63)  # WPA2's passphrase length (an open network: empty)
-NETWORKS_MAX = const(16)  # a scan list for a phone's screen, strongest first
+_NETWORKS_MAX = const(16)  # a scan list for a phone's screen, strongest first
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>ampshare setup</title><style>body{font:16px sans-serif;max-width:30em;margin:1em auto;padding:0 1em}
@@ -69,8 +69,8 @@ def settings_for(form, code, ap_essid):
         if not isinstance(wifi, dict) or any(k not in ("ssid", "password") for k in wifi):
             raise ConfigError("wifi", "must be {\"ssid\", \"password\"} or null")
         ssid, pw = wifi.get("ssid"), wifi.get("password", "")
-        if not isinstance(ssid, str) or not 1 <= len(ssid) <= SSID_MAX:
-            raise ConfigError("wifi.ssid", "1 to %d characters" % SSID_MAX)
+        if not isinstance(ssid, str) or not 1 <= len(ssid) <= _SSID_MAX:
+            raise ConfigError("wifi.ssid", "1 to %d characters" % _SSID_MAX)
         if not isinstance(pw, str) or (pw and not WIFI_PASSWORD[0] <= len(pw) <= WIFI_PASSWORD[1]):
             raise ConfigError("wifi.password", "%d to %d characters, or none for an open network" % WIFI_PASSWORD)
         wifi = {"ssid": ssid, "password": pw}
@@ -145,7 +145,7 @@ def networks_seen(scan):
             best[ssid] = (net[3], net[4] != 0)
     out = [{"ssid": k, "rssi": v[0], "secure": v[1]} for k, v in best.items()]
     out.sort(key=lambda n: -n["rssi"])
-    return out[:NETWORKS_MAX]
+    return out[:_NETWORKS_MAX]
 
 
 async def _serve(setup, http, dns):

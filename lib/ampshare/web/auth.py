@@ -10,19 +10,19 @@ from ampshare.core.clock import ticks_add, ticks_diff
 
 # A password of fewer characters is refused: the page is reachable by anyone on the site's
 # network or the leader's access point.
-PASSWORD_MIN = const(8)
-PASSWORD_MAX = const(64)  # bounds what a login hashes
+_PASSWORD_MIN = const(8)
+_PASSWORD_MAX = const(64)  # bounds what a login hashes
 # Hashing rounds: enough to make a copied flash costly to brute-force, few enough that a
 # login holds the event loop for a few milliseconds on an ESP32 (SHA-256 in hardware).
-ROUNDS = const(256)
-SESSIONS_MAX = const(4)  # a phone and a laptop or two; the oldest is logged out beyond
-SESSION_MS = const(3_600_000)  # an hour of no use logs a session out
-# After FAILS_FREE wrong passwords in a row, each further attempt waits LOCK_MS, doubling
-# up to LOCK_MAX_MS: ten guesses a minute at first, one every 8.5 minutes soon after.
-FAILS_FREE = const(5)
-LOCK_MS = const(2_000)
-LOCK_MAX_MS = const(512_000)
-TOKEN_LEN = const(16)
+_ROUNDS = const(256)
+_SESSIONS_MAX = const(4)  # a phone and a laptop or two; the oldest is logged out beyond
+_SESSION_MS = const(3_600_000)  # an hour of no use logs a session out
+# After _FAILS_FREE wrong passwords in a row, each further attempt waits _LOCK_MS, doubling
+# up to _LOCK_MAX_MS: ten guesses a minute at first, one every 8.5 minutes soon after.
+_FAILS_FREE = const(5)
+_LOCK_MS = const(2_000)
+_LOCK_MAX_MS = const(512_000)
+_TOKEN_LEN = const(16)
 
 
 class Refused(Exception):
@@ -34,7 +34,7 @@ class Refused(Exception):
 
 def _hash(salt, password):
     h = hashlib.sha256(salt + password).digest()
-    for _ in range(ROUNDS):
+    for _ in range(_ROUNDS):
         h = hashlib.sha256(h + salt).digest()
     return h
 
@@ -74,7 +74,7 @@ class Auth:
             if wait > 0:
                 raise Refused("too many wrong passwords: try again later", wait)
         pw = password.encode()
-        if len(pw) > PASSWORD_MAX:
+        if len(pw) > _PASSWORD_MAX:
             ok = False
         elif self.hash is None:
             ok = bool(self.code) and _same(pw, self.code)
@@ -82,15 +82,15 @@ class Auth:
             ok = _same(_hash(self.salt, pw), self.hash)
         if not ok:
             self._fails += 1
-            if self._fails > FAILS_FREE:
-                lock = LOCK_MS << min(self._fails - FAILS_FREE - 1, 8)
-                self._locked_until = ticks_add(now_ms, min(lock, LOCK_MAX_MS))
+            if self._fails > _FAILS_FREE:
+                lock = _LOCK_MS << min(self._fails - _FAILS_FREE - 1, 8)
+                self._locked_until = ticks_add(now_ms, min(lock, _LOCK_MAX_MS))
             raise Refused("wrong password")
         self._fails = 0
         self._locked_until = None
-        token = hexlify(os.urandom(TOKEN_LEN)).decode()
+        token = hexlify(os.urandom(_TOKEN_LEN)).decode()
         self._expire(now_ms)
-        if len(self._tokens) >= SESSIONS_MAX:
+        if len(self._tokens) >= _SESSIONS_MAX:
             self._tokens.pop(0)
         self._tokens.append([token, now_ms])
         return token
@@ -109,8 +109,8 @@ class Auth:
     def set_password(self, password):
         """The new password; returns the record to save. Every other session ends."""
         pw = password.encode()
-        if not PASSWORD_MIN <= len(pw) <= PASSWORD_MAX:
-            raise Refused("password must have %d to %d characters" % (PASSWORD_MIN, PASSWORD_MAX))
+        if not _PASSWORD_MIN <= len(pw) <= _PASSWORD_MAX:
+            raise Refused("password must have %d to %d characters" % (_PASSWORD_MIN, _PASSWORD_MAX))
         if self.code and pw == self.code:
             raise Refused("password must not be the label code")
         self.salt = os.urandom(16)
@@ -124,4 +124,4 @@ class Auth:
         return {"salt": hexlify(self.salt).decode(), "hash": hexlify(self.hash).decode()}
 
     def _expire(self, now_ms):
-        self._tokens = [t for t in self._tokens if ticks_diff(now_ms, t[1]) < SESSION_MS]
+        self._tokens = [t for t in self._tokens if ticks_diff(now_ms, t[1]) < _SESSION_MS]

@@ -15,9 +15,9 @@ from ampshare.run import store
 from ampshare.web.auth import Auth, Refused
 
 # A 64-charger site.json is about 9 KB: twice that is room, and bounds what one request holds.
-BODY_MAX = const(20_000)
-LINE_MAX = const(1_024)  # a request line or header: longer is not a browser's
-STREAM_MS = const(1_000)  # the live stream's period, the control period
+_BODY_MAX = const(20_000)
+_LINE_MAX = const(1_024)  # a request line or header: longer is not a browser's
+_STREAM_MS = const(1_000)  # the live stream's period, the control period
 RESTART_MS = const(500)  # after a saved site: time for the answer to leave before the restart
 AUTH_FILE = "web.json"  # the admin password's salt and hash, in the settings' state_dir
 COOKIE = "ampshare"
@@ -25,21 +25,21 @@ JSON = {"Content-Type": "application/json"}
 # Connections served at once: each holds a task, its streams and a request (1-2 KB of a heap
 # that has some 40 KB to spare with 64 followers). A page holds its live stream and asks one
 # thing at a time: room for two phones and an API client. One more is closed at once.
-CONNECTIONS_MAX = const(5)
+_CONNECTIONS_MAX = const(5)
 # A request's line, headers and body must have arrived within this, or the connection is
 # closed: a client that sends a byte a second holds a slot no longer (a stream, once
 # answered, lasts while its client reads).
-REQUEST_MS = const(10_000)
+_REQUEST_MS = const(10_000)
 # Each write of an answer must be taken within this: the live stream sends one a second, so a
 # client that takes nothing for 10 s has stopped reading.
-WRITE_MS = const(10_000)
-LIMITS_KEPT = const(8)  # limit ids the API can still clear (core/external.py keeps 8 answers)
+_WRITE_MS = const(10_000)
+_LIMITS_KEPT = const(8)  # limit ids the API can still clear (core/external.py keeps 8 answers)
 # The phone probes that open a captive portal's sign-in page: each gets the page.
 PROBES = ("/generate_204", "/gen_204", "/hotspot-detect.html", "/connecttest.txt", "/ncsi.txt")
 
-Request.max_content_length = BODY_MAX
-Request.max_body_length = BODY_MAX
-Request.max_readline = LINE_MAX
+Request.max_content_length = _BODY_MAX
+Request.max_body_length = _BODY_MAX
+Request.max_readline = _LINE_MAX
 
 
 def _bad(field, reason, status=400):
@@ -89,7 +89,7 @@ class _Events:
         from ampshare.web import live
         if self.doc is None:
             if not self.first:
-                await asyncio.sleep_ms(STREAM_MS)
+                await asyncio.sleep_ms(_STREAM_MS)
             self.first = False
             self.doc = live.state(self.app)
             return "data: "
@@ -109,12 +109,12 @@ class _Server(Microdot):
     def __init__(self):
         super().__init__()
         self.open = 0
-        self.refused = 0  # connections closed at once: CONNECTIONS_MAX were open
-        self.timed_out = 0  # requests that had not arrived within REQUEST_MS
-        self.stalled = 0  # answers a client did not take within WRITE_MS
+        self.refused = 0  # connections closed at once: _CONNECTIONS_MAX were open
+        self.timed_out = 0  # requests that had not arrived within _REQUEST_MS
+        self.stalled = 0  # answers a client did not take within _WRITE_MS
 
     async def handle_request(self, reader, writer):
-        if self.open >= CONNECTIONS_MAX:
+        if self.open >= _CONNECTIONS_MAX:
             self.refused += 1
             await _close(writer)
             return
@@ -127,7 +127,7 @@ class _Server(Microdot):
     async def _serve(self, reader, writer):
         try:
             req = await asyncio.wait_for_ms(Request.create(self, reader, writer, writer.get_extra_info("peername")),
-                                            REQUEST_MS)
+                                            _REQUEST_MS)
         except asyncio.TimeoutError:
             self.timed_out += 1
             await _close(writer)
@@ -145,10 +145,10 @@ class _Server(Microdot):
 
 
 class _Timed:
-    """A connection's writer whose every write must be taken within WRITE_MS: a client that
+    """A connection's writer whose every write must be taken within _WRITE_MS: a client that
     stops reading (a phone asleep with the live view open) frees its slot."""
 
-    limit_ms = WRITE_MS
+    limit_ms = _WRITE_MS
 
     def __init__(self, writer, server):
         self.w = writer
@@ -450,7 +450,7 @@ class Web:
         if a is None and w is None:
             return _bad("a", "give a or w (DELETE /api/limit/<id> clears one)")
         rid = self.app.core.limit(time.ticks_ms(), kind, ident, a, w, wd * 1000)
-        if len(self.limits) >= LIMITS_KEPT:
+        if len(self.limits) >= _LIMITS_KEPT:
             self.limits.pop(0)
         self.limits.append([rid, kind, ident])
         state, reason = self.app.core.external.answer(rid)

@@ -48,8 +48,8 @@ SEQ_MAX = SMALL_MAX
 
 # Why a datagram was dropped: each has a counter.
 R_SHORT = const(0)  # shorter than its type needs (truncated)
-R_MAGIC = const(1)  # not ours
-R_OLD_VERSION = const(2)  # an older peer: refused, not guessed at
+_R_MAGIC = const(1)  # not ours
+_R_OLD_VERSION = const(2)  # an older peer: refused, not guessed at
 R_TYPE = const(3)  # unknown or unexpected message type for this role
 R_PEER = const(4)  # from or for a follower we do not know
 R_AUTH = const(5)  # tag does not match: forged or altered
@@ -62,7 +62,7 @@ REASONS = ("short", "magic", "old_version", "type", "peer", "auth", "replay", "e
 # Amperes on the wire: deciamps for what is set (the allocation step), centiamps measured.
 DA = const(100)
 CA = const(10)
-U16_MAX = const(65535)
+_U16_MAX = const(65535)
 
 
 class Rejected(Exception):
@@ -77,9 +77,9 @@ def header(data):
         raise Rejected(R_SHORT)
     magic, version, mtype = struct.unpack_from(HEAD, data, 0)
     if magic != MAGIC:
-        raise Rejected(R_MAGIC)
+        raise Rejected(_R_MAGIC)
     if version < VERSION:
-        raise Rejected(R_OLD_VERSION)
+        raise Rejected(_R_OLD_VERSION)
     # A newer version keeps this layout and only adds trailing fields, which we ignore.
     return mtype
 
@@ -197,7 +197,7 @@ def opened(data, need, key, fmt):
 
 
 def ca(ma):
-    return 0 if ma < 0 else min(U16_MAX, ma // CA)
+    return 0 if ma < 0 else min(_U16_MAX, ma // CA)
 
 
 # The PAIR's key travels wrapped under the follower's pairing code (printed on its label,
@@ -215,7 +215,7 @@ def keystream(code, nonce, uid):
 
 
 def da(ma):
-    return min(U16_MAX, ma // DA)
+    return min(_U16_MAX, ma // DA)
 
 
 class Freshness:

@@ -14,7 +14,7 @@ from ampshare.core.ints import count
 from ampshare.core.pilot import LETTERS
 from ampshare.wire import frame as F
 
-DISCOVERED_MAX = const(16)  # unpaired units listed on the page; bounds RAM against a flood
+_DISCOVERED_MAX = const(16)  # unpaired units listed on the page; bounds RAM against a flood
 # Where a STATE's fields lie (docs/protocol.md): follower epoch and sequence at 10 and 14; the
 # pilot at 22; what it holds and its fallback at 24 and 26; L1-L3 measured from 28; phases in
 # use, flags and energy at 34, 35 and 36; the last COMMAND it accepted at 18 (epoch) and 44.
@@ -134,7 +134,7 @@ class LeaderPort:
             if seen[0] == found[0]:
                 self.discovered[i] = found
                 return
-        if len(self.discovered) >= DISCOVERED_MAX:
+        if len(self.discovered) >= _DISCOVERED_MAX:
             self.discovered.pop(0)
         self.discovered.append(found)
 
