@@ -131,12 +131,12 @@ def _reply(sub, corr):
 def test_limit_command(home):
     sim, sub = home
     assert wait_for(lambda: (_charger(sim, "garage") or {}).get("offered", 0) > 6000, 20), sim.monitor.poll()
-    sub.pub(PRE + "/charger/garage/max/set", json.dumps({"a": 6, "id": "lim1"}))
+    sub.pub(PRE + "/limit/set", json.dumps({"charger": "garage", "a": 6, "id": "lim1"}))
     assert wait_for(lambda: [r["state"] for r in _reply(sub, "lim1")] == ["requested", "completed"], 5), \
         sub.all(PRE + "/reply")
     assert wait_for(lambda: _charger(sim, "garage")["offered"] <= 6000, 5), sim.monitor.poll()
     assert wait_for(lambda: (sub.last(PRE + "/charger/garage") or {}).get("ext_ma") == 6000, 3)
-    sub.pub(PRE + "/charger/garage/max/set", json.dumps({"clear": True, "id": "lim2"}))
+    sub.pub(PRE + "/limit/set", json.dumps({"charger": "garage", "clear": True, "id": "lim2"}))
     assert wait_for(lambda: [r["state"] for r in _reply(sub, "lim2")][-1:] == ["completed"], 5)
     assert wait_for(lambda: _charger(sim, "garage")["offered"] > 6000, 15), sim.monitor.poll()
 
@@ -144,16 +144,41 @@ def test_limit_command(home):
 def test_malformed_refused_and_counted(home):
     sim, sub = home
     before = sub.last(PRE + "/site")["refused"]
-    # <prefix>/reply holds the latest answer (one slot): one command at a time here.
-    sub.pub(PRE + "/group/main/limit/set", b"{nope")
+    sub.pub(PRE + "/limit/set", b"{nope")
     assert wait_for(lambda: any(json.loads(p)["reason"] and json.loads(p)["reason"].startswith("malformed")
                                 for p, _ in sub.all(PRE + "/reply")), 5), sub.all(PRE + "/reply")
-    sub.pub(PRE + "/group/main/limit/set", json.dumps({"a": 5000, "id": "big"}))
-    assert wait_for(lambda: _reply(sub, "big") and _reply(sub, "big")[-1]["state"] == "failed", 5)
-    sub.pub(PRE + "/charger/garage/mode/set", json.dumps({"id": "m"}))
-    assert wait_for(lambda: _reply(sub, "m") and _reply(sub, "m")[-1]["state"] == "failed", 5)
-    assert wait_for(lambda: sub.last(PRE + "/site")["refused"] >= before + 3, 5), sub.last(PRE + "/site")
+    sub.pub(PRE + "/limit/set", json.dumps({"group": "main", "a": 5000, "id": "big"}))
+    sub.pub(PRE + "/mode/set", json.dumps({"id": "m"}))
+    sub.pub(PRE + "/limit/set", json.dumps({"charger": "nowhere", "a": 6, "id": "who"}))
+    sub.pub(PRE + "/limit/set", json.dumps({"charger": "garage", "group": "main", "a": 6, "id": "both"}))
+    for corr, why in (("big", "a: amps"), ("m", "charger: no charger null"), ("who", 'no charger "nowhere"'),
+                      ("both", "not both")):
+        assert wait_for(lambda: _reply(sub, corr), 5), sub.all(PRE + "/reply")
+        assert _reply(sub, corr)[-1]["state"] == "failed" and why in _reply(sub, corr)[-1]["reason"], _reply(sub, corr)
+    assert wait_for(lambda: sub.last(PRE + "/site")["refused"] >= before + 5, 5), sub.last(PRE + "/site")
     assert sim.procs["leader"].poll() is None  # nothing raised out
+
+
+def test_a_burst_of_commands_is_answered_and_a_flood_bounded(home):
+    # Eight commands at once (a controller setting every charger): each answered requested, then
+    # completed, none lost to the reply topic's one slot. Then 300 at once: the oldest answers
+    # are dropped and counted, the leader goes on, and the last one is answered.
+    sim, sub = home
+    for k in range(8):
+        sub.c.publish(PRE + "/limit/set", json.dumps({"charger": "garage", "a": 16 + k, "watchdog_s": 0,
+                                                      "id": "b%d" % k}), 1)
+    for k in range(8):
+        assert wait_for(lambda: [r["state"] for r in _reply(sub, "b%d" % k)] == ["requested", "completed"], 10), \
+            (k, sub.all(PRE + "/reply")[-20:])
+    dropped = sub.last(PRE + "/site")["replies_dropped"]
+    for k in range(300):
+        sub.c.publish(PRE + "/mode/set", json.dumps({"charger": "garage", "mode": "fast", "id": "f%d" % k}), 0)
+    sub.pub(PRE + "/limit/set", json.dumps({"charger": "garage", "clear": True, "id": "last"}))
+    assert wait_for(lambda: [r["state"] for r in _reply(sub, "last")][-1:] == ["completed"], 20), \
+        sub.all(PRE + "/reply")[-5:]
+    assert wait_for(lambda: sub.last(PRE + "/site")["replies_dropped"] > dropped, 5), sub.last(PRE + "/site")
+    assert sim.procs["leader"].poll() is None
+    assert wait_for(lambda: _charger(sim, "garage")["offered"] > 6000, 15), sim.monitor.poll()
 
 
 def test_sharing_off_stops_offers(home):
@@ -238,15 +263,20 @@ def metered(tmp_path_factory, broker):
     path = tmp_path_factory.mktemp("mqtt-site") / "site.json"
     path.write_text(json.dumps(site))
     sub = Sub(broker, "ampshare/m/#")
+    # A reading the broker kept from before the leader started: old, never taken as now.
+    sub.pub("p1/grid", json.dumps([40, 40, 40]), retain=True)
     sim = start(tmp_path_factory, "mqtt-meter", 25850, broker, site=path, prefix="ampshare/m", discovery=False)
     yield sim, sub
     sim.stop()
+    sub.pub("p1/grid", b"", retain=True)
     sub.close()
 
 
 def test_mqtt_meter_and_timeout(metered):
     sim, sub = metered
     assert wait_for(lambda: sim.monitor.poll() is not None, 15), log(sim)
+    assert wait_for(lambda: (sub.last("ampshare/m/site") or {}).get("stale") == 1, 10), sub.last("ampshare/m/site")
+    assert sim.monitor.poll()["groups"]["main"]["meter"] is None  # the kept [40, 40, 40] was not taken
     stop = threading.Event()
 
     def feed():

@@ -472,6 +472,54 @@ def test_subscriptions_receive_commands_and_qos1_is_acknowledged(broker, mq):
     assert s["received"] == 2 and s["callback_errors"] == 0 and s["malformed"] == 0
 
 
+def test_a_retained_message_from_before_the_subscription_is_dropped_and_counted(broker, mq):
+    # A command or a meter reading a broker kept (retained) is old: delivered because we
+    # subscribed, it must not act as if sent now. A live one, retained or not, is taken.
+    topic = "t/stale/meter"
+    send(broker.port, topic, "[40, 40, 40]", qos=1, retain=True)
+    try:
+        m = mq("leader-stale", subs=[[topic, 1]])
+        m.connected()
+        s = m.until(lambda s: s["stale"] == 1)
+        assert s["received"] == 1 and m.msgs == [], (s, m.msgs)
+        send(broker.port, topic, "[10, 10, 10]", qos=1, retain=True)
+        assert wait_for(lambda: m.msgs == [(topic, "[10, 10, 10]")], 5), m.msgs
+        assert m.stats()["stale"] == 1
+        # A client made with retained=True takes the stored value.
+        m2 = mq("leader-takes-retained", subs=[[topic, 0]], retained=True)
+        m2.connected()
+        assert wait_for(lambda: m2.msgs == [(topic, "[10, 10, 10]")], 5), m2.msgs
+        assert m2.stats()["stale"] == 0
+    finally:
+        send(broker.port, topic, "", retain=True)  # the broker's copy cleared
+
+
+def test_lazy_slots_send_the_latest_value_made_when_sent_and_keep_nothing(broker, mq):
+    sub = Sub(broker.port, ["t/lazy/0", "t/lazy/1", "t/lazy/2"])
+    m = mq("leader-lazy")
+    try:
+        m.connected()
+        slots = m.ok("lazy", base="t/lazy", n=3)
+        # 300 touches of each in one go (the writer runs after): one value per slot waits, and
+        # nothing is kept for it but the key.
+        one = m.ok("touch", slots=slots, times=1)  # the request's own objects: the same for 1 or 299
+        got = m.ok("touch", slots=slots, times=299)
+        assert got["after"] - got["before"] <= one["after"] - one["before"] + 32, (one, got)
+        for k in range(3):
+            assert wait_for(lambda: sub.payloads("t/lazy/%d" % k)[-1:] == [b"v%d-300" % k], 5), sub.msgs
+        made = m.ok("touch", slots=slots, times=0)["made"]
+        assert made <= 6 and len(sub.msgs) == made, (made, sub.msgs)  # a document made per send only
+        m.ok("touch", slots=slots[:1], times=1)
+        assert wait_for(lambda: sub.payloads("t/lazy/0")[-2:] == [b"v0-300", b"v0-301"], 5), sub.msgs
+        # After a reconnect every lazy slot goes out again, made anew.
+        broker.stop()
+        broker.start()
+        m.connected(2, timeout=8)
+        assert wait_for(lambda: sub.payloads("t/lazy/2")[-1:] == [b"v2-300"] and len(sub.payloads("t/lazy/2")) >= 1, 5)
+    finally:
+        sub.close()
+
+
 def test_a_wildcard_subscription_is_refused_by_name(broker, mq):
     m = mq("leader-wild")
     m.connected()

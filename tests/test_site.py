@@ -86,6 +86,10 @@ REFUSALS = {
     "more than 64 chargers": (
         lambda c: _set(["chargers"], [dict(c["chargers"][0], id="c%d" % i) for i in range(65)])(c),
         "chargers", "65 chargers; at most 64"),
+    "more than 16 MQTT meters": (
+        lambda c: _set(["meters"], [{"id": "m%d" % i, "source": "mqtt", "topic": "p1/%d" % i}
+                                    for i in range(17)])(c),
+        "meters[16].source", "at most 16 MQTT meters"),
     "text where amps belong": (_set(["chargers", 0, "max_a"], "32"), "chargers[0].max_a", "must be a number"),
 }
 

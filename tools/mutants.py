@@ -158,6 +158,10 @@ MUTANTS = [
     ("unpaired-unit-forgotten-before-its-car-followed", LIB + "core/leader.py",
      "self.alloc.off[c] and self.permitted[c] == 0 and", "self.alloc.off[c] and",
      ["tests/test_leader.py::test_an_unpaired_unit_is_forgotten_only_once_it_holds_nothing_and_its_car_followed"]),
+    ("stale-retained-meter-reading-taken", LIB + "mqtt/client.py",
+     "        if rd.retain and not self._retained:\n", "        if False:\n",
+     ["tests/test_mqtt_client.py::test_a_retained_message_from_before_the_subscription_is_dropped_and_counted",
+      "tests/test_mqtt.py::test_mqtt_meter_and_timeout"]),
 ]
 
 

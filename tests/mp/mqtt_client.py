@@ -46,6 +46,21 @@ def on_message(topic, payload):
         raise ValueError("boom")
 
 
+class Source:
+    """The lazy slots' source: key k's topic is <base>/<k>, its value "v<k>-<n>", n the times
+    it was touched; both made only when the client sends them."""
+    base = "t/lazy"
+    n = []
+    made = 0
+
+    def topic(self, k):
+        return ("%s/%d" % (self.base, k)).encode()
+
+    def payload(self, k):
+        Source.made += 1
+        return b"v%d-%d" % (k, self.n[k])
+
+
 def heap():
     gc.collect()
     return gc.mem_alloc()
@@ -71,7 +86,8 @@ def make_client():
     will = cfg.get("will")
     return Client(cfg.get("host", "127.0.0.1"), cfg["port"], cfg["client_id"], user=cfg.get("user"),
                   password=cfg.get("password"), will=tuple(will) if will else None,
-                  keepalive_s=cfg.get("keepalive_s", 60), resolve=resolve, tls=tls, on_message=on_message)
+                  keepalive_s=cfg.get("keepalive_s", 60), resolve=resolve, tls=tls, on_message=on_message,
+                  source=Source(), retained=cfg.get("retained", False))
 
 
 def handle(c, req):
@@ -98,6 +114,17 @@ def handle(c, req):
         for k in range(req["n"]):
             c.publish("%s/%d" % (req["topic"], k), big)
         return True
+    if op == "lazy":  # n lazy slots under base: their slot numbers
+        Source.base = req["base"]
+        Source.n = [0] * req["n"]
+        return [c.lazy(k) for k in range(req["n"])]
+    if op == "touch":  # each of the slots touched `times` times; the heap around it, and what was made
+        before = heap()
+        for _ in range(req["times"]):
+            for k, slot in enumerate(req["slots"]):
+                Source.n[k] += 1
+                c.touch(slot)
+        return {"before": before, "after": heap(), "made": Source.made}
     if op == "sub":
         c.subscribe(req["topic"], req.get("qos", 0))
         return True

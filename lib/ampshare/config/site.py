@@ -16,13 +16,16 @@ _VOLT_MIN = const(100)  # below any public LV network's phase voltage
 _VOLT_MAX = const(480)  # above any public LV network's phase voltage
 # A leader serves up to 64 followers (DESIGN.md); so many groups and chargers also bound
 # every sum the allocator forms far below 2**30 and its arrays to a few kilobytes.
-MAX_CHARGERS = const(64)
-MAX_GROUPS = const(64)
+_MAX_CHARGERS = const(64)
+_MAX_GROUPS = const(64)
 _MODBUS_ADDR_MAX = const(247)  # Modbus RTU: unicast addresses are 1..247
 # turns.py: 15 min is long enough to be worth a contactor cycle and the car's restart, short
 # enough that a waiting car starts within the hour.
 _TURN_MIN = const(15)
 _TURN_MIN_MAX = const(1440)  # a day: beyond, nobody would take a turn
+# MQTT meters: each is a subscription the leader's MQTT client keeps (mqtt/client.py SUBS_MAX
+# is the leader's four topics and these). A main meter and sub-distributions fit.
+MQTT_METERS_MAX = const(16)
 _WIRE_ID_MAX = const(24)  # protocol.ID_MAX: a charger's id is sent to its follower
 _MODBUS_ADDR = const(1)  # every supported meter leaves the factory at address 1
 _MODBUS_MODEL = "sdm630"  # the meter of DESIGN.md's example, and the most common at a main fuse
@@ -118,6 +121,9 @@ def _meters(site, cfg):
             if not isinstance(topic, str) or not 0 < len(topic) <= 200 or "+" in topic or "#" in topic or \
                     "\x00" in topic:
                 raise ConfigError(where + ".topic", "an exact MQTT topic, 1..200 characters, no wildcard (+ #)")
+            if len(site.meter_topic) - site.meter_topic.count(None) >= MQTT_METERS_MAX:
+                raise ConfigError(where + ".source", "at most %d MQTT meters (each is a subscription the leader's "
+                                                     "client keeps)" % MQTT_METERS_MAX)
             timeout = whole(_field(m, "timeout_s", where, False, _MQTT_TIMEOUT_S), where + ".timeout_s",
                             _MQTT_TIMEOUT_MIN_S, _MQTT_TIMEOUT_MAX_S) * 1000
         site.meter_topic.append(topic)
@@ -137,8 +143,8 @@ def _groups(site, cfg, meters):
     raw = _list(cfg, "groups", True)
     if not raw:
         raise ConfigError("groups", "needs at least one group")
-    if len(raw) > MAX_GROUPS:
-        raise ConfigError("groups", "%d groups; at most %d" % (len(raw), MAX_GROUPS))
+    if len(raw) > _MAX_GROUPS:
+        raise ConfigError("groups", "%d groups; at most %d" % (len(raw), _MAX_GROUPS))
     seen = {}
     for i, g in enumerate(raw):
         _id(g, "groups[%d]" % i, seen)
@@ -238,8 +244,8 @@ def _warn_child_limits(site):
 def _chargers(site, cfg, min_ma):
     raw = _list(cfg, "chargers", False)
     n = len(raw)
-    if n > MAX_CHARGERS:
-        raise ConfigError("chargers", "%d chargers; at most %d" % (n, MAX_CHARGERS))
+    if n > _MAX_CHARGERS:
+        raise ConfigError("chargers", "%d chargers; at most %d" % (n, _MAX_CHARGERS))
     site.charger_ids = []
     site.cgroup = array("h", [0] * n)
     site.cmin = array("i", [0] * n)

@@ -3,7 +3,9 @@
 # second when changed and at least once a minute), commands in (commands.py), an MQTT meter in,
 # and Home Assistant discovery (discovery.py). It only moves values: the core decides.
 # Nothing here runs in the control loop; a broker that stalls only makes values wait in the
-# client's slots (client.py).
+# client's slots (client.py). The group and charger documents are lazy slots: the bridge keeps
+# the integers it compares for a change anyway, and the document and its topic are made from
+# them when the client sends it, so 64 chargers hold no JSON and no topic in RAM.
 import time
 
 import asyncio
@@ -15,16 +17,13 @@ from ampshare.run import store
 
 PERIOD_MS = const(1000)  # figures at most once a second per topic
 REFRESH_MS = const(60_000)  # and every one at least once a minute
-SAVE_MS = const(60_000)  # the energy file: written at most once a minute
+_SAVE_MS = const(60_000)  # the energy file: written at most once a minute
 ENERGY_FILE = "mqtt.json"  # per charger [lifetime Wh published, follower counter then], in state_dir
 _G = const(19)  # ints compared per group: meter ok, meter x3, available, requested, allocated, usage, ext (x3)
 _C = const(14)  # per charger
+_REPLY_MS = const(50)  # a queued answer waits this long at most for the reply slot to free
 MODES = ("fast", "pv", "min_pv", "off")  # core/site.py's order
 LINK = ("unknown", "online", "silent", "lost")
-
-
-def _join(pre, ids, what):
-    return [pre + what + i for i in ids]
 
 
 class Bridge:
@@ -38,12 +37,15 @@ class Bridge:
         self.status_t = pre + "/status"
         self.site_t = pre + "/site"
         self.reply_t = pre + "/reply"
-        self.group_t = _join(pre, site.group_ids, "/group/")
-        self.charger_t = _join(pre, site.charger_ids, "/charger/")
-        self.client = Client(m["host"], m["port"], "ampshare-" + self.uid, m["user"], m["password"],
-                             will=(self.status_t, b"offline", True, 1), tls=True if m["tls"] else None,
-                             on_message=self._on_message)
+        self.client = c = Client(m["host"], m["port"], "ampshare-" + self.uid, m["user"], m["password"],
+                                 will=(self.status_t, b"offline", True, 1), tls=True if m["tls"] else None,
+                                 on_message=self._on_message, source=self)
         ng, nc, nm = len(site.group_ids), len(site.charger_ids), len(site.meter_ids)
+        self.ng = ng
+        # The lazy slots: groups' documents from slot _slot0, the chargers' after them.
+        self._slot0 = c.lazy(0)
+        for k in range(1, ng + nc):
+            c.lazy(k)
         a = app.core.alloc
         # Scratch for the group figures (no list per second), and what was last published.
         self._alloc = array("i", bytes(4 * a.nk))
@@ -63,7 +65,7 @@ class Bridge:
         self._e_seen = bytearray(nc)  # heard in this leader's run
         self._e_dirty = False
         self._e_path = settings["state_dir"] + "/" + ENERGY_FILE
-        self._saved_at = time.ticks_add(time.ticks_ms(), -SAVE_MS)
+        self._saved_at = time.ticks_add(time.ticks_ms(), -_SAVE_MS)
         try:
             saved = store.read_json(self._e_path, {})
         except Exception:  # a damaged file: the totals start again from the followers' counters
@@ -87,7 +89,7 @@ class Bridge:
         self.errors = 0
 
     def tasks(self):
-        out = [self.client.run(), self.loop()]
+        out = [self.client.run(), self.loop(), self.replies()]
         if self.disc is not None:
             out.append(self.disc.run())
         return out
@@ -106,6 +108,16 @@ class Bridge:
                     import sys
                     sys.print_exception(e)
             await asyncio.sleep_ms(PERIOD_MS)
+
+    async def replies(self):
+        # The answers queue (commands.py) drains as fast as the client takes them, not once a
+        # second: a burst of commands is answered in a burst.
+        while True:
+            try:
+                self.cmd.send_reply()
+            except Exception:  # as loop(): counted, never stops the board
+                self.errors += 1
+            await asyncio.sleep_ms(_REPLY_MS)
 
     def tick(self, now):
         if time.ticks_diff(now, self._refresh_at) >= 0:
@@ -156,21 +168,12 @@ class Bridge:
                 row[16 + p] = a.ext_limit[k]
             if not self._changed(self._g_last, g * _G, _G):
                 continue
-            meter = b"[%d, %d, %d]" % (row[1], row[2], row[3]) if row[0] else b"null"
-            ext = b"[%d, %d, %d]" % (row[16], row[17], row[18]) if row[16] >= 0 else b"null"
-            k = g * 3
-            self.client.publish(self.group_t[g], b'{"meter_ma": %s, "available_ma": [%d, %d, %d], '
-                                b'"requested_ma": [%d, %d, %d], "allocated_ma": [%d, %d, %d], "usage_ma": [%d, %d, %d], '
-                                b'"limit_ma": [%d, %d, %d], "ext_ma": %s}' % (
-                                    meter, row[4], row[5], row[6], row[7], row[8], row[9], row[10], row[11], row[12],
-                                    row[13], row[14], row[15], site.limit[k], site.limit[k + 1], site.limit[k + 2], ext),
-                                True)
+            self.client.touch(self._slot0 + g)
 
     def _chargers(self):
         core, site = self.app.core, self.app.site
         a, t = core.alloc, core.turns
         row = self._row
-        volts = site.voltage
         for c in range(len(site.charger_ids)):
             row[0] = a.pilot[c]
             row[1] = core.sent[c]
@@ -185,22 +188,52 @@ class Bridge:
             row[11] = self.e_pub[c]
             row[12] = site.cmax[c]
             row[13] = 1 if a.sharing else 0
-            if not self._changed(self._c_last, c * _C, _C):
-                continue
-            self.client.publish(self.charger_t[c], b'{"state": "%s", "offered_ma": %d, "fallback_ma": %d, '
-                                b'"draw_ma": [%d, %d, %d], "power_w": %d, "phases": %d, "link": "%s", "mode": "%s", '
-                                b'"max_ma": %d, "ext_ma": %s, "session_wh": %d, "energy_wh": %s}' % (
-                                    chr(row[0]) if row[0] else "A", row[1], row[2], row[3], row[4], row[5],
-                                    (row[3] + row[4] + row[5]) * volts // 1000, row[6], LINK[row[7]],
-                                    MODES[row[8]], row[12], b"%d" % row[9] if row[9] >= 0 else b"null",
-                                    row[10], b"%d" % row[11] if row[11] >= 0 else b"null"), True)
+            if self._changed(self._c_last, c * _C, _C):
+                self.client.touch(self._slot0 + self.ng + c)
+
+    # ---- the documents, made when the client sends them (client.lazy) -------------------------
+
+    def group_topic(self, g):
+        return "%s/group/%s" % (self.pre, self.app.site.group_ids[g])
+
+    def charger_topic(self, c):
+        return "%s/charger/%s" % (self.pre, self.app.site.charger_ids[c])
+
+    def topic(self, key):
+        ng = self.ng
+        return (self.group_topic(key) if key < ng else self.charger_topic(key - ng)).encode()
+
+    def payload(self, key):
+        # From the integers last compared (_changed): the document says what was compared.
+        ng = self.ng
+        if key < ng:
+            return self._group_doc(key)
+        c = key - ng
+        r, o = self._c_last, c * _C
+        return b'{"state": "%s", "offered_ma": %d, "fallback_ma": %d, "draw_ma": [%d, %d, %d], "power_w": %d, ' \
+               b'"phases": %d, "link": "%s", "mode": "%s", "max_ma": %d, "ext_ma": %s, "session_wh": %d, ' \
+               b'"energy_wh": %s}' % (
+                   chr(r[o]) if r[o] else "A", r[o + 1], r[o + 2], r[o + 3], r[o + 4], r[o + 5],
+                   (r[o + 3] + r[o + 4] + r[o + 5]) * self.app.site.voltage // 1000, r[o + 6], LINK[r[o + 7]],
+                   MODES[r[o + 8]], r[o + 12], b"%d" % r[o + 9] if r[o + 9] >= 0 else b"null",
+                   r[o + 10], b"%d" % r[o + 11] if r[o + 11] >= 0 else b"null")
+
+    def _group_doc(self, g):
+        r, o = self._g_last, g * _G
+        lim, k = self.app.site.limit, g * 3
+        meter = b"[%d, %d, %d]" % (r[o + 1], r[o + 2], r[o + 3]) if r[o] else b"null"
+        ext = b"[%d, %d, %d]" % (r[o + 16], r[o + 17], r[o + 18]) if r[o + 16] >= 0 else b"null"
+        return b'{"meter_ma": %s, "available_ma": [%d, %d, %d], "requested_ma": [%d, %d, %d], ' \
+               b'"allocated_ma": [%d, %d, %d], "usage_ma": [%d, %d, %d], "limit_ma": [%d, %d, %d], "ext_ma": %s}' % (
+                   meter, r[o + 4], r[o + 5], r[o + 6], r[o + 7], r[o + 8], r[o + 9], r[o + 10], r[o + 11], r[o + 12],
+                   r[o + 13], r[o + 14], r[o + 15], lim[k], lim[k + 1], lim[k + 2], ext)
 
     def _site(self):
         app = self.app
         a, site = app.core.alloc, app.site
         cmd = self.cmd
         key = (a.sharing, bytes(a.meter_ok), cmd.commands, cmd.refused, cmd.meter_refused, app.flash_errors,
-               self.errors)
+               self.errors, cmd.replies_dropped, self.client.stale)
         if key == self._site_last and not self._force:
             return
         self._site_last = key
@@ -208,9 +241,10 @@ class Bridge:
                                                                  "true" if a.meter_ok[m] else "false")
                            for m, mid in enumerate(site.meter_ids))
         self.client.publish(self.site_t, '{"sharing": "%s", "meters": {%s}, "commands": %d, "refused": %d, '
-                            '"meter_refused": %d, "flash_errors": %d, "errors": %d}' % (
+                            '"meter_refused": %d, "replies_dropped": %d, "stale": %d, "flash_errors": %d, "errors": %d}' % (
                                 "on" if a.sharing else "off", meters, cmd.commands, cmd.refused,
-                                cmd.meter_refused, app.flash_errors, self.errors), True)
+                                cmd.meter_refused, cmd.replies_dropped, self.client.stale, app.flash_errors,
+                                self.errors), True)
 
     # ---- lifetime energy ----------------------------------------------------------------------
 
@@ -232,7 +266,7 @@ class Bridge:
             self._e_seen[c] = 1
             self.e_raw[c] = r
             self._e_dirty = True
-        if self._e_dirty and time.ticks_diff(now, self._saved_at) >= SAVE_MS:
+        if self._e_dirty and time.ticks_diff(now, self._saved_at) >= _SAVE_MS:
             self._saved_at = now
             ids = self.app.site.charger_ids
             total, raw = self.e_total, self.e_raw

@@ -3,18 +3,24 @@
 # client. Its tasks wait in asyncio's I/O queue and never in the socket; run() reconnects for
 # ever, with a capped exponential backoff.
 #
-# Output is bounded: one slot per topic holds only that topic's latest value. publish() replaces
+# Output is bounded: one slot per topic holds only that topic's latest value. A slot may also
+# hold nothing but a key (lazy()): its topic and value are made by the `source` when the writer
+# takes it, from the figures the source keeps anyway, so 64 chargers' documents cost no RAM
+# while they wait (the latest value is the one rendered). publish() replaces
 # the slot's value and returns; the writer sends what the slots hold as fast as the socket takes
 # it. A slow or stalled broker makes the values wait in their slots, where newer ones replace
 # older ones: nothing queues without bound, and after each connect every topic's latest value
 # is sent again (a broker restarted without its store gets every retained value back; a value cut
-# off by the drop is not lost). QoS 1 values are kept until their PUBACK, at most INFLIGHT_MAX at
+# off by the drop is not lost). QoS 1 values are kept until their PUBACK, at most _INFLIGHT_MAX at
 # once, resent with DUP after _RESEND_MS and after a reconnect; a slot's next value waits for its
 # previous one's PUBACK, so that a topic's values arrive in order.
 #
 # Input: SUBSCRIBE to exact topics (QoS 0 or 1; a wildcard is refused by name: a `#` could pull
 # a broker's whole retained store in). Each PUBLISH that comes in goes to on_message(topic,
-# payload) as bytes; at QoS 1 it is acknowledged after the callback. A callback that raises is
+# payload) as bytes; at QoS 1 it is acknowledged after the callback. A PUBLISH the broker sends
+# with RETAIN set is a stored value delivered because we subscribed, not a live one (MQTT 3.1.1,
+# 3.3.1.3): it is dropped and counted (`stale`) unless the client is made with retained=True.
+# A command or a meter reading kept by a broker for hours must not act as if sent now. A callback that raises is
 # counted, never propagated. A packet over packet.IN_MAX is dropped and counted, and the
 # connection reset (MQTT cannot skip a packet without reading it through).
 #
@@ -56,15 +62,16 @@ from ampshare.mqtt import packet
 # status: 160. A slot costs two references and a flag byte, its dict entry and its topic's bytes.
 # Registering one more raises ValueError.
 SLOTS_MAX = const(160)
-# Topics the client subscribes to (exact ones only): a command topic per charger and a few for
-# the site (its limit, a meter's readings).
-SUBS_MAX = const(72)
+# Topics the client subscribes to (exact ones only): the leader's three command topics (the
+# target is in the payload, so their number does not grow with the site), Home Assistant's
+# status, and a topic per MQTT meter (config/site.py takes at most 16).
+SUBS_MAX = const(20)
 # QoS 1 messages unacknowledged at once. QoS 1 is for the few values that must arrive (the
 # status, a command's answer); past this a QoS 1 value waits in its slot as the latest value.
-INFLIGHT_MAX = const(4)
+_INFLIGHT_MAX = const(4)
 # A topic's bytes. Home Assistant's discovery topics, our longest, are under 100 bytes; this
 # keeps any PUBLISH's header (1 + 4 + 2 + topic + 2) inside the output buffer.
-TOPIC_MAX = const(255)
+_TOPIC_MAX = const(255)
 # The output buffer: frames are encoded into it, several small ones per write. A value too long
 # to fit beside its header is written from its own object after the header.
 _OUT = const(512)
@@ -110,8 +117,8 @@ def _name(topic, what):
     """A topic as the client keeps it: its UTF-8 bytes (a bytearray's slice assignment takes
     bytes, not a str)."""
     b = topic.encode() if isinstance(topic, str) else bytes(topic)
-    if not b or len(b) > TOPIC_MAX:
-        raise ValueError("mqtt: %s %r: a topic is 1..%d bytes" % (what, topic, TOPIC_MAX))
+    if not b or len(b) > _TOPIC_MAX:
+        raise ValueError("mqtt: %s %r: a topic is 1..%d bytes" % (what, topic, _TOPIC_MAX))
     for w in "+#":
         if ord(w) in b:
             if what == "subscribe":
@@ -134,7 +141,7 @@ class Client:
     """
 
     def __init__(self, host, port, client_id, user=None, password=None, will=None, keepalive_s=60, resolve=None,
-                 tls=None, on_message=None):
+                 tls=None, on_message=None, source=None, retained=False):
         if not 0 < keepalive_s <= 0xFFFF:
             raise ValueError("mqtt: keepalive 1..65535 s (0 would leave a silent broker unnoticed)")
         wt, wp, wr, wq = None, b"", False, 0
@@ -149,6 +156,8 @@ class Client:
                 tls.verify_mode = ssl.CERT_NONE
         self.host, self.port = host, port
         self.on_message = on_message
+        self._source = source
+        self._retained = retained
         self._resolve = resolve
         self._tls = tls
         self._ka = keepalive_s * 1000
@@ -171,12 +180,12 @@ class Client:
         self._sub_pid = [0] * SUBS_MAX
         self._sub_next = 0  # the next one to send on this connection
         # QoS 1 in flight.
-        self._fl_state = bytearray(INFLIGHT_MAX)
-        self._fl_slot = bytearray(INFLIGHT_MAX)
-        self._fl_ret = bytearray(INFLIGHT_MAX)
-        self._fl_pid = [0] * INFLIGHT_MAX
-        self._fl_at = [0] * INFLIGHT_MAX
-        self._fl_val = [None] * INFLIGHT_MAX
+        self._fl_state = bytearray(_INFLIGHT_MAX)
+        self._fl_slot = bytearray(_INFLIGHT_MAX)
+        self._fl_ret = bytearray(_INFLIGHT_MAX)
+        self._fl_pid = [0] * _INFLIGHT_MAX
+        self._fl_at = [0] * _INFLIGHT_MAX
+        self._fl_val = [None] * _INFLIGHT_MAX
         self._pid = 0
         # PUBACKs owed, in the order their PUBLISH came (4.6).
         self._acks = [0] * _ACKS
@@ -211,6 +220,7 @@ class Client:
         self.published = 0
         self.resent = 0
         self.received = 0
+        self.stale = 0  # retained deliveries dropped
         self.sub_failures = 0
         self.errors = 0  # our own bugs, caught in run()
 
@@ -249,14 +259,32 @@ class Client:
         discovery configs, paced), rather than a slot each."""
         self._topics[self._index[topic]] = _name(new, "publish")
 
+    def lazy(self, key):
+        """A slot whose topic and value the source makes when the writer takes it:
+        source.topic(key) and source.payload(key), bytes each. The client keeps the key (a small
+        int) and nothing else. QoS 0 only (a QoS 1 resend must repeat the value it sent).
+        Returns the slot, for touch()."""
+        return self._register(key)
+
+    def touch(self, slot, retain=True):
+        """A lazy slot's value has changed: it goes out when the socket takes it."""
+        if self._vals[slot] is None:
+            self._vals[slot] = 0  # has a value: sent again after every connect
+        f = self._flags[slot]
+        if not f & _DIRTY:
+            self._dirty += 1
+        self._flags[slot] = _DIRTY | (_RETAIN if retain else 0)
+        self._wake()
+
     def _register(self, topic):
-        t = _name(topic, "publish")
+        t = topic if isinstance(topic, int) else _name(topic, "publish")
         if len(self._topics) >= SLOTS_MAX:
             raise ValueError("mqtt: publish %r: all %d topic slots are taken (SLOTS_MAX)" % (topic, SLOTS_MAX))
         i = len(self._topics)
         self._topics.append(t)
         self._vals.append(None)
-        self._index[topic] = i
+        if not isinstance(topic, int):
+            self._index[topic] = i
         return i
 
     def subscribe(self, topic, qos=0):
@@ -300,12 +328,12 @@ class Client:
                 "attempts": self.attempts, "connects": self.connects, "disconnects": self.disconnects,
                 "refused": self.refused, "dropped_oversized": self.dropped_oversized, "malformed": self.malformed,
                 "callback_errors": self.callback_errors, "published": self.published, "resent": self.resent,
-                "received": self.received, "sub_failures": self.sub_failures, "errors": self.errors,
+                "received": self.received, "stale": self.stale, "sub_failures": self.sub_failures, "errors": self.errors,
                 "in_flight": self.in_flight(), "topics": len(self._topics)}
 
     def in_flight(self):
         n = 0
-        for e in range(INFLIGHT_MAX):
+        for e in range(_INFLIGHT_MAX):
             if self._fl_state[e] != _F_FREE:
                 n += 1
         return n
@@ -438,7 +466,7 @@ class Client:
             self._ping_at = now
             self._ping_send = True
             self._wake()
-        for e in range(INFLIGHT_MAX):
+        for e in range(_INFLIGHT_MAX):
             if self._fl_state[e] == _F_WAIT and ticks_diff(now, self._fl_at[e]) >= _RESEND_MS:
                 self._fl_state[e] = _F_RESEND
                 self._wake()
@@ -527,7 +555,7 @@ class Client:
             i = packet.subscribe(out, i, self._sub_pid[k], t, self._sub_qos[k])
             self._sub_next = k + 1
         now = ticks_ms()
-        for e in range(INFLIGHT_MAX):
+        for e in range(_INFLIGHT_MAX):
             if self._fl_state[e] == _F_RESEND:
                 j = self._put(out, i, self._topics[self._fl_slot[e]], self._fl_val[e], 1, self._fl_ret[e], True,
                               self._fl_pid[e])
@@ -559,8 +587,13 @@ class Client:
                         seen += 1
                         continue
                 pid = self._next_pid() if e >= 0 else 0
-                v = self._vals[k]
-                j = self._put(out, i, self._topics[k], v, 1 if e >= 0 else 0, f & _RETAIN, False, pid)
+                t = self._topics[k]
+                if isinstance(t, int):  # a lazy slot: made now, the latest there is
+                    v = self._source.payload(t)
+                    t = self._source.topic(t)
+                else:
+                    v = self._vals[k]
+                j = self._put(out, i, t, v, 1 if e >= 0 else 0, f & _RETAIN, False, pid)
                 if j < 0:
                     break  # the next batch starts with it
                 flags[k] = f & ~_DIRTY | (_FLIGHT if e >= 0 else 0)
@@ -595,7 +628,7 @@ class Client:
         return packet.publish_head(out, 0, topic, size, qos, retain, dup, pid)
 
     def _free_entry(self):
-        for e in range(INFLIGHT_MAX):
+        for e in range(_INFLIGHT_MAX):
             if self._fl_state[e] == _F_FREE:
                 return e
         return -1
@@ -604,7 +637,7 @@ class Client:
         while True:
             p = self._pid + 1 if self._pid < _PID_MAX else 1
             self._pid = p
-            for e in range(INFLIGHT_MAX):
+            for e in range(_INFLIGHT_MAX):
                 if self._fl_state[e] != _F_FREE and self._fl_pid[e] == p:
                     break
             else:
@@ -696,7 +729,7 @@ class Client:
             if f & _DIRTY:
                 d += 1
         self._dirty = d
-        for e in range(INFLIGHT_MAX):
+        for e in range(_INFLIGHT_MAX):
             if self._fl_state[e] != _F_FREE:
                 self._fl_state[e] = _F_RESEND
         self._wake()
@@ -706,10 +739,12 @@ class Client:
             return False  # we subscribe at QoS 1 at most (3.8.4: the broker may not exceed it)
         inv = self._inv
         topic = bytes(inv[2:rd.topic_end])
-        payload = bytes(inv[rd.payload:rd.size])
         self.received += 1
         cb = self.on_message
-        if cb is not None:
+        if rd.retain and not self._retained:
+            self.stale += 1
+        elif cb is not None:
+            payload = bytes(inv[rd.payload:rd.size])
             try:
                 cb(topic, payload)
             except Exception as e:  # the callback's fault: counted, the client goes on
@@ -722,7 +757,7 @@ class Client:
         return True
 
     def _acked(self, pid):
-        for e in range(INFLIGHT_MAX):
+        for e in range(_INFLIGHT_MAX):
             if self._fl_state[e] != _F_FREE and self._fl_pid[e] == pid:
                 s = self._fl_slot[e]
                 self._fl_state[e] = _F_FREE

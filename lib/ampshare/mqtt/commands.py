@@ -1,8 +1,11 @@
-# Commands in over MQTT (docs/mqtt.md): a group's limit, a charger's maximum and mode, the
-# sharing switch, and the MQTT meters' readings. Exact topics only, looked up in one dict; each
-# message is a bounded piece of work (one JSON parse of at most the client's IN_MAX bytes, one
-# core call, one reply). Every command is answered on <prefix>/reply: "requested", then
-# "completed" or "failed" with a reason. Nothing a publisher sends raises out of here.
+# Commands in over MQTT (docs/mqtt.md): a group's limit or a charger's maximum, a charger's mode,
+# the sharing switch, and the MQTT meters' readings. Three command topics whatever the site's
+# size (the group or charger is named in the payload, as POST /api/limit names it), so the
+# subscriptions and their RAM do not grow with 64 chargers. Exact topics only, looked up in one
+# dict; each message is a bounded piece of work (one JSON parse of at most the client's IN_MAX
+# bytes, one core call, one reply). Every command is answered on <prefix>/reply: "requested",
+# then "completed" or "failed" with a reason; the answers wait in a short queue and go out one
+# after the other. Nothing a publisher sends raises out of here.
 import json
 import time
 
@@ -10,13 +13,15 @@ from micropython import const
 
 from ampshare.core.external import COMPLETED, FAILED, REQUESTED, WATCHDOG_MS
 
-K_SHARING = const(0)
-K_LIMIT = const(1)
-K_MAX = const(2)
-K_MODE = const(3)
-K_METER = const(4)
-K_HA = const(5)
+_K_SHARING = const(0)
+_K_LIMIT = const(1)
+_K_MODE = const(3)
+_K_METER = const(4)
+_K_HA = const(5)
 _PENDING_MAX = const(8)  # answers owed at once: core/external.py keeps 8
+# Answers waiting for the reply topic: a burst of 8 commands' "requested" and final answers.
+# Past it the oldest is dropped and counted (replies_dropped on P/site).
+_REPLIES_MAX = const(16)
 _AMPS_MAX = const(1000)  # config/site.py's largest fuse
 _METER_MS = const(5000)  # core/leader.py's METER_SILENT_MS: re-fed until timeout_s less this
 MODES = ("fast", "pv", "min_pv", "off")
@@ -28,27 +33,25 @@ class Commands:
         site = bridge.app.site
         self.topics = {}
         pre = bridge.pre
-        # Subscriptions by importance: the client takes SUBS_MAX (72); a site with more
-        # chargers than fit gets the first ones' mode topics only (docs/mqtt.md).
-        subs = [(pre + "/sharing/set", K_SHARING, 0)]
+        subs = [(pre + "/sharing/set", _K_SHARING, 0), (pre + "/limit/set", _K_LIMIT, 0),
+                (pre + "/mode/set", _K_MODE, 0)]
         if bridge.discovery_on:
-            subs.append(("homeassistant/status", K_HA, 0))
+            subs.append(("homeassistant/status", _K_HA, 0))
         for m, topic in enumerate(site.meter_topic):
             if topic is not None:
-                subs.append((topic, K_METER, m))
-        subs += [(pre + "/group/%s/limit/set" % g, K_LIMIT, i) for i, g in enumerate(site.group_ids)]
-        subs += [(pre + "/charger/%s/max/set" % c, K_MAX, i) for i, c in enumerate(site.charger_ids)]
-        subs += [(pre + "/charger/%s/mode/set" % c, K_MODE, i) for i, c in enumerate(site.charger_ids)]
+                subs.append((topic, _K_METER, m))
         self.unsubscribed = 0
         for topic, kind, i in subs:
             try:
-                bridge.client.subscribe(topic, 1 if kind != K_METER and kind != K_HA else 0)
+                bridge.client.subscribe(topic, 1 if kind != _K_METER and kind != _K_HA else 0)
             except ValueError:
                 self.unsubscribed += 1
                 continue
             self.topics[topic.encode()] = kind << 8 | i
         subs = None
         self.pending = []  # [core request id or None, topic, correlation (JSON text), state]
+        self.replies = []  # answers (str) not yet handed to the client
+        self.replies_dropped = 0
         self.commands = 0
         self.refused = 0
         self.meter_refused = 0
@@ -58,10 +61,10 @@ class Commands:
         if code is None:
             return
         kind, i = code >> 8, code & 0xFF
-        if kind == K_METER:
+        if kind == _K_METER:
             self._meter(i, payload)
             return
-        if kind == K_HA:
+        if kind == _K_HA:
             if payload == b"online" and self.b.disc is not None:
                 self.b.disc.again()
             return
@@ -73,12 +76,12 @@ class Commands:
                 cid = obj.pop("id")
                 if isinstance(cid, (int, str)) and not isinstance(cid, bool):
                     corr = json.dumps(cid)
-            if kind == K_SHARING:
+            if kind == _K_SHARING:
                 rid, reason = self._sharing(obj)
-            elif kind == K_MODE:
-                rid, reason = self._mode(i, obj)
+            elif kind == _K_MODE:
+                rid, reason = self._mode(obj)
             else:
-                rid, reason = self._limit(kind, i, obj)
+                rid, reason = self._limit(obj)
         except Exception as e:  # anything a payload could provoke: refused, never raised
             rid, reason = None, "malformed: %s" % type(e).__name__
         t = topic.decode()
@@ -92,8 +95,19 @@ class Commands:
         self.pending.append([rid, t, corr])
 
     def _reply(self, topic, corr, state, reason):
-        self.b.client.publish(self.b.reply_t, '{"topic": "%s", "id": %s, "state": "%s", "reason": %s}' % (
-            topic, corr, state, json.dumps(reason)), False, 1)
+        q = self.replies
+        if len(q) >= _REPLIES_MAX:
+            q.pop(0)
+            self.replies_dropped += 1
+        q.append('{"topic": "%s", "id": %s, "state": "%s", "reason": %s}' % (topic, corr, state, json.dumps(reason)))
+        self.send_reply()
+
+    def send_reply(self):
+        """The next answer to the client, once the last has gone into its output (the reply
+        topic's one slot would otherwise replace an answer not yet sent)."""
+        c, t = self.b.client, self.b.reply_t
+        if self.replies and not c.waiting(t):
+            c.publish(t, self.replies.pop(0), False, 1)
 
     def answers(self):
         """Once a second: requests the core has completed (or failed) are answered."""
@@ -126,9 +140,14 @@ class Commands:
             return None, "in force, but could not be saved to flash: a restart forgets it"
         return None, None
 
-    def _mode(self, c, obj):
+    def _mode(self, obj):
+        # {"charger": id, "mode": "fast" | "pv" | "min_pv" | "off"}
+        c, reason = _target(obj, self.b.app.site, ("mode",), False)
+        if reason is not None:
+            return None, reason
+        obj = obj.get("mode")
         if obj not in MODES:
-            return None, "must be one of fast pv min_pv off"
+            return None, "mode: one of fast pv min_pv off"
         app = self.b.app
         m = MODES.index(obj)
         if m in (1, 2) and app.core.surplus is None:
@@ -137,20 +156,19 @@ class Commands:
         app.events.add(time.ticks_ms(), "mode", "%s: mode %s (MQTT)" % (app.site.charger_ids[c], obj))
         return None, None
 
-    def _limit(self, kind, i, obj):
-        # {"a": 16 | [16, 16, 16]} or {"w": 3000}, "watchdog_s" (30), or {"clear": true}.
-        if not isinstance(obj, dict):
-            return None, 'must be {"a": amps} or {"w": watts}, with "watchdog_s"'
-        for k in obj:
-            if k not in ("a", "w", "watchdog_s", "clear"):
-                return None, "unknown field '%s'" % k
+    def _limit(self, obj):
+        # {"group" | "charger": id, "a": 16 | [16, 16, 16]} or "w": 3000, "watchdog_s" (30), or
+        # "clear": true.
+        app = self.b.app
+        site = app.site
+        i, reason = _target(obj, site, ("a", "w", "watchdog_s", "clear"), True)
+        if reason is not None:
+            return None, reason
         a, w, wd = obj.get("a"), obj.get("w"), obj.get("watchdog_s", WATCHDOG_MS // 1000)
         if isinstance(wd, bool) or not isinstance(wd, int) or not 0 <= wd <= 86400:
             return None, "watchdog_s: whole seconds 0..86400, 0 for none"
-        app = self.b.app
-        site = app.site
-        name = "group" if kind == K_LIMIT else "charger"
-        ident = (site.group_ids if kind == K_LIMIT else site.charger_ids)[i]
+        name = "group" if "group" in obj else "charger"
+        ident = (site.group_ids if name == "group" else site.charger_ids)[i]
         now = time.ticks_ms()
         if obj.get("clear") is True and a is None and w is None:
             return app.core.limit(now, name, ident), None
@@ -234,6 +252,25 @@ def _parse(payload):
         if not w or len(w) > 16 or not all(ch.isalpha() or ch == "_" for ch in w):
             raise
         return w
+
+
+def _target(obj, site, fields, group_too):
+    # The group or charger a command names, by index, and the fields it may carry besides.
+    if not isinstance(obj, dict):
+        return None, 'must be a JSON object naming its "charger"' + (' or "group"' if group_too else "")
+    for k in obj:
+        if k not in fields and k != "charger" and not (group_too and k == "group"):
+            return None, "unknown field '%s'" % k
+    if group_too and "group" in obj:
+        if "charger" in obj:
+            return None, "name a group or a charger, not both"
+        ids, what = site.group_ids, "group"
+    else:
+        ids, what = site.charger_ids, "charger"
+    ident = obj.get(what)
+    if ident not in ids:  # a non-string never matches
+        return None, "%s: no %s %s on this site" % (what, what, json.dumps(ident))
+    return ids.index(ident), None
 
 
 def _ma(x):

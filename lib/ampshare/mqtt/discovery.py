@@ -3,14 +3,14 @@
 # maximum, its mode). One config per entity at homeassistant/<component>/<node_id>/<object_id>/
 # config, retained, abbreviated keys, made one at a time from a generator and published through
 # ONE client slot whose topic is changed for each config once the previous one is out (a slot
-# per config would take 10 per charger of the client's 160; see _put). Paced at PACE_MS.
+# per config would take 10 per charger of the client's 160; see _put). Paced at _PACE_MS.
 # Published again after every (re)connect and when Home Assistant says "online".
 import json
 
 import asyncio
 from micropython import const
 
-PACE_MS = const(250)  # four configs a second at most: 64 chargers' 640 in under 3 minutes
+_PACE_MS = const(250)  # four configs a second at most: 64 chargers' 640 in under 3 minutes
 PREFIX = "homeassistant"
 
 
@@ -55,7 +55,7 @@ class Discovery:
             except Exception:  # counted on the site document; never stops the board
                 self.b.errors += 1
                 self._gen = None
-            await asyncio.sleep_ms(PACE_MS)
+            await asyncio.sleep_ms(_PACE_MS)
 
     def _idle(self):
         return self._key is None or not self.b.client.waiting(self._key)
@@ -96,7 +96,7 @@ class Discovery:
             "stat_t": b.site_t, "val_tpl": "{{ value_json.sharing }}", "cmd_t": b.pre + "/sharing/set",
             "pl_on": "on", "pl_off": "off", "stat_on": "on", "stat_off": "off"})
         for g, gid in enumerate(site.group_ids):
-            t, o = b.group_t[g], "group_" + _safe(gid)
+            t, o = b.group_topic(g), "group_" + _safe(gid)
             for p in range(3):
                 yield amps(t, "{{ (value_json.meter_ma[%d] / 1000) if value_json.meter_ma else None }}" % p,
                            leader, "%s_meter_l%d" % (o, p + 1), "%s meter L%d" % (gid, p + 1))
@@ -107,10 +107,11 @@ class Discovery:
             top = max(site.limit[g * 3], site.limit[g * 3 + 1], site.limit[g * 3 + 2]) / 1000
             yield cfg("number", leader, o + "_limit", "%s limit" % gid, {
                 "stat_t": t, "val_tpl": "{{ ((value_json.ext_ma or value_json.limit_ma) | max) / 1000 }}",
-                "cmd_t": "%s/group/%s/limit/set" % (b.pre, gid), "cmd_tpl": '{"a": {{ value }}, "watchdog_s": 0}',
+                "cmd_t": b.pre + "/limit/set", "cmd_tpl": '{"group": %s, "a": {{ value }}, "watchdog_s": 0}' % json.dumps(gid),
                 "min": 0, "max": top, "step": 1, "mode": "box", "dev_cla": "current", "unit_of_meas": "A"})
         for c, cid in enumerate(site.charger_ids):
-            t, o = b.charger_t[c], "charger_" + _safe(cid)
+            t, o = b.charger_topic(c), "charger_" + _safe(cid)
+            named = json.dumps(cid)
             dev = {"ids": [node + "_" + _safe(cid)], "name": cid, "mf": "ampshare", "mdl": "follower",
                    "via_device": node}
             yield cfg("sensor", dev, o + "_state", "State", {"stat_t": t, "val_tpl": "{{ value_json.state }}"})
@@ -130,9 +131,10 @@ class Discovery:
             yield cfg("number", dev, o + "_max", "Maximum", {
                 "stat_t": t, "val_tpl": "{{ (value_json.ext_ma if value_json.ext_ma is not none "
                                         "else value_json.max_ma) / 1000 }}",
-                "cmd_t": "%s/charger/%s/max/set" % (b.pre, cid), "cmd_tpl": '{"a": {{ value }}, "watchdog_s": 0}',
+                "cmd_t": b.pre + "/limit/set", "cmd_tpl": '{"charger": %s, "a": {{ value }}, "watchdog_s": 0}' % named,
                 "min": 0, "max": site.cmax[c] / 1000, "step": 1, "mode": "box", "dev_cla": "current",
                 "unit_of_meas": "A"})
             yield cfg("select", dev, o + "_mode", "Mode", {
-                "stat_t": t, "val_tpl": "{{ value_json.mode }}", "cmd_t": "%s/charger/%s/mode/set" % (b.pre, cid),
+                "stat_t": t, "val_tpl": "{{ value_json.mode }}", "cmd_t": b.pre + "/mode/set",
+                "cmd_tpl": '{"charger": %s, "mode": "{{ value }}"}' % named,
                 "ops": ["fast", "pv", "min_pv", "off"]})
