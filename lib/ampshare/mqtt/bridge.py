@@ -65,7 +65,8 @@ class Bridge:
         self._e_seen = bytearray(nc)  # heard in this leader's run
         self._e_dirty = False
         self._e_path = settings["state_dir"] + "/" + ENERGY_FILE
-        self._saved_at = time.ticks_add(time.ticks_ms(), -_SAVE_MS)
+        self._save_ms = settings["energy_save_ms"] or _SAVE_MS
+        self._saved_at = time.ticks_add(time.ticks_ms(), -self._save_ms)
         try:
             saved = store.read_json(self._e_path, {})
         except Exception:  # a damaged file: the totals start again from the followers' counters
@@ -266,7 +267,7 @@ class Bridge:
             self._e_seen[c] = 1
             self.e_raw[c] = r
             self._e_dirty = True
-        if self._e_dirty and time.ticks_diff(now, self._saved_at) >= _SAVE_MS:
+        if self._e_dirty and time.ticks_diff(now, self._saved_at) >= self._save_ms:
             self._saved_at = now
             ids = self.app.site.charger_ids
             total, raw = self.e_total, self.e_raw

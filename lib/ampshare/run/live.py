@@ -47,8 +47,9 @@ def chunks(app, why=None):
             row["why"] = why(app, c, allocated)
             row["heard_ms_ago"] = time.ticks_diff(time.ticks_ms(), core.heard[c]) if core.status[c] else None
         yield "%s%s: %s" % (", " if c else "", json.dumps(cid), json.dumps(row))
-    yield '}, "meters": %s, "flash_errors": %d, "flash_error": %s}' % (
-        json.dumps(meter_health(app)), app.flash_errors, json.dumps(app.flash_error))
+    yield '}, "meters": %s, "flash_errors": %d, "flash_error": %s, "loop": {"period_ms": %d, "gap_ms": %d, ' \
+          '"gap_max_ms": %d}}' % (json.dumps(meter_health(app)), app.flash_errors, json.dumps(app.flash_error),
+                                  app.period_ms, app.gap_recent(), app.gap_max)
 
 
 def meter_health(app):

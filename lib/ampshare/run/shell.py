@@ -4,7 +4,13 @@ import sys
 import time
 
 import asyncio
+from micropython import const
+
 from ampshare.core.ints import count
+
+# The control loop's timing, for the live view and make bench-mqtt: the longest interval
+# between two control steps, over windows of this length (the last whole one and the current).
+_GAP_WINDOW_MS = const(5000)
 
 
 class Shell:
@@ -18,6 +24,10 @@ class Shell:
         self.failed = None
         self.flash_errors = 0  # failed writes to flash, shown in the live view
         self.flash_error = None  # the last one's message
+        # The longest interval between two control steps (ms): in the current window, the
+        # last one, and since start. A period is period_ms; anything that blocks the event
+        # loop (a socket, a slow handler) shows here.
+        self.gap_now = self.gap_last = self.gap_max = 0
 
     def persist(self, save, *args):
         """A write to flash: True when it took. One that fails (a full or worn flash) is
@@ -35,6 +45,10 @@ class Shell:
     def step(self, now_ms):
         raise NotImplementedError
 
+    def gap_recent(self):
+        """The longest interval between two control steps in the last 5 to 10 s (ms)."""
+        return max(self.gap_now, self.gap_last)
+
     def tasks(self):
         """The side tasks' coroutines (receiving, polling)."""
         return ()
@@ -49,9 +63,18 @@ class Shell:
     async def control(self):
         b = self.board
         b.start_watchdog(self.watchdog_ms)
-        due = time.ticks_ms()
+        due = last = window = time.ticks_ms()
         while self.failed is None:
             now = time.ticks_ms()
+            gap = time.ticks_diff(now, last)
+            last = now
+            if gap > self.gap_now:
+                self.gap_now = gap
+                if gap > self.gap_max:
+                    self.gap_max = gap
+            if time.ticks_diff(now, window) >= _GAP_WINDOW_MS:
+                window = now
+                self.gap_last, self.gap_now = self.gap_now, 0
             self.step(now)
             b.keepalive()
             b.feed()
