@@ -414,6 +414,7 @@ def test_figures_are_the_live_views_in_the_documented_order_without_heap(tmp_pat
         app = O()
         app.core, app.site, app.port, app.line, app.clamps = core, site, O(), None, None
         app.port.l_epoch, app.flash_errors, app.flash_error = 1, 0, None
+        app.period_ms, app.gap_max, app.gap_recent = 100, 0, lambda: 0  # run/shell.py's loop figures
         vals = array("i", [0] * count(site))
         figures(app, vals)  # makes its scratch for this site's size
 
