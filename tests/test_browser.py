@@ -300,6 +300,38 @@ def test_an_installer_commissions_the_home_site_from_the_page(site, browser, tmp
     Select(drv.find_element(By.ID, "hnode")).select_by_visible_text("garage")
     until(drv, lambda d: list(legend(d)) == ["offered", "drawn"] and legend(d)["drawn"] > 0)
 
+    # MQTT from the admin page: a name is refused at its field, an address is saved and the
+    # leader restarts with it; the form shows it back, the password only as set.
+    tab(drv, "admin")
+
+    def fill(field, value):
+        el = drv.find_element(By.ID, "mq_" + field)
+        el.clear()
+        el.send_keys(value)
+    fill("host", "broker.lan")
+    drv.find_element(By.ID, "mqsave").click()
+    until(drv, lambda d: message(d).startswith("settings.mqtt.host: the broker's IPv4 address"))
+    fill("host", "127.0.0.1")
+    fill("port", "1")  # nothing listens there: the client keeps trying, the leader runs on
+    fill("user", "ha")
+    fill("password", "broker-pw")
+    drv.find_element(By.ID, "mqsave").click()
+    until(drv, lambda d: message(d) == "MQTT saved: the leader restarts with it")
+    saved = json.loads((site.work / "leader" / "settings.json").read_text())["mqtt"]
+    assert saved == {"host": "127.0.0.1", "port": 1, "discovery": True, "tls": False, "user": "ha",
+                     "password": "broker-pw"}, saved
+    time.sleep(1)
+    until(drv, lambda d: d.execute_script("return fetch('/api/units').then(r => r.ok).catch(() => false)"), 30,
+          sim=site)
+    drv.find_element(By.ID, "pw").clear()
+    drv.find_element(By.ID, "pw").send_keys(PASSWORD)
+    drv.find_element(By.ID, "login").click()
+    until(drv, lambda d: "a password is set" in text(d, "mqstate"), sim=site)
+    assert text(drv, "mqstate").startswith(("MQTT connecting", "MQTT backoff")), text(drv, "mqstate")
+    assert drv.find_element(By.ID, "mq_host").get_attribute("value") == "127.0.0.1"
+    assert drv.find_element(By.ID, "mq_password").get_attribute("value") == ""
+    shot(drv, "12-mqtt")
+
 
 # A fixed history answer: 3 h of a group at 240 s, a gap in the middle hour, a restart.
 HISTORY = {"period_s": 240, "newest_s_ago": 100, "restarts": [30],

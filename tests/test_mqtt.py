@@ -141,6 +141,19 @@ def test_limit_command(home):
     assert wait_for(lambda: _charger(sim, "garage")["offered"] > 6000, 15), sim.monitor.poll()
 
 
+def test_a_mode_command_is_in_force_and_answered(home):
+    sim, sub = home
+    assert wait_for(lambda: (_charger(sim, "garage") or {}).get("offered", 0) > 0, 20), sim.monitor.poll()
+    sub.pub(PRE + "/mode/set", json.dumps({"charger": "garage", "mode": "off", "id": "off1"}))
+    assert wait_for(lambda: [r["state"] for r in _reply(sub, "off1")] == ["requested", "completed"], 5), \
+        sub.all(PRE + "/reply")
+    assert wait_for(lambda: (sub.last(PRE + "/charger/garage") or {}).get("mode") == "off", 3)
+    assert wait_for(lambda: _charger(sim, "garage")["offered"] == 0, 10), sim.monitor.poll()
+    sub.pub(PRE + "/mode/set", json.dumps({"charger": "garage", "mode": "fast", "id": "fast1"}))
+    assert wait_for(lambda: [r["state"] for r in _reply(sub, "fast1")][-1:] == ["completed"], 5)
+    assert wait_for(lambda: _charger(sim, "garage")["offered"] > 0, 15), sim.monitor.poll()
+
+
 def test_malformed_refused_and_counted(home):
     sim, sub = home
     before = sub.last(PRE + "/site")["refused"]

@@ -386,6 +386,45 @@ def test_a_saved_site_is_applied_and_no_charging_car_pauses(site, admin):
     assert admin.login(PASSWORD)[0] == 200
 
 
+def _restarted(sim, admin):
+    # A save restarts the leader (make sim's restart_dead stands in for the board's reset); the
+    # session is gone with it.
+    time.sleep(1)
+    assert wait_for(lambda: sim.restart_dead() or _up(admin), 20), (sim.work / "leader" / "log.txt").read_text()[-2000:]
+    assert admin.login(PASSWORD)[0] == 200
+
+
+def test_the_mqtt_settings_are_refused_by_field_saved_and_applied(site, admin):
+    sim, _ = site
+    path = sim.work / "leader" / "settings.json"
+    assert Client(admin.port).call("GET", "/api/mqtt")[0] == 401
+    status, doc, _ = admin.call("GET", "/api/mqtt")
+    assert status == 200 and doc == {"mqtt": None, "status": None}, doc
+    before = path.read_text()
+    for body, field in (({"host": "broker.example"}, "settings.mqtt.host"), ({"host": "127.0.0.1", "port": 0},
+                        "settings.mqtt.port"), ({"host": "127.0.0.1", "password": "x"}, "settings.mqtt.password"),
+                        ({"host": "127.0.0.1", "qos": 1}, "qos")):
+        status, doc, _ = admin.call("PUT", "/api/mqtt", body)
+        assert status == 400 and doc["field"] == field, (body, doc)
+    assert path.read_text() == before  # refused: nothing changed
+    mqtt = {"host": "127.0.0.1", "port": 1, "user": "u", "password": "secret", "prefix": "ampshare/t", "discovery": False}
+    status, doc, _ = admin.call("PUT", "/api/mqtt", mqtt)
+    assert status == 200 and doc["saved"], doc
+    assert json.loads(path.read_text())["mqtt"] == mqtt
+    _restarted(sim, admin)
+    doc = admin.call("GET", "/api/mqtt")[1]
+    assert doc["mqtt"]["host"] == "127.0.0.1" and doc["mqtt"]["password_set"] is True and "password" not in doc["mqtt"]
+    assert doc["status"]["state"] in ("connecting", "backoff"), doc  # the bridge runs: nothing listens on port 1
+    # A form that leaves the password out keeps it.
+    assert admin.call("PUT", "/api/mqtt", {k: v for k, v in mqtt.items() if k != "password"})[0] == 200
+    assert json.loads(path.read_text())["mqtt"]["password"] == "secret"
+    _restarted(sim, admin)
+    assert admin.call("DELETE", "/api/mqtt")[0] == 200
+    assert json.loads(path.read_text())["mqtt"] is None
+    _restarted(sim, admin)
+    assert admin.call("GET", "/api/mqtt")[1] == {"mqtt": None, "status": None}
+
+
 # ---- the admin's login, from the first boot ------------------------------------------------------------
 
 @pytest.fixture(scope="module")

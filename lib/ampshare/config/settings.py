@@ -131,8 +131,11 @@ def _mqtt(m, s):
     if not isinstance(m, dict):
         raise ConfigError("settings.mqtt", "must be {\"host\": ..., \"port\": 1883, ...}")
     out = _merged(m, MQTT_DEFAULTS, "settings.mqtt.")
-    if not isinstance(out["host"], str) or not out["host"]:
-        raise ConfigError("settings.mqtt.host", "the broker's address (an IP address; a name may block on DNS)")
+    if not _ipv4(out["host"]):
+        # A name would be looked up by getaddrinfo(), which on the ESP32 stops the whole board
+        # until the DNS answers or gives up: longer than the leader's 5 s watchdog.
+        raise ConfigError("settings.mqtt.host", "the broker's IPv4 address, such as 192.168.1.10 (a name would stop "
+                                                "the board while the DNS is asked)")
     p = out["port"]
     if isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= 65535:
         raise ConfigError("settings.mqtt.port", "must be a TCP port, 1..65535")
@@ -151,6 +154,11 @@ def _mqtt(m, s):
         if not isinstance(out[name], bool):
             raise ConfigError("settings.mqtt." + name, "must be true or false")
     return out
+
+
+def _ipv4(host):
+    parts = host.split(".") if isinstance(host, str) else ()
+    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
 
 
 def _listed(pair):

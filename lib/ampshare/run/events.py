@@ -11,7 +11,7 @@ from ampshare.core.clock import ticks_diff
 # A phone screen of lines; each keeps a short string, so the ring costs about 2 KB at most.
 _EVENTS_MAX = const(24)
 _TEXT_MAX = const(80)  # a reason longer than a line is cut: a refusal names its field first
-KINDS = ("pair", "config", "link", "meter", "fallback", "limit", "sharing", "site")
+KINDS = ("pair", "config", "link", "meter", "fallback", "limit", "sharing", "site", "mode", "mqtt")
 
 
 class Events:

@@ -70,7 +70,9 @@ _ROUTES = (("GET", "/api/state", "state"), ("GET", "/api/stream", "stream"), ("G
            ("POST", "/api/pair", "pair"), ("POST", "/api/unpair", "unpair"), ("POST", "/api/sharing", "sharing"),
            ("GET", "/api/events", "events"), ("GET", "/api/history", "history"), ("POST", "/api/limit", "set_limit"),
            ("GET", "/api/limit/<int:rid>", "get_limit"), ("DELETE", "/api/limit/<int:rid>", "clear_limit"),
-           ("POST", "/api/login", "login"), ("POST", "/api/password", "password"))
+           ("POST", "/api/login", "login"), ("POST", "/api/password", "password"), ("GET", "/api/mqtt", "get_mqtt"),
+           ("PUT", "/api/mqtt", "put_mqtt"), ("DELETE", "/api/mqtt", "delete_mqtt"))
+_MQTT_FIELDS = ("host", "port", "user", "password", "prefix", "discovery", "tls")
 
 
 class _Events:
@@ -183,6 +185,9 @@ class Web:
         self.http = settings["http"]
         self.etag = self._etag()
         self.limits = []  # [request id, kind, ident], newest last
+        # The live view's module now, while the heap is in one piece: loaded by the first
+        # request, it would be loaded into whatever a running leader has left.
+        from ampshare.web import live  # noqa: F401
         self.md = md = _Server()
         for path in ("/",) + PROBES:
             md.route(path)(self.page_handler)
@@ -335,6 +340,58 @@ class Web:
         self._event("site", "site saved: applied by a restart")
         # Applied by starting the leader again on it: a new leader adopts what every follower
         # does (no pause) and counts each at its maximum until it knows (docs/leader.md).
+        self.app.restart_after(RESTART_MS)
+        return {"saved": True, "applied_in_ms": RESTART_MS}
+
+    # ---- the MQTT settings ---------------------------------------------------------------------
+
+    async def get_mqtt(self, req):
+        # settings.mqtt as saved (the password never sent back: only whether there is one), and
+        # the client's state when it runs.
+        bad = self._admin(req)
+        if bad:
+            return bad
+        m = self._settings().get("mqtt")
+        if isinstance(m, dict):
+            m = dict(m)
+            m["password_set"] = bool(m.pop("password", None))
+        b = self.app.mqtt
+        return {"mqtt": m, "status": b.client.stats() if b is not None else None}
+
+    async def put_mqtt(self, req):
+        obj, bad = self._asked(req, _MQTT_FIELDS)
+        return bad or self._save_mqtt(obj)
+
+    async def delete_mqtt(self, req):
+        return self._admin(req) or self._save_mqtt(None)
+
+    def _settings(self):
+        from ampshare.run.app import SETTINGS_FILE
+        raw = store.read_json(SETTINGS_FILE, None)
+        return raw if isinstance(raw, dict) else {}
+
+    def _save_mqtt(self, m):
+        # The board's settings with this mqtt (None: off), checked as a start would check them,
+        # saved atomically and applied by a restart, as a saved site is. A password left out is
+        # kept (the page never has it); a refusal names the field and changes nothing.
+        from ampshare.config import settings as setmod
+        from ampshare.config.units import ConfigError
+        from ampshare.run.app import SETTINGS_FILE
+        raw = self._settings()
+        if not raw:
+            return _bad("settings", "the board's settings.json could not be read", 500)
+        old = raw.get("mqtt")
+        if m is not None and "password" not in m and m.get("user") and isinstance(old, dict):
+            m["password"] = old.get("password")
+        raw["mqtt"] = m
+        try:
+            setmod.parse(dict(raw))
+        except ConfigError as e:
+            self._event("config", "MQTT settings refused: %s: %s" % (e.field, e.reason))
+            return _bad(e.field, e.reason)
+        if not self.app.persist(store.save_json, SETTINGS_FILE, raw):
+            return _bad("settings", "could not be saved to flash; the old ones stay", 500)
+        self._event("mqtt", "MQTT %s: applied by a restart" % ("settings saved" if m else "turned off"))
         self.app.restart_after(RESTART_MS)
         return {"saved": True, "applied_in_ms": RESTART_MS}
 
