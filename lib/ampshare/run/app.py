@@ -4,9 +4,8 @@ import gc
 
 import asyncio
 
+from ampshare.run.store import SETTINGS_FILE
 from ampshare.run.unload import release
-
-SETTINGS_FILE = "settings.json"
 
 
 async def _memory(every_s):

@@ -10,7 +10,6 @@ import asyncio
 from micropython import const
 
 LABEL_FILE = "label.json"  # {"code": ...}: written when the board is flashed, as its label says
-SETTINGS_FILE = "settings.json"
 RESTART_MS = const(500)  # time for the answer to leave before the unit starts again
 # A fresh leader's site: one group, no charger, and sharing off until the installer builds
 # the site on the page. 16 A is the smallest main fuse commonly fitted to a home, so that a
@@ -122,7 +121,7 @@ class Setup:
         try:
             if s["role"] == "leader":
                 store.save_json("site.json", STARTER_SITE)
-            store.save_json(SETTINGS_FILE, s)
+            store.save_json(store.SETTINGS_FILE, s)
         except OSError as e:
             return {"field": "settings", "reason": "could not be saved to flash: %s" % e}, 500
         asyncio.create_task(self._restart())

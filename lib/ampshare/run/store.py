@@ -7,6 +7,7 @@ import json
 import os
 
 _NEW = ".new"
+SETTINGS_FILE = "settings.json"  # the board's role and hardware, at the filesystem's root
 
 
 def save(path, data):

@@ -366,8 +366,7 @@ class Web:
         return self._admin(req) or self._save_mqtt(None)
 
     def _settings(self):
-        from ampshare.run.app import SETTINGS_FILE
-        raw = store.read_json(SETTINGS_FILE, None)
+        raw = store.read_json(store.SETTINGS_FILE, None)
         return raw if isinstance(raw, dict) else {}
 
     def _save_mqtt(self, m):
@@ -376,7 +375,6 @@ class Web:
         # kept (the page never has it); a refusal names the field and changes nothing.
         from ampshare.config import settings as setmod
         from ampshare.config.units import ConfigError
-        from ampshare.run.app import SETTINGS_FILE
         raw = self._settings()
         if not raw:
             return _bad("settings", "the board's settings.json could not be read", 500)
@@ -389,7 +387,7 @@ class Web:
         except ConfigError as e:
             self._event("config", "MQTT settings refused: %s: %s" % (e.field, e.reason))
             return _bad(e.field, e.reason)
-        if not self.app.persist(store.save_json, SETTINGS_FILE, raw):
+        if not self.app.persist(store.save_json, store.SETTINGS_FILE, raw):
             return _bad("settings", "could not be saved to flash; the old ones stay", 500)
         self._event("mqtt", "MQTT %s: applied by a restart" % ("settings saved" if m else "turned off"))
         self.app.restart_after(RESTART_MS)
