@@ -67,7 +67,7 @@ build/page.html.gz: lib/ampshare/web/page.html
 # Two workers (CI has two cores); a file's tests stay on one, so a module's processes and
 # ports are set up once.
 test: $(STAMP) $(VENDOR_STAMP) build/page.html.gz
-	$(VENV)/bin/pytest -q -n 2 --dist loadfile
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile --durations=12
 
 # The invariants over many generated sites, longer than make test can afford (docs/twin.md).
 EXAMPLES ?= 2000

@@ -80,6 +80,7 @@ def main(argv):
     ap.add_argument("--no-page", action="store_true", help="no HTTP server, no client: the leader alone")
     ap.add_argument("--mqtt", action="store_true",
                     help="the leader on a Mosquitto started here, Home Assistant discovery on (as DESIGN.md's whole leader)")
+    ap.add_argument("--no-rate", action="store_true", help="skip the second run (what the leader allocates per second)")
     ap.add_argument("--history-s", type=int, default=None,
                     help="the history's bucket (the board's is 240 s): shorter writes records within a short run")
     args = ap.parse_args(argv[1:])
@@ -155,8 +156,9 @@ def main(argv):
                                              reader.asked, reader.points))
     records = sorted((sim.work / "leader").glob("history.*"))
     print("history: %d segment files, %d bytes on flash" % (len(records), sum(p.stat().st_size for p in records)))
-    rate = alloc_rate(args)
-    print("leader allocates: %s bytes/s (median of %d one-second readings, collector off)" % rate)
+    if not args.no_rate:
+        rate = alloc_rate(args)
+        print("leader allocates: %s bytes/s (median of %d one-second readings, collector off)" % rate)
     return 1 if errors else 0
 
 
