@@ -31,8 +31,8 @@ from sim import ROOT, Sim, heap_total  # noqa: E402
 # follower (scaled by the unix port to its word size).
 HEAPS = {"leader": "96wK", "follower": "24wK"}
 LEADER_ALONE = "64wK"  # without the page (DESIGN.md: the control alone fits in 64 KB)
-HTTP_PORT = 26380
-MQTT_PORT = 26390
+HTTP_PORT = 29080
+MQTT_PORT = 29090
 ROM = ROOT / "build" / "ampshare.romfs"
 # The allocation run: a second without collection must fit beside what the leader keeps.
 ALLOC_HEAP = "256wK"
@@ -97,7 +97,7 @@ def main(argv):
         broker.start()
         extra["mqtt"] = {"host": "127.0.0.1", "port": MQTT_PORT}
     # Compiled modules either way: no compiler in the heap.
-    sim = Sim(args.site, args.followers, work=ROOT / "build" / "bench-mem", base_port=26300, heap=heaps,
+    sim = Sim(args.site, args.followers, work=ROOT / "build" / "bench-mem", base_port=29000, heap=heaps,
               settings={"mem_report_s": 5},
               leader_settings=extra or None, code=ROOT / "build" / "lib", monitor=False, meter_line=args.meter_line,
               rom=None if args.code_in_heap else ROM, http_port=None if args.no_page else HTTP_PORT,
@@ -212,7 +212,7 @@ class PageReader(threading.Thread):
 
 def alloc_rate(args):
     """The leader's heap bytes allocated per second, with its followers running as above."""
-    sim = Sim(args.site, args.followers, work=ROOT / "build" / "bench-alloc-rate", base_port=26300,
+    sim = Sim(args.site, args.followers, work=ROOT / "build" / "bench-alloc-rate", base_port=29000,
               heap={"leader": ALLOC_HEAP, "follower": args.follower_heap}, leader_settings={"alloc_report_s": 2},
               code=ROOT / "build" / "lib", monitor=False, meter_line=args.meter_line,
               rom=None if args.code_in_heap else ROM)

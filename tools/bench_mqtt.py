@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from broker import Broker  # noqa: E402
 from sim import ROOT, Monitor, Sim  # noqa: E402
 
-BASE_PORT = 26600  # the sim's ports (leader, plant, monitor, followers from +10)
-MQTT_PORT = 26590
+BASE_PORT = 29200  # the sim's ports (leader, plant, monitor, followers from +10): apart from the tests'
+MQTT_PORT = 29190
 PREFIX = "ampshare/bench"
 
 
