@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_system import wait_for
+from test_system import free_ports, wait_for
 from vm import ROOT, micropython, mp_env
 
 IP = "192.168.4.1"
@@ -124,26 +124,13 @@ class Dns:
         return "" if self.proc.poll() is None else self.proc.stderr.read()
 
 
-def _free_port():
-    for port in range(27100, 27200):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            s.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-    pytest.fail("no free UDP port in 27100-27199")
-
-
 @pytest.fixture(scope="module")
 def dns():
     # The portal binds with SO_REUSEADDR, as every Link does: two of them could share a port
     # that both found free. Another run (a parallel worker) waits until this one is bound.
     with open(Path(tempfile.gettempdir()) / "ampshare-test-dns.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        port = _free_port()
+        port = free_ports(27100, 27199, kind=socket.SOCK_DGRAM)[0]
         proc = subprocess.Popen([micropython(), str(ROOT / "tests" / "mp" / "dns_portal.py"), "127.0.0.1", str(port),
                                  IP], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=mp_env(), cwd=ROOT, text=True)
         d = Dns(proc, port)

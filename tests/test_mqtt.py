@@ -4,7 +4,6 @@ unix port (tools/sim.py): figures out, commands in and answered, sharing, the wi
 and its timeout, and Home Assistant discovery configs checked against HA's documented schema.
 The other end is paho-mqtt; the leader's own view is its status datagram (the live document)."""
 import json
-import socket
 import sys
 import threading
 import time
@@ -13,7 +12,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from test_system import wait_for
+from test_system import free_ports, wait_for
 from vm import ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -24,22 +23,9 @@ HOME = ROOT / "examples" / "home.json"
 PRE = "ampshare/leader"
 
 
-def _free_port():
-    for port in range(27300, 27400):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-    pytest.fail("no free TCP port in 27300-27399")
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    b = Broker(tmp_path_factory.mktemp("mqtt-broker"), [_free_port()])
+    b = Broker(tmp_path_factory.mktemp("mqtt-broker"), free_ports(27300, 27399))
     b.start()
     yield b.port
     b.stop(kill=True)

@@ -41,22 +41,6 @@ def wait_for(what, timeout, every=0.05):
 
 # ---- the broker -------------------------------------------------------------------------
 
-def _free_ports(n):
-    got = []
-    for port in range(27200, 27300):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))
-            got.append(port)
-        except OSError:
-            continue
-        finally:
-            s.close()
-        if len(got) == n:
-            return got
-    pytest.fail("no %d free TCP ports in 27200-27299" % n)
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
     if not os.path.exists(MOSQUITTO):
@@ -64,7 +48,7 @@ def broker(tmp_path_factory):
     # Another run (a parallel worker) takes its ports once this one's broker has them.
     with open(Path(tempfile.gettempdir()) / "ampshare-test-mqtt.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        b = Broker(tmp_path_factory.mktemp("mqtt"), _free_ports(3))
+        b = Broker(tmp_path_factory.mktemp("mqtt"), test_system.free_ports(27200, 27299, 3))
         b.start()
     yield b
     if b.proc is not None:

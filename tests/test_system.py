@@ -30,6 +30,23 @@ def wait_for(what, timeout, every=0.2):
         time.sleep(every)
 
 
+def free_ports(first, last, n=1, kind=socket.SOCK_STREAM):
+    """n loopback ports in first..last that nothing holds now (each test file has a range)."""
+    got = []
+    for port in range(first, last + 1):
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind(("127.0.0.1", port))
+            got.append(port)
+        except OSError:
+            continue
+        finally:
+            s.close()
+        if len(got) == n:
+            return got
+    pytest.fail("no %d free %s ports in %d-%d" % (n, "UDP" if kind == socket.SOCK_DGRAM else "TCP", first, last))
+
+
 def offers(sim):
     st = sim.status()["chargers"]
     return {cid: st[cid]["offered_ma"] for cid in FOLLOWED}

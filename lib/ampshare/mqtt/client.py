@@ -20,8 +20,8 @@
 # payload) as bytes; at QoS 1 it is acknowledged after the callback. A PUBLISH the broker sends
 # with RETAIN set is a stored value delivered because we subscribed, not a live one (MQTT 3.1.1,
 # 3.3.1.3): it is dropped and counted (`stale`) unless the client is made with retained=True.
-# A command or a meter reading kept by a broker for hours must not act as if sent now. A callback that raises is
-# counted, never propagated. A packet over packet.IN_MAX is dropped and counted, and the
+# A command or a meter reading kept by a broker for hours must not act as if sent now. A
+# callback that raises is counted, never propagated. A packet over packet.IN_MAX is dropped and counted, and the
 # connection reset (MQTT cannot skip a packet without reading it through).
 #
 # The broker's address. On the ESP32, socket.getaddrinfo() with a name blocks the whole VM until

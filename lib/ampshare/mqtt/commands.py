@@ -15,9 +15,9 @@ from ampshare.core.external import COMPLETED, FAILED, REQUESTED, WATCHDOG_MS
 
 _K_SHARING = const(0)
 _K_LIMIT = const(1)
-_K_MODE = const(3)
-_K_METER = const(4)
-_K_HA = const(5)
+_K_MODE = const(2)
+_K_METER = const(3)
+_K_HA = const(4)
 _PENDING_MAX = const(8)  # answers owed at once: core/external.py keeps 8
 # Answers waiting for the reply topic: a burst of 8 commands' "requested" and final answers.
 # Past it the oldest is dropped and counted (replies_dropped on P/site).
