@@ -173,6 +173,20 @@ def test_hello_is_listed_but_carries_no_authority(vm):
     res = s.run((0, "recv", wire.hello(bytes.fromhex("aabbccddeeff")).hex()))
     assert res["trace"][0]["accepted"] is False
     assert res["end"]["discovered"] == ["aabbccddeeff"] and res["end"]["n_accepted"] == 0
+    assert res["end"]["claims"] == [""]  # a 16-byte HELLO claims no charger
+
+
+def test_a_hello_lists_the_charger_a_unit_claims_and_a_bad_claim_is_dropped(vm):
+    s = Site(vm, site())
+    uids = [bytes([0xAA, 0, 0, 0, 0, i]) for i in range(4)]
+    res = s.run((0, "recv", wire.hello(uids[0], flags=2, claim="carport-west-12").hex()),
+                (0, "recv", wire.hello(uids[1], claim="").hex()),
+                (0, "recv", (wire.hello(uids[2], flags=2, claim="x" * 24)[:16] + bytes([25]) + b"x" * 24).hex()),
+                (0, "recv", wire.hello(uids[3], flags=2, claim=b"\xff\xfe").hex()))
+    end = res["end"]
+    assert end["discovered"] == [uids[0].hex(), uids[1].hex()]
+    assert end["claims"] == ["carport-west-12", ""]
+    assert end["rejected"][8] == 2  # field: a claim longer than 24 bytes, one not UTF-8
 
 
 def test_a_report_of_more_than_counted_is_counted(vm):

@@ -87,3 +87,30 @@ def test_hmac_is_standard_hmac_sha256(vm):
     new_follower(vm, key=bytes([9] * 32))
     res = run(vm, (0, "tick"))
     wire.read_state(bytes.fromhex(res["trace"][0]["sent"]), bytes([9] * 32))
+
+
+def test_a_paired_unit_no_leader_commands_claims_its_charger_in_a_hello(vm):
+    # After its leader is replaced or forgets it, a paired unit is heard only through these:
+    # its STATEs are refused by a leader that holds no key for it.
+    code = b"4711"
+    new_follower(vm, key=None, code=code)
+    events = [(t, "tick") for t in range(0, 3000, 100)]
+    events += [(3000, "recv", wire.pair(code, UID, b"n" * 8, 3, 2, "carport-2", KEY).hex())]
+    events += [(t, "tick") for t in range(3000, 40000, 100)]
+    cmd_at = 40000
+    for t in range(cmd_at, cmd_at + 30000, 100):
+        if t % 1000 == 0:
+            events += [(t, "recv", wire.command(KEY, UID, 3, 1 + t // 1000, F_EPOCH, 100, 60).hex())]
+        events += [(t, "tick")]
+    res = run(vm, *events)
+    hellos = [(ev[0], wire.read_hello(bytes.fromhex(tr["sent"]))) for ev, tr in zip(events, res["trace"])
+              if tr.get("sent") and bytes.fromhex(tr["sent"])[3] == wire.HELLO]
+    unpaired = [h for t, h in hellos if t < 3000]
+    assert unpaired and all(h["claim"] == "" and not h["flags"] & 2 for h in unpaired)
+    claims = [(t, h) for t, h in hellos if t >= 3000]
+    # At its fallback 10 s after boot (no COMMAND ever), the first claim 10 s later (its
+    # timers move once a second), then one every 10 s till a leader commands it.
+    times = [t for t, _ in claims]
+    assert len(times) == 2 and 20000 <= times[0] <= 21000 and times[1] - times[0] == 10000
+    assert all(h["claim"] == "carport-2" and h["flags"] & 2 and h["uid"] == UID for _, h in claims)
+    assert not [t for t, _ in hellos if t >= cmd_at]  # commanded again: reports only

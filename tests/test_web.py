@@ -386,6 +386,17 @@ def test_a_saved_site_is_applied_and_no_charging_car_pauses(site, admin):
     assert admin.login(PASSWORD)[0] == 200
 
 
+def test_a_unit_unpaired_while_it_kept_its_key_claims_its_charger_on_the_page(site, admin):
+    # The driveway's unit was unpaired above and keeps its key: no leader commands it, so it
+    # says which charger it thinks it is (a HELLO every 10 s once at its fallback), and the
+    # page lists it among the units heard, not paired here.
+    def claimed():
+        heard = admin.call("GET", "/api/units")[1]["heard"]
+        return [h for h in heard if h["uid"] == "02a500000002" and h["charger"] is None and h["claims"]]
+    found = wait_for(claimed, 30)
+    assert found and found[0]["claims"] == "driveway", admin.call("GET", "/api/units")[1]
+
+
 def _restarted(sim, admin):
     # A save restarts the leader (make sim's restart_dead stands in for the board's reset); the
     # session is gone with it.

@@ -15,8 +15,21 @@ def tag(key, body):
     return hmac.new(key, body, hashlib.sha256).digest()[:16]
 
 
-def hello(uid, firmware=1, nameplate_da=320, phases=3, flags=0):
-    return head(HELLO) + uid + struct.pack("<HHBB", firmware, nameplate_da, phases, flags)
+def hello(uid, firmware=1, nameplate_da=320, phases=3, flags=0, claim=None):
+    """claim None: the 16-byte HELLO without a claimed charger id."""
+    body = head(HELLO) + uid + struct.pack("<HHBB", firmware, nameplate_da, phases, flags)
+    if claim is None:
+        return body
+    ident = claim.encode() if isinstance(claim, str) else claim
+    return body + struct.pack("<B24s", len(ident), ident)
+
+
+def read_hello(data):
+    uid = data[4:10]
+    firmware, nameplate_da, phases, flags, n = struct.unpack_from("<HHBBB", data, 10)
+    assert len(data) == 41 and data[2] == 1 and data[3] == HELLO
+    return {"uid": uid, "firmware": firmware, "nameplate_da": nameplate_da, "phases": phases,
+            "flags": flags, "claim": data[17:17 + n].decode()}
 
 
 def command(key, uid, epoch, seq, f_epoch, current_da, fallback_da, phases=3, flags=0, extra=b"", version=1):

@@ -86,7 +86,7 @@ def leader_view():
             "cap_up": list(L.alloc.cap_up), "stopped": [L.stopped(c) for c in range(L.nc)],
             "paired": list(L.paired),
             "rejected": list(P.rejected), "n_accepted": P.accepted, "hellos": P.hellos,
-            "discovered": [_hex(d[0]) for d in P.discovered]}
+            "discovered": [_hex(d[0]) for d in P.discovered], "claims": [d[5] for d in P.discovered]}
 
 
 def _leader_event(t, what, ev):

@@ -17,6 +17,10 @@ _PAUSE_OPEN_MS = const(6_000)  # paused but the car still draws: open after the 
 MIN_PAUSE_MS = const(60_000)
 REPORT_MS = const(1_000)  # STATE at least once a second, and at once on a change
 _HELLO_MS = const(2_000)  # announce while unpaired: found within a page refresh
+# A paired unit no leader commands (its leader replaced or reset, or it was unpaired while
+# away) announces itself too, with the charger id it holds, so the page shows where it thinks
+# it belongs. Seldom: its reports go on beside, and a leader restart should not flood the air.
+_CLAIM_MS = const(10_000)
 _PAIR_WINDOW_MS = const(300_000)  # PAIR accepted 5 min after power-up or a button press
 IDENTIFY_MS = const(10_000)  # the LED blinks this long after a COMMAND that asks it to
 # When the watchdog fires, an offer below the fallback waits this long before rising to it,
@@ -98,6 +102,7 @@ class Follower:
         self.energy_wh = 0
         # Reports
         self._last_report = ticks_add(now_ms, -REPORT_MS)
+        self._last_claim = now_ms
         self._changed = True
 
     # ---- inputs ---------------------------------------------------------------------
@@ -183,6 +188,9 @@ class Follower:
             self._last_report = now_ms
             self._changed = False
             return REPORT
+        if self.at_fallback and ticks_diff(now_ms, self._last_claim) >= _CLAIM_MS:
+            self._last_claim = now_ms
+            return HELLO
         return 0
 
     def _age(self, now_ms):
@@ -199,6 +207,8 @@ class Follower:
             self._fallen_at = None
         if ticks_diff(now_ms, self.last_increase) > pilot.INCREASE_GAP_MS:
             self.last_increase = ticks_add(now_ms, -pilot.INCREASE_GAP_MS)
+        if not self.at_fallback:
+            self._last_claim = now_ms  # the first claim comes _CLAIM_MS into a fallback
         if self.paused_at is not None and not self.contactor and \
                 ticks_diff(now_ms, self.paused_at) >= MIN_PAUSE_MS:
             self.paused_at = None

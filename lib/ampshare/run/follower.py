@@ -11,6 +11,7 @@ from ampshare.core.follower import Follower
 from ampshare.wire.follower import FollowerPort
 from ampshare.run.shell import Shell
 from ampshare.run.udp import Link, address
+from ampshare.wire.frame import HELLO
 
 CONTROL_MS = const(100)  # the pilot is sampled at 10 Hz: a contactor opens within 100 ms
 # The hardware watchdog resets a board whose control loop stalls this long: well above one
@@ -44,7 +45,8 @@ class FollowerApp(Shell):
         self._steps = 0
         self.link = Link(settings["bind"], settings["port_follower"], broadcast=True)
         # Until a COMMAND or PAIR shows where the leader is, its port at the broadcast address.
-        self.leader = address(settings["broadcast"], settings["port_leader"])
+        self.everyone = address(settings["broadcast"], settings["port_leader"])
+        self.leader = self.everyone
 
     def _outputs(self):
         b, f = self.board, self.core
@@ -83,7 +85,8 @@ class FollowerApp(Shell):
         self._outputs()
         self._panel(now_ms)
         if out is not None:
-            self.link.send(out, self.leader)
+            # A HELLO to everyone: a leader that forgot this unit may be at another address.
+            self.link.send(out, self.everyone if out[3] == HELLO else self.leader)
 
     async def receive(self):
         while True:

@@ -83,14 +83,14 @@ def units(app):
             "%d" % (time.ticks_diff(now, core.heard[c]) // 1000) if core.status[c] else "null",
             "true" if app.listed_code[c] is not None else "false")
     yield '}, "heard": ['
-    for i, (uid, firmware, nameplate, phases, flags) in enumerate(port.discovered):
+    for i, (uid, firmware, nameplate, phases, flags, claim) in enumerate(port.discovered):
         on = None
         for c in range(core.nc):
             if port.uid[c] == uid:
                 on = site.charger_ids[c]
         yield "%s%s" % (", " if i else "", json.dumps({"uid": hexlify(uid).decode(), "firmware": firmware,
                                                        "nameplate_a": nameplate // 1000, "phases": phases,
-                                                       "charger": on}))
+                                                       "charger": on, "claims": claim or None}))
     yield "]}"
 
 

@@ -12,10 +12,12 @@ from ampshare.wire import frame as P
 FIRMWARE = 1  # in every HELLO: the page shows which units run what
 
 
-def hello(uid, firmware, nameplate_ma, phases, flags):
-    """An announcement: no authority, it only shows the unit on the leader's page."""
+def hello(uid, firmware, nameplate_ma, phases, flags, claim=""):
+    """An announcement: no authority, it only shows the unit on the leader's page, with the
+    charger id it was paired as (`claim`, empty while unpaired)."""
+    ident = claim.encode()
     return struct.pack(P.HEAD, P.MAGIC, P.VERSION, P.HELLO) + struct.pack(
-        P.FMT_HELLO, uid, firmware, P.da(nameplate_ma), phases, flags)
+        P.FMT_HELLO, uid, firmware, P.da(nameplate_ma), phases, flags) + struct.pack(P.FMT_CLAIM, len(ident), ident)
 
 
 def read_pair(data, code):
@@ -123,7 +125,7 @@ class FollowerPort:
     def hello(self):
         f = self.core
         flags = (link.CAN_SWITCH if f.can_switch else 0) | (link.PAIRED if self.key else 0)
-        return hello(self.uid, FIRMWARE, f.nameplate, f.phases, flags)
+        return hello(self.uid, FIRMWARE, f.nameplate, f.phases, flags, self.charger_id if self.key else "")
 
     def report(self):
         if self.seq >= P.SEQ_MAX:

@@ -33,11 +33,15 @@ HEAD = "<2sBB"  # magic, version, type
 HEAD_LEN = const(4)
 # Bodies after the header (the tag, where there is one, follows the body).
 FMT_HELLO = "<6sHHBB"  # uid, firmware, nameplate dA, phases, flags
+# A paired unit's HELLO goes on with the charger id its PAIR gave it (length, id): a claim the
+# page shows, so a unit whose leader forgot it (replaced, reset) is found. No authority.
+FMT_CLAIM = "<B24s"
 FMT_PAIR = "<6s8sIBB24s32s"  # uid, nonce, leader epoch, charger index, id length, id, wrapped key
 FMT_COMMAND = "<6sIIIHHBB"  # uid, leader epoch, seq, follower epoch echo, current dA, fallback dA, phases, flags
 FMT_STATE = "<6sIIIBBHHHHHBBIII"  # uid, f-epoch, seq, l-epoch echo, pilot, errors, applied dA,
 #              fallback dA, measured cA x3, phases in use, flags, energy Wh, uptime s, l-seq echo
 HELLO_LEN = HEAD_LEN + struct.calcsize(FMT_HELLO)
+CLAIM_LEN = HELLO_LEN + struct.calcsize(FMT_CLAIM)
 PAIR_LEN = HEAD_LEN + struct.calcsize(FMT_PAIR) + TAG_LEN
 COMMAND_LEN = HEAD_LEN + struct.calcsize(FMT_COMMAND) + TAG_LEN
 STATE_LEN = HEAD_LEN + struct.calcsize(FMT_STATE) + TAG_LEN

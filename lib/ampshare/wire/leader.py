@@ -34,7 +34,20 @@ def read_hello(data):
     uid, firmware, nameplate, phases, flags = struct.unpack_from(F.FMT_HELLO, data, F.HEAD_LEN)
     if phases not in (1, 3):
         raise F.Rejected(F.R_FIELD)
-    return uid, firmware, nameplate * F.DA, phases, flags
+    return uid, firmware, nameplate * F.DA, phases, flags, _claim(data)
+
+
+def _claim(data):
+    # The charger id a paired unit says it is: "" from an unpaired unit or a shorter HELLO.
+    if len(data) < F.CLAIM_LEN:
+        return ""
+    n = data[F.HELLO_LEN]
+    if n > F.ID_MAX:
+        raise F.Rejected(F.R_FIELD)
+    try:
+        return bytes(data[F.HELLO_LEN + 1:F.HELLO_LEN + 1 + n]).decode()
+    except UnicodeError:
+        raise F.Rejected(F.R_FIELD)
 
 
 def pair(code, uid, nonce, epoch, charger, charger_id, key):
@@ -72,7 +85,7 @@ class LeaderPort:
         self.accepted = 0
         self.last_from = -1  # the charger of the last accepted STATE: the shell learns its address
         self.hellos = 0
-        self.discovered = []  # (uid, firmware, nameplate mA, phases, flags) from HELLOs
+        self.discovered = []  # (uid, firmware, nameplate mA, phases, flags, claim) from HELLOs
         self._meas = array("i", [0, 0, 0])
         # The first COMMAND after the core lowered what a follower may hold (core.lowered): a
         # STATE confirms the decrease only once it echoes that COMMAND or a later one. An
