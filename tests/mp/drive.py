@@ -153,7 +153,7 @@ def twin_op(req):
     rows = None
     if span:
         rows = twin.Rows(span[0], span[1])
-    summary = twin.Twin(req["scenario"]).run(None, rows)
+    summary = twin.Twin(req["scenario"], req.get("policy")).run(None, rows)
     return {"summary": summary, "rows": rows.kept if rows else None}
 
 
