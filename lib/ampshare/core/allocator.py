@@ -92,6 +92,9 @@ class Allocator:
         # before the site is known to be right, as Tesla's power sharing does.
         self.sharing = 1
         self.off = bytearray(nc)  # 1: offered nothing, fallback too (its unit is being unpaired)
+        # 1: its car asks for nothing under an offer (demand.py parks it): its share goes to
+        # the others until it asks or is probed.
+        self.parked = bytearray(nc)
         # Outputs.
         self.out = array("i", [0] * nc)
         self.fallback = array("i", [0] * nc)
@@ -270,7 +273,8 @@ class Allocator:
         for c in range(self.nc):
             lo[c] = site.cmin[c]
             p = self.pilot[c]
-            wants = p in PLUGGED and site.cmode[c] != MODE_OFF and self.sharing and not self.off[c]
+            wants = p in PLUGGED and site.cmode[c] != MODE_OFF and self.sharing and not self.off[c] and \
+                not self.parked[c]
             top = site.cmax[c]
             # Outside inputs come on the quantum's grid, as configured amps do: the sharing
             # gives quanta, and a maximum between two would never be reached.

@@ -36,6 +36,9 @@ def why(app, c, allocated):
     if a.off[c]:
         return "unpairing: offered nothing until its unit confirms"
     sent = core.sent[c]
+    if a.parked[c]:
+        mins = (core.demand.reprobe_in(c, time.ticks_ms()) + 59_999) // 60_000
+        return "parked: its car asks for nothing; offered its minimum again in %d min" % max(mins, 1)
     if sent == 0:
         # A turn re-ranks the paused by what they had (core/turns.py): the next is when this
         # one may come in, if it has had least by then.
