@@ -55,7 +55,8 @@ class Car:
             self.draw = self.target = 0
             self.changes = []
             return
-        want = min(offered_ma, self.limit())
+        lim = self.limit()  # the energy moves only at the end of the step
+        want = min(offered_ma, lim)
         if self.asleep_ms[0] <= now_ms < self.asleep_ms[1]:
             want = 0
         want -= want % CAR_STEP_MA
@@ -65,7 +66,7 @@ class Car:
         while self.changes and now_ms >= self.changes[0][0]:
             self.target = self.changes.pop(0)[1]
         # An on-board charger may lower its draw itself (taper) at once, never raise it early.
-        self.draw = min(self.target, self.limit() - self.limit() % CAR_STEP_MA)
+        self.draw = min(self.target, lim - lim % CAR_STEP_MA)
         mwh = self.voltage * self.draw * self.wired * dt_ms // 3_600_000
         self.energy_mwh += mwh
         self.delivered_mwh += mwh

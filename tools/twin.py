@@ -280,7 +280,11 @@ class Twin:
             hist.append((now_ms, v))
         while len(hist) > 1 and now_ms - hist[1][0] >= EV_FOLLOW_MS:
             hist.pop(0)  # the entry before the window is the offer at its start
-        return max(o for _, o in hist)
+        most = 0
+        for _, o in hist:  # a loop: a generator would be a heap object a car and step
+            if o > most:
+                most = o
+        return most
 
     def _energy_split(self):
         drawn = 0
