@@ -7,7 +7,6 @@
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,11 +25,13 @@ QUICK = ("home-evening", "demand", "taper-wake")
 
 
 def twin(path, policy):
-    mp = os.environ.get("MICROPYTHON", os.path.join(ROOT, ".venv", "bin", "micropython"))
-    env = dict(os.environ, MICROPYPATH=".frozen:" + os.path.join(ROOT, "lib"))
-    args = [mp, "tools/twin.py"] + ([] if policy == "ampshare" else ["--policy", policy]) + [path]
-    out = subprocess.run(args, cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
+    return bound.port_json("tools/twin.py", *([] if policy == "ampshare" else ["--policy", policy]), path)
+
+
+def bounds(path):
+    """The bound as configured and with the real wiring, from one reading of the scenario."""
+    data = bound.inputs(path)
+    return bound.solve(data), bound.solve(data, "real")
 
 
 def jain(xs):
@@ -81,16 +82,13 @@ def run(args):
         scns = scenarios(args, tmp)
         jobs = [(name, path, pol) for name, path in scns for pol in POLICIES]
         with ThreadPoolExecutor(args.jobs) as pool:
-            bounds = {name: pool.submit(lambda p: (bound.solve(bound.inputs(p)), bound.solve(bound.inputs(p), "real")),
-                                        path) for name, path in scns}
+            lps = {name: pool.submit(bounds, path) for name, path in scns}
             runs = {(name, pol): pool.submit(twin, path, pol) for name, path, pol in jobs}
             result = {}
             for name, path in scns:
                 with open(path) as f:
                     scn = json.load(f)
-                if isinstance(scn["site"], str):
-                    pass
-                b, real = bounds[name].result()
+                b, real = lps[name].result()
                 row = {"bound_kwh": round(b["wh"] / 1000, 2), "bound_real_wiring_kwh": round(real["wh"] / 1000, 2),
                        "wanted_kwh": round(sum(needs(scn).values()) / 1000, 2), "policies": {}}
                 for pol in POLICIES:

@@ -31,13 +31,18 @@ TAPER_FROM = 0.8  # plant.TAPER_FROM, per one
 TAPER_END_A = 2.0  # plant.TAPER_END_MA
 
 
-def inputs(scenario_path, micropython=None):
-    """The scenario as the plant sees it (bound_inputs.py, in the unix port)."""
-    mp = micropython or os.environ.get("MICROPYTHON", os.path.join(ROOT, ".venv", "bin", "micropython"))
+def port_json(*args):
+    """What a tool run in the unix port (from the project's root, with this tree's lib/) prints,
+    read as JSON."""
+    mp = os.environ.get("MICROPYTHON", os.path.join(ROOT, ".venv", "bin", "micropython"))
     env = dict(os.environ, MICROPYPATH=".frozen:" + os.path.join(ROOT, "lib"))
-    out = subprocess.run([mp, os.path.join(HERE, "bound_inputs.py"), scenario_path], cwd=ROOT, env=env,
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([mp] + list(args), cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out)
+
+
+def inputs(scenario_path):
+    """The scenario as the plant sees it (bound_inputs.py, in the unix port)."""
+    return port_json(os.path.join(HERE, "bound_inputs.py"), scenario_path)
 
 
 def _overlap(a0, a1, b0, b1):

@@ -37,7 +37,6 @@ WARP_ROTATE_MS = 15 * 60_000  # rotation_interval
 WARP_ENABLE = 150  # enable_current_factor_pct: per cent of the minimum to switch another on
 SMART_PERIOD_MS = 2_000  # a mains reading and a balancing every 2 s
 SMART_DELAY_MS = 60_000  # CHARGEDELAY: every EV stopped this long when the minimum does not fit
-_NONE = 1 << 29  # no limit
 
 
 def install(name, core):

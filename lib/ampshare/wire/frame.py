@@ -140,6 +140,7 @@ class Keys:
         # One key alone (a follower's): both pads kept ready, 128 bytes for a tag in a quarter
         # of the time. A leader's 64 keys make theirs for each tag instead (8 KB saved).
         self._ready = None
+        self._one = n == 1
         if key is not None:
             self.set(0, key)
 
@@ -149,8 +150,7 @@ class Keys:
         buf, o = self._bufs[i // _PER_BUF], (i % _PER_BUF) * _WORDS
         for j in range(_WORDS):
             buf[o + j] = key[2 * j] | key[2 * j + 1] << 8
-        if len(self._bufs) == 1 and len(buf) == _WORDS:
-            self._i = 0
+        if self._one:
             self._ready = (bytes(self._padded(0x3636)), bytes(self._padded(0x5C5C)))
 
     def at(self, i):

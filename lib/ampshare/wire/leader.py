@@ -41,11 +41,11 @@ def _claim(data):
     # The charger id a paired unit says it is: "" from an unpaired unit or a shorter HELLO.
     if len(data) < F.CLAIM_LEN:
         return ""
-    n = data[F.HELLO_LEN]
+    n, ident = struct.unpack_from(F.FMT_CLAIM, data, F.HELLO_LEN)
     if n > F.ID_MAX:
         raise F.Rejected(F.R_FIELD)
     try:
-        return bytes(data[F.HELLO_LEN + 1:F.HELLO_LEN + 1 + n]).decode()
+        return ident[:n].decode()
     except UnicodeError:
         raise F.Rejected(F.R_FIELD)
 
