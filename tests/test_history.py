@@ -52,11 +52,11 @@ def test_the_ring_drops_the_oldest_keeps_the_order_and_the_files_stop_growing(tm
         small = {"rows": rows(h, 1), "doc": doc(h, 0, ["x", "y"]), "size": h.size,
                  "bytes": [len(b) for b in segments(h)]}
         h = History(P + "2", 21, bucket_ms=1000)  # 750 slots in 25 files of 30: 1 group and 2 chargers
-        geometry = [h.slots, h.per, PER_FILE, SLOTS]
+        geometry = [h.slots, h.per]  # the defaults
         empty = [None if b is None else len(b) for b in segments(h)]
         t = feed(h, 0, 752, lambda k, i: k * 100)  # records 0 .. 750: 750 truncated segment 0
         r = rows(h, 5)
-        d = doc(h, 0, GROUP)
+        d = doc(h, 0, ("meter", "allocated", "usage"))
         cut = {"bytes": [len(b) for b in segments(h)], "n": len(r), "first": r[0], "last": r[-1],
                "ordered": [x[0] for x in r] == list(range(30, 751)), "doc_n": len(d["series"]["usage"]),
                "doc_first": d["series"]["meter"][0], "restarts": d["restarts"]}
@@ -70,7 +70,7 @@ def test_the_ring_drops_the_oldest_keeps_the_order_and_the_files_stop_growing(tm
     assert small["doc"]["series"]["x"] == [s * 100 for s in range(12, 20)]
     assert small["doc"]["restarts"] == []  # the record after the start is gone with the oldest
     assert small["bytes"] == [HEAD + 2 * small["size"]] * 4
-    assert got["geometry"] == [750, 30, 30, 750]
+    assert got["geometry"] == [750, 30]
     assert got["empty"] == [HEAD] + [None] * 24  # a new history is segment 0's header
     assert got["size"] == 7 + 2 * 21 == 49
     # Record 750 began segment 0 afresh: the other 24 hold 720 records, 48 hours, and it one more.

@@ -1,22 +1,24 @@
 # The board's own settings (settings.json beside main.py): its role, its hardware, its ports.
 # The site configuration (site.json) is separate: it is the leader's, edited by the page.
 
+from micropython import const
+
 from ampshare.config.units import ConfigError
 
 # UDP ports, each configurable: the leader listens on one, every follower on the other (a
 # follower answers on its own port, so one host can run many in the simulator).
-PORT_LEADER = 45450
-PORT_FOLLOWER = 45451
+_PORT_LEADER = const(45450)
+_PORT_FOLLOWER = const(45451)
 # Where a follower sends HELLO, and its STATE until a COMMAND tells it the leader's address.
-BROADCAST = "255.255.255.255"
+_BROADCAST = const("255.255.255.255")
 
 DEFAULTS = {
     "role": None,  # "leader" or "follower": required
     "hal": "esp32",  # or "unix": the host plant simulator plays the hardware
-    "port_leader": PORT_LEADER,
-    "port_follower": PORT_FOLLOWER,
+    "port_leader": _PORT_LEADER,
+    "port_follower": _PORT_FOLLOWER,
     "bind": "0.0.0.0",
-    "broadcast": BROADCAST,
+    "broadcast": _BROADCAST,
     "state_dir": ".",  # where keys, pairing and boot epochs are kept
     "pins": None,  # esp32: GPIO numbers over hal.esp32.PINS
     "wifi": None,  # {"ssid", "password"}: the site network to join

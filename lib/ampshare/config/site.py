@@ -25,7 +25,7 @@ _TURN_MIN = const(15)
 _TURN_MIN_MAX = const(1440)  # a day: beyond, nobody would take a turn
 # MQTT meters: each is a subscription the leader's MQTT client keeps (mqtt/client.py SUBS_MAX
 # is the leader's four topics and these). A main meter and sub-distributions fit.
-MQTT_METERS_MAX = const(16)
+_MQTT_METERS_MAX = const(16)
 _WIRE_ID_MAX = const(24)  # protocol.ID_MAX: a charger's id is sent to its follower
 _MODBUS_ADDR = const(1)  # every supported meter leaves the factory at address 1
 _MODBUS_MODEL = "sdm630"  # the meter of DESIGN.md's example, and the most common at a main fuse
@@ -49,22 +49,28 @@ _MQTT_TIMEOUT_MAX_S = const(3600)
 _PHASES = ("L1", "L2", "L3")
 
 
+def _at(where, name):
+    # "chargers[2]" and "max_a": "chargers[2].max_a". Built here, not written out: each written
+    # ".max_a" would be one more name interned on the board.
+    return where + "." + name
+
+
 def _field(obj, name, where, required=True, default=None):
     if not isinstance(obj, dict):
         raise ConfigError(where, "must be an object")
     if name in obj:
         return obj[name]
     if required:
-        raise ConfigError(where + "." + name, "missing required field")
+        raise ConfigError(_at(where, name), "missing required field")
     return default
 
 
 def _id(obj, where, seen):
     ident = _field(obj, "id", where)
     if not isinstance(ident, str) or not ident:
-        raise ConfigError(where + ".id", "must be a non-empty string")
+        raise ConfigError(_at(where, "id"), "must be a non-empty string")
     if ident in seen:
-        raise ConfigError(where + ".id", "duplicate id '%s'" % ident)
+        raise ConfigError(_at(where, "id"), "duplicate id '%s'" % ident)
     seen[ident] = len(seen)
     return ident
 
@@ -108,29 +114,29 @@ def _meters(site, cfg):
     for i, m in enumerate(_list(cfg, "meters", False)):
         where = "meters[%d]" % i
         _id(m, where, seen)
-        source = _choice(_field(m, "source", where), where + ".source", METER_SOURCES)
+        source = _choice(_field(m, "source", where), _at(where, "source"), METER_SOURCES)
         model, addr = None, None
         if METER_SOURCES[source] == "modbus":
             model = _field(m, "model", where, False, _MODBUS_MODEL)
             if model not in MODELS:
-                raise ConfigError(where + ".model", "'%s' is not one of %s" % (model, ", ".join(sorted(MODELS))))
-            addr = whole(_field(m, "address", where, False, _MODBUS_ADDR), where + ".address", 1, _MODBUS_ADDR_MAX)
+                raise ConfigError(_at(where, "model"), "'%s' is not one of %s" % (model, ", ".join(sorted(MODELS))))
+            addr = whole(_field(m, "address", where, False, _MODBUS_ADDR), _at(where, "address"), 1, _MODBUS_ADDR_MAX)
         topic, timeout = None, None
         if METER_SOURCES[source] == "mqtt":
             topic = _field(m, "topic", where)
             if not isinstance(topic, str) or not 0 < len(topic) <= 200 or "+" in topic or "#" in topic or \
                     "\x00" in topic:
-                raise ConfigError(where + ".topic", "an exact MQTT topic, 1..200 characters, no wildcard (+ #)")
-            if len(site.meter_topic) - site.meter_topic.count(None) >= MQTT_METERS_MAX:
-                raise ConfigError(where + ".source", "at most %d MQTT meters (each is a subscription the leader's "
-                                                     "client keeps)" % MQTT_METERS_MAX)
-            timeout = whole(_field(m, "timeout_s", where, False, _MQTT_TIMEOUT_S), where + ".timeout_s",
+                raise ConfigError(_at(where, "topic"), "an exact MQTT topic, 1..200 characters, no wildcard (+ #)")
+            if len(site.meter_topic) - site.meter_topic.count(None) >= _MQTT_METERS_MAX:
+                raise ConfigError(_at(where, "source"), "at most %d MQTT meters (each is a subscription the leader's "
+                                                     "client keeps)" % _MQTT_METERS_MAX)
+            timeout = whole(_field(m, "timeout_s", where, False, _MQTT_TIMEOUT_S), _at(where, "timeout_s"),
                             _MQTT_TIMEOUT_MIN_S, _MQTT_TIMEOUT_MAX_S) * 1000
         site.meter_topic.append(topic)
         site.meter_timeout.append(timeout)
         # A 1-phase meter names the site phase it is on (L1 unless told).
         one = model is not None and MODELS[model][1] == 1
-        site.meter_phase.append(_choice(_field(m, "phase", where, False, "L1"), where + ".phase", _PHASES)
+        site.meter_phase.append(_choice(_field(m, "phase", where, False, "L1"), _at(where, "phase"), _PHASES)
                                 if one else None)
         site.meter_source.append(METER_SOURCES[source])
         site.meter_model.append(model)
@@ -194,13 +200,13 @@ def _topological(raw, parent):
 
 
 def _group(site, g, where, pos, meters, used_by):
-    limit = _phase_amps(_field(g, "limit_a", where), where + ".limit_a", 0, _LIMIT_MAX_A)
+    limit = _phase_amps(_field(g, "limit_a", where), _at(where, "limit_a"), 0, _LIMIT_MAX_A)
     meter = _field(g, "meter", where, False)
     if meter is not None:
         if meter not in meters:
-            raise ConfigError(where + ".meter", "meter '%s' is not defined" % meter)
+            raise ConfigError(_at(where, "meter"), "meter '%s' is not defined" % meter)
         if meter in used_by:
-            raise ConfigError(where + ".meter",
+            raise ConfigError(_at(where, "meter"),
                               "meter '%s' already measures group '%s'" % (meter, used_by[meter]))
         used_by[meter] = g["id"]
         site.gmeter[pos] = meters[meter]
@@ -208,24 +214,24 @@ def _group(site, g, where, pos, meters, used_by):
         if one is not None and any(limit[p] for p in range(3) if p != one):
             # A 1-phase meter leaves two phases unmeasured: they would read 0 A, and the
             # chargers' draw there would be taken for export.
-            raise ConfigError(where + ".meter", "meter '%s' measures L%d only: the group's other phases need "
+            raise ConfigError(_at(where, "meter"), "meter '%s' measures L%d only: the group's other phases need "
                               "limit_a 0 (or a 3-phase meter)" % (meter, one + 1))
     # Metered: the worst case when the meter is lost is the whole limit (its chargers pause).
     # Unmetered: only its chargers are counted unless the installer names other load.
     default = limit if meter is not None else [0, 0, 0]
     res = _field(g, "reserve_a", where, False)
-    reserve = default if res is None else _phase_amps(res, where + ".reserve_a", 0, _LIMIT_MAX_A)
+    reserve = default if res is None else _phase_amps(res, _at(where, "reserve_a"), 0, _LIMIT_MAX_A)
     for p in range(3):
         site.limit[pos * 3 + p] = limit[p]
         site.reserve[pos * 3 + p] = reserve[p]
     # The import a PV charger's surplus is measured against: 0 keeps the group at zero net
     # import; negative keeps that much export (a feed-in tariff), positive allows that import.
-    site.pv_target[pos] = whole(_field(g, "pv_target_w", where, False, 0), where + ".pv_target_w",
+    site.pv_target[pos] = whole(_field(g, "pv_target_w", where, False, 0), _at(where, "pv_target_w"),
                                -_PV_TARGET_MAX_W, _PV_TARGET_MAX_W)
     unb = _field(g, "unbalance_limit_a", where, False)
     if unb is not None:
         # Grid rules on the difference between phases (Germany 20 A, Austria and Switzerland 16 A).
-        site.unbalance[pos] = ma(unb, where + ".unbalance_limit_a", 1, _LIMIT_MAX_A)
+        site.unbalance[pos] = ma(unb, _at(where, "unbalance_limit_a"), 1, _LIMIT_MAX_A)
 
 
 def _warn_child_limits(site):
@@ -264,35 +270,35 @@ def _chargers(site, cfg, min_ma):
 
 def _charger(site, c, where, i, seen, groups, min_ma):
     if len(_id(c, where, seen).encode()) > _WIRE_ID_MAX:
-        raise ConfigError(where + ".id", "longer than %d bytes (it travels in the PAIR message)" % _WIRE_ID_MAX)
+        raise ConfigError(_at(where, "id"), "longer than %d bytes (it travels in the PAIR message)" % _WIRE_ID_MAX)
     gid = _field(c, "group", where)
     if gid not in groups:
-        raise ConfigError(where + ".group", "unknown group '%s'" % gid)
+        raise ConfigError(_at(where, "group"), "unknown group '%s'" % gid)
     site.cgroup[i] = groups[gid]
     lo = min_ma
     own_min = _field(c, "min_a", where, False)
     if own_min is not None:
-        lo = max(lo, ma(own_min, where + ".min_a", _IEC_MIN_A, _PILOT_MAX_A))
+        lo = max(lo, ma(own_min, _at(where, "min_a"), _IEC_MIN_A, _PILOT_MAX_A))
     hi = _max_current(c, where, "max_a", lo, True)
     conn = _max_current(c, where, "connector_max_a", lo, False)
     site.cmin[i] = lo
     site.cmax[i] = hi if conn is None else min(hi, conn)
     phases = _field(c, "phases", where, False, 3)
     if isinstance(phases, bool) or not isinstance(phases, int) or phases not in (1, 3):
-        raise ConfigError(where + ".phases", "must be 1 or 3")
+        raise ConfigError(_at(where, "phases"), "must be 1 or 3")
     site.cphases[i] = phases
     rot = _field(c, "rotation", where, False, "unknown")
     if rot != "unknown":
-        r = ROTATIONS[_choice(rot, where + ".rotation", ROTATIONS + ("unknown",))]
+        r = ROTATIONS[_choice(rot, _at(where, "rotation"), ROTATIONS + ("unknown",))]
         for k in range(3):
             site.cwire[i * 3 + k] = ord(r[k + 1]) - ord("1")
-    site.cprio[i] = whole(_field(c, "priority", where, False, 0), where + ".priority", 0, PRIO_MAX)
-    site.cmode[i] = _choice(_field(c, "mode", where, False, "fast"), where + ".mode", MODES)
+    site.cprio[i] = whole(_field(c, "priority", where, False, 0), _at(where, "priority"), 0, PRIO_MAX)
+    site.cmode[i] = _choice(_field(c, "mode", where, False, "fast"), _at(where, "mode"), MODES)
     sw = _field(c, "phase_switching", where, False, False)
     if not isinstance(sw, bool):
-        raise ConfigError(where + ".phase_switching", "must be true or false")
+        raise ConfigError(_at(where, "phase_switching"), "must be true or false")
     if sw and phases != 3:
-        raise ConfigError(where + ".phase_switching", "a 1-phase charger has no phases to switch")
+        raise ConfigError(_at(where, "phase_switching"), "a 1-phase charger has no phases to switch")
     if sw and site.cmode[i] not in (MODE_PV, MODE_MIN_PV):
         site.warnings.append("%s.phase_switching: only a pv or min_pv charger is switched; this one "
                              "keeps its three phases" % where)
@@ -310,9 +316,9 @@ def _max_current(c, where, name, lo, required):
     value = _field(c, name, where, required)
     if value is None:
         return None
-    m = ma(value, where + "." + name, 0, _PILOT_MAX_A)
+    m = ma(value, _at(where, name), 0, _PILOT_MAX_A)
     if m < lo:
-        raise ConfigError(where + "." + name,
+        raise ConfigError(_at(where, name),
                           "%s A is below the minimum current %d.%d A" % (value, lo // 1000, lo % 1000 // 100))
     return m
 

@@ -15,7 +15,7 @@ from ampshare.core.clock import ticks_diff
 # the stop when its datagram is held up in the network, and the reading a second after the
 # meter's: three one-second windows cover the read, the late report and the next read.
 _WINDOW_MS = const(1_000)
-WINDOWS = const(3)
+_WINDOWS = const(3)
 
 
 class Budget:
@@ -25,19 +25,19 @@ class Budget:
         self.use = array("i", [0] * nk)  # what the cars may still draw
         self.use_fb = array("i", [0] * nk)  # the fallbacks the followers may still hold
         self.up = array("i", [0] * nk)  # the room increases may use, after window()
-        self._ring = array("i", [0] * (nk * WINDOWS))  # each window's least cap_up, window-major
+        self._ring = array("i", [0] * (nk * _WINDOWS))  # each window's least cap_up, window-major
         self._at = 0  # the window filling now
         self._since = None
 
     def window(self, now_ms):
         """After each allocation: up = the least of the allocator's cap_up over the current
-        window and the WINDOWS - 1 before it."""
+        window and the _WINDOWS - 1 before it."""
         cap, up, ring = self.alloc.cap_up, self.up, self._ring
         nk = self.alloc.nk  # (four names in one assignment would make a tuple)
         first = self._since is None
         if first or ticks_diff(now_ms, self._since) >= _WINDOW_MS:
             self._since = now_ms
-            self._at = (self._at + 1) % WINDOWS
+            self._at = (self._at + 1) % _WINDOWS
             lo = self._at * nk
             hi = lo + nk
             if first:  # no earlier windows: this one stands for them all
@@ -49,7 +49,7 @@ class Budget:
             v = cap[k]
             if v < ring[base + k]:
                 ring[base + k] = v
-            for w in range(WINDOWS):
+            for w in range(_WINDOWS):
                 r = ring[w * nk + k]
                 if r < v:
                     v = r

@@ -21,21 +21,21 @@ _FOLLOWER_WATCHDOG_MS = const(10_000)  # the follower's own watchdog (follower.W
 # This long after the last COMMAND sent to a silent follower, it must be at its fallback: its
 # watchdog restarts on each COMMAND (10 s), then the EV's 5 s, and 1 s for a datagram held
 # up in the network.
-LOST_MS = const(16_000)
+_LOST_MS = const(16_000)
 _SILENT_MS = const(3_000)  # three missed reports: shown as silent, its share kept reserved
 # A report younger than this is the follower's latest (it reports every second, follower.py's
 # REPORT_MS; 300 ms for the network and a tick): only such a draw is credited for an increase.
-# The same holds for a meter's reading (read every second, meter.METER_MS; 300 ms for the read):
+# The same holds for a meter's reading (read every second, meter/tasks.py's METER_MS; 300 ms for the read):
 # an older one may miss a load that rose since, and an increase counts its group at reserve.
-FRESH_MS = const(1_300)
+_FRESH_MS = const(1_300)
 METER_SILENT_MS = const(5_000)  # DESIGN.md: then its group counts its reserve_a
 # A fall of a meter's reading above this triggers an allocation at once (a rise always does).
-STEP_MA = const(2_000)
+_STEP_MA = const(2_000)
 # A new leader first listens: every follower reports within a second, and one that has not
 # after three is counted at its maximum. Allocating earlier would pin the unheard at their
 # maximum besides what they draw, and pause the others for nothing.
-ADOPT_MS = const(3_000)
-RESEND_MS = const(200)  # an unconfirmed decrease is repeated this often until confirmed
+_ADOPT_MS = const(3_000)
+_RESEND_MS = const(200)  # an unconfirmed decrease is repeated this often until confirmed
 _STATUS_MS = const(500)  # how often follower timers (silent, lost, freed) are looked at
 IDENTIFY_MS = const(10_000)  # an installer's "find this unit": its LED blinks this long
 
@@ -114,7 +114,7 @@ class Leader:
         # leader reacts, and the fuse only 1 s + 5 s from the rise. A fall can wait for the
         # period, unless it is a step (the others may have current back sooner).
         now = not a.meter_ok[m] or l1 > r1 or l2 > r2 or l3 > r3 or \
-            max(r1 - l1, r2 - l2, r3 - l3) > STEP_MA
+            max(r1 - l1, r2 - l2, r3 - l3) > _STEP_MA
         a.meter[i], a.meter[i + 1], a.meter[i + 2] = l1, l2, l3
         a.meter_ok[m] = 1
         self.meter_at[m] = now_ms
@@ -210,7 +210,7 @@ class Leader:
         self._send = send
         self._timers(now_ms)
         if self._adopting:
-            if ticks_diff(now_ms, self.boot_ms) < ADOPT_MS and self._unheard():
+            if ticks_diff(now_ms, self.boot_ms) < _ADOPT_MS and self._unheard():
                 return
             self._adopting = False
         if ticks_diff(now_ms, self._due) < 0:
@@ -290,7 +290,7 @@ class Leader:
         # next period would be a whole second later.
         for c in range(self.nc):
             if self.status[c] == ONLINE and self.applied[c] > self.sent[c] and \
-                    ticks_diff(now_ms, self.resent[c]) >= RESEND_MS:
+                    ticks_diff(now_ms, self.resent[c]) >= _RESEND_MS:
                 self.resent[c] = now_ms
                 self._command(c, now_ms)
 
@@ -312,9 +312,9 @@ class Leader:
                 self._free(c)
             # Aged (clock.py): each only decides while younger than its bound.
             self.last_increase[c] = aged(now_ms, self.last_increase[c], INCREASE_GAP_MS)
-            self.resent[c] = aged(now_ms, self.resent[c], RESEND_MS)
+            self.resent[c] = aged(now_ms, self.resent[c], _RESEND_MS)
             self.heard[c] = aged(now_ms, self.heard[c], _SILENT_MS)
-            self.cmd_at[c] = aged(now_ms, self.cmd_at[c], LOST_MS)
+            self.cmd_at[c] = aged(now_ms, self.cmd_at[c], _LOST_MS)
             u = self.identify_until[c]
             if u is not None and ticks_diff(now_ms, u) >= 0:
                 self.identify_until[c] = None
@@ -322,7 +322,7 @@ class Leader:
             if s == ONLINE or s == SILENT:
                 if ticks_diff(now_ms, self.heard[c]) < _SILENT_MS:
                     new = ONLINE
-                elif ticks_diff(now_ms, self.cmd_at[c]) >= LOST_MS:
+                elif ticks_diff(now_ms, self.cmd_at[c]) >= _LOST_MS:
                     new = LOST
                 else:
                     new = SILENT
@@ -335,10 +335,10 @@ class Leader:
         # Never heard since we started: it may be at anything up to its maximum.
         a, site = self.alloc, self.site
         for m in range(len(self.meter_at)):
-            a.meter_fresh[m] = ticks_diff(now_ms, self.meter_at[m]) < FRESH_MS
+            a.meter_fresh[m] = ticks_diff(now_ms, self.meter_at[m]) < _FRESH_MS
         for c in range(self.nc):
             s = self.status[c]
-            a.fresh[c] = s == ONLINE and ticks_diff(now_ms, self.heard[c]) < FRESH_MS
+            a.fresh[c] = s == ONLINE and ticks_diff(now_ms, self.heard[c]) < _FRESH_MS
             if s == ONLINE:
                 a.held[c] = 0
                 a.held_fb[c] = 0

@@ -11,21 +11,22 @@ from ampshare.core.ints import SMALL_MAX
 from ampshare.meter import modbus as M
 
 # Our units, per index into Reading.values.
-V1, V2, V3 = 0, 1, 2  # mV, phase to neutral
-I1, I2, I3 = 3, 4, 5  # mA, signed: import positive (the sign of the phase's power)
-P1, P2, P3 = 6, 7, 8  # W, signed
-PT = 9  # W, the total
-E_IMP = 10  # 10 Wh steps: small ints reach 10 GWh, which no site meter shows
-E_EXP = 11
-N_VALUES = 12
+# A phase's value is the L1 index plus the phase (0..2).
+V1 = const(0)  # mV, phase to neutral
+I1 = const(3)  # mA, signed: import positive (the sign of the phase's power)
+P1 = const(6)  # W, signed
+PT = const(9)  # W, the total
+E_IMP = const(10)  # 10 Wh steps: small ints reach 10 GWh, which no site meter shows
+E_EXP = const(11)
+_N_VALUES = const(12)
 
 # Data types. The word order is part of the type: "hi" has the high word first (big-endian,
 # as Modbus itself), "lo" the low word first.
-F32 = const(0)  # IEEE 754 single, high word first (Eastron)
-U32 = const(1)  # unsigned, high word first (ABB)
-S32 = const(2)  # signed, high word first (ABB)
-S32_LO = const(3)  # signed, low word first (Carlo Gavazzi)
-U64 = const(4)  # unsigned, high word first (ABB energy)
+_F32 = const(0)  # IEEE 754 single, high word first (Eastron)
+_U32 = const(1)  # unsigned, high word first (ABB)
+_S32 = const(2)  # signed, high word first (ABB)
+_S32_LO = const(3)  # signed, low word first (Carlo Gavazzi)
+_U64 = const(4)  # unsigned, high word first (ABB energy)
 _WORDS = (2, 2, 2, 2, 4)
 _RAW_MAX = SMALL_MAX
 # A phase exports only when its power says so clearly: below this, noise or a mostly reactive
@@ -38,11 +39,11 @@ def _eastron(phases):
     # Input registers, float32, in volts, amps, watts and kWh.
     f = []
     for k in range(phases):
-        f += [(V1 + k, 0x0000 + 2 * k, F32, 1000, 1), (I1 + k, 0x0006 + 2 * k, F32, 1000, 1),
-              (P1 + k, 0x000C + 2 * k, F32, 1, 1)]
+        f += [(V1 + k, 0x0000 + 2 * k, _F32, 1000, 1), (I1 + k, 0x0006 + 2 * k, _F32, 1000, 1),
+              (P1 + k, 0x000C + 2 * k, _F32, 1, 1)]
     # A 1-phase meter's total is its phase's power (0x0034 is 3-phase meters' total).
-    f += [(PT, 0x0034 if phases == 3 else 0x000C, F32, 1, 1),
-          (E_IMP, 0x0048, F32, 100, 1), (E_EXP, 0x004A, F32, 100, 1)]
+    f += [(PT, 0x0034 if phases == 3 else 0x000C, _F32, 1, 1),
+          (E_IMP, 0x0048, _F32, 100, 1), (E_EXP, 0x004A, _F32, 100, 1)]
     return (M.READ_INPUT, phases, tuple(f))
 
 
@@ -54,16 +55,16 @@ MODELS = {
     "sdm120": _eastron(1),
     # ABB B23/B24: holding registers; 0.1 V, 0.01 A, 0.01 W, 0.01 kWh (64-bit counters).
     "abb-b23": (M.READ_HOLDING, 3, (
-        (V1, 0x5B00, U32, 100, 1), (V2, 0x5B02, U32, 100, 1), (V3, 0x5B04, U32, 100, 1),
-        (I1, 0x5B0C, U32, 10, 1), (I2, 0x5B0E, U32, 10, 1), (I3, 0x5B10, U32, 10, 1),
-        (PT, 0x5B14, S32, 1, 100), (P1, 0x5B16, S32, 1, 100), (P2, 0x5B18, S32, 1, 100),
-        (P3, 0x5B1A, S32, 1, 100), (E_IMP, 0x5000, U64, 1, 1), (E_EXP, 0x5004, U64, 1, 1))),
+        (V1, 0x5B00, _U32, 100, 1), (V1 + 1, 0x5B02, _U32, 100, 1), (V1 + 2, 0x5B04, _U32, 100, 1),
+        (I1, 0x5B0C, _U32, 10, 1), (I1 + 1, 0x5B0E, _U32, 10, 1), (I1 + 2, 0x5B10, _U32, 10, 1),
+        (PT, 0x5B14, _S32, 1, 100), (P1, 0x5B16, _S32, 1, 100), (P1 + 1, 0x5B18, _S32, 1, 100),
+        (P1 + 2, 0x5B1A, _S32, 1, 100), (E_IMP, 0x5000, _U64, 1, 1), (E_EXP, 0x5004, _U64, 1, 1))),
     # Carlo Gavazzi EM340: input registers, INT32 low word first; 0.1 V, mA, 0.1 W, 0.1 kWh.
     "em340": (M.READ_INPUT, 3, (
-        (V1, 0x0000, S32_LO, 100, 1), (V2, 0x0002, S32_LO, 100, 1), (V3, 0x0004, S32_LO, 100, 1),
-        (I1, 0x000C, S32_LO, 1, 1), (I2, 0x000E, S32_LO, 1, 1), (I3, 0x0010, S32_LO, 1, 1),
-        (P1, 0x0012, S32_LO, 1, 10), (P2, 0x0014, S32_LO, 1, 10), (P3, 0x0016, S32_LO, 1, 10),
-        (PT, 0x0028, S32_LO, 1, 10), (E_IMP, 0x0034, S32_LO, 10, 1), (E_EXP, 0x004E, S32_LO, 10, 1))),
+        (V1, 0x0000, _S32_LO, 100, 1), (V1 + 1, 0x0002, _S32_LO, 100, 1), (V1 + 2, 0x0004, _S32_LO, 100, 1),
+        (I1, 0x000C, _S32_LO, 1, 1), (I1 + 1, 0x000E, _S32_LO, 1, 1), (I1 + 2, 0x0010, _S32_LO, 1, 1),
+        (P1, 0x0012, _S32_LO, 1, 10), (P1 + 1, 0x0014, _S32_LO, 1, 10), (P1 + 2, 0x0016, _S32_LO, 1, 10),
+        (PT, 0x0028, _S32_LO, 1, 10), (E_IMP, 0x0034, _S32_LO, 10, 1), (E_EXP, 0x004E, _S32_LO, 10, 1))),
 }
 
 
@@ -121,13 +122,13 @@ def _s32(hi, lo):
 def value(frame, i, typ, mul, div):
     """The field at register offset i of a checked answer, in our units."""
     w = M.word
-    if typ == F32:
+    if typ == _F32:
         return f32(w(frame, i), w(frame, i + 1), mul)
-    if typ == U32:
+    if typ == _U32:
         raw = _u32(w(frame, i), w(frame, i + 1))
-    elif typ == S32:
+    elif typ == _S32:
         raw = _s32(w(frame, i), w(frame, i + 1))
-    elif typ == S32_LO:
+    elif typ == _S32_LO:
         raw = _s32(w(frame, i + 1), w(frame, i))
     else:
         if w(frame, i) or w(frame, i + 1):
@@ -142,7 +143,7 @@ class Reading:
     """One poll's values (see the indices above); `present` has a bit per value read."""
 
     def __init__(self):
-        self.values = array("i", [0] * N_VALUES)
+        self.values = array("i", [0] * _N_VALUES)
         self.present = 0
 
     def signed_currents(self):
@@ -163,7 +164,7 @@ class Reading:
 def site_currents(values, phases, phase):
     """(l1, l2, l3) mA on the site's phases: a 1-phase meter's current on its phase."""
     if phases == 3:
-        return values[I1], values[I2], values[I3]
+        return values[I1], values[I1 + 1], values[I1 + 2]
     i = values[I1]
     return (i if phase == 0 else 0), (i if phase == 1 else 0), (i if phase == 2 else 0)
 
@@ -177,7 +178,7 @@ def decode(fields, start, count, frame, reading):
             try:
                 reading.values[idx] = value(frame, reg - start, typ, mul, div)
             except M.ModbusError:
-                if I1 <= idx <= P3:
+                if I1 <= idx <= P1 + 2:
                     raise
                 continue
             reading.present |= 1 << idx

@@ -1,5 +1,7 @@
 # The leader's own meters, where the board has them: the Modbus meters on its RS485 line and
-# its CT clamps. Loaded only on a leader whose settings name a line or clamps.
+# its CT clamps. Loaded only on a leader whose settings name a line or clamps. The folder holds
+# pure decoders (modbus.py frames, maps.py register maps, ct.py RMS) beside their shells (rtu.py
+# the RTU master, poll.py polling, and this file).
 import time
 
 import asyncio
@@ -8,7 +10,8 @@ from micropython import const
 
 from ampshare.core.ints import count
 
-from ampshare.meter import METER_MS
+METER_MS = const(1000)  # DESIGN.md: meters are read every second
+
 
 _CT_RATE_HZ = const(2000)  # frames a second: 40 a mains cycle, the design's aim (docs/metering.md)
 

@@ -78,11 +78,11 @@ BUCKET_MS = const(240_000)  # 4 minutes: 720 of them cover 48 hours
 # segment would keep less beyond 48 h but make more files (directory entries, opens while
 # reading); more would keep more (a whole segment goes at once) for no cheaper append: an
 # append copies at most the file's last block whatever its length.
-PER_FILE = const(30)
+_PER_FILE = const(30)
 # 25 segments: when one is truncated the other 24 still hold 720 records, 48 hours.
-SLOTS = const(750)
-GROUP = ("meter", "allocated", "usage")  # a group's series per phase, in order
-CHARGER = ("offered", "drawn")  # a charger's series per phase, in order
+_SLOTS = const(750)
+_GROUP = const(("meter", "allocated", "usage"))  # a group's series per phase, in order
+_CHARGER = const(("offered", "drawn"))  # a charger's series per phase, in order
 
 _MAGIC = b"AShi"
 _VERSION = const(2)  # 1: the ring in one file, written in place
@@ -112,9 +112,9 @@ def index(site, node_id, phase):
     if not 0 <= phase < 3:
         return None
     if node_id in site.group_ids:
-        return site.group_ids.index(node_id) * 9 + phase * 3, GROUP
+        return site.group_ids.index(node_id) * 9 + phase * 3, _GROUP
     if node_id in site.charger_ids:
-        return 9 * len(site.group_ids) + site.charger_ids.index(node_id) * 6 + phase * 2, CHARGER
+        return 9 * len(site.group_ids) + site.charger_ids.index(node_id) * 6 + phase * 2, _CHARGER
     return None
 
 
@@ -188,7 +188,7 @@ class History:
     error), never raised; `off` is the reason when there is no history file at all. slots
     records in segment files of per_file each (slots a multiple of it; tests use small ones)."""
 
-    def __init__(self, path, n, tag=0, slots=SLOTS, bucket_ms=BUCKET_MS, per_file=PER_FILE):
+    def __init__(self, path, n, tag=0, slots=_SLOTS, bucket_ms=BUCKET_MS, per_file=_PER_FILE):
         if not 0 < per_file < 256 or slots % per_file or slots // per_file > 100:
             raise ValueError("history: slots must be 1 to 100 segments of 1 to 255 records")
         self.path, self.n, self.slots, self.bucket_ms = path, n, slots, bucket_ms

@@ -14,14 +14,14 @@ from micropython import const
 from ampshare.wire import frame as P
 from ampshare.run import store
 from ampshare.core.leader import ONLINE, Leader
-from ampshare.meter import METER_MS
+from ampshare.meter.tasks import METER_MS
 from ampshare.wire.leader import LeaderPort
 from ampshare.run.shell import Shell
 from ampshare.run.udp import Link, address
 
 CONTROL_MS = const(100)  # the core's own timers (resends every 200 ms) need 10 Hz
 BOARD_WATCHDOG_MS = const(5000)  # a stalled leader resets; followers ride it out on their fallback
-HISTORY_FILE = "history"  # the 48-hour history's files (run/history.py), in state_dir
+_HISTORY_FILE = const("history")  # the 48-hour history's files (run/history.py), in state_dir
 STATE_FILE = "leader.json"  # boot counter, the followers' keys and the sharing switch, in state_dir
 _NONCE_LEN = const(8)
 # PAIRs waiting for their save: bounds the heap against a flood of listed uids (a unit not
@@ -75,7 +75,7 @@ class LeaderApp(Shell):
         # The history's buffers are made now, while the heap is still in one piece.
         from ampshare.run import history
         n = history.count(site)
-        self.history = history.History(settings["state_dir"] + "/" + HISTORY_FILE, n, history.tag(site),
+        self.history = history.History(settings["state_dir"] + "/" + _HISTORY_FILE, n, history.tag(site),
                                        bucket_ms=settings["history_bucket_ms"] or history.BUCKET_MS)
         self._figures = array("i", bytes(4 * n))
         self.addr = [None] * core.nc

@@ -3,10 +3,12 @@
 import gc
 import time
 
-SITE_FILE = "site.json"
+from micropython import const
+
+_SITE_FILE = const("site.json")
 
 
-def load_site(path=SITE_FILE):
+def load_site(path=_SITE_FILE):
     """The configuration in force, or a ConfigError naming what is wrong with the file."""
     from ampshare.config.site import parse  # the leader's alone, and let go once it runs
     from ampshare.run.store import read_json

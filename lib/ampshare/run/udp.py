@@ -4,10 +4,11 @@
 import socket
 
 from asyncio import core
+from micropython import const
 
 # The longest message (PAIR) is 96 bytes: room for newer peers' fields, and each read
 # allocates this much, which a leader's full heap must find in one piece.
-MAX_DATAGRAM = 128
+_MAX_DATAGRAM = const(128)
 
 
 def _readable(sock):
@@ -34,7 +35,7 @@ class Link:
         """The next datagram and its sender's address."""
         while True:
             try:
-                return self.sock.recvfrom(MAX_DATAGRAM)
+                return self.sock.recvfrom(_MAX_DATAGRAM)
             except OSError:
                 pass  # nothing there yet (EAGAIN): wait until the socket is readable
             await _readable(self.sock)

@@ -19,8 +19,8 @@ _BODY_MAX = const(20_000)
 _LINE_MAX = const(1_024)  # a request line or header: longer is not a browser's
 _STREAM_MS = const(1_000)  # the live stream's period, the control period
 RESTART_MS = const(500)  # after a saved site: time for the answer to leave before the restart
-AUTH_FILE = "web.json"  # the admin password's salt and hash, in the settings' state_dir
-COOKIE = "ampshare"
+_AUTH_FILE = const("web.json")  # the admin password's salt and hash, in the settings' state_dir
+_COOKIE = const("ampshare")
 JSON = {"Content-Type": "application/json"}
 # Connections served at once: each holds a task, its streams and a request (1-2 KB of a heap
 # that has some 40 KB to spare with 64 followers). A page holds its live stream and asks one
@@ -35,7 +35,7 @@ _REQUEST_MS = const(10_000)
 _WRITE_MS = const(10_000)
 _LIMITS_KEPT = const(8)  # limit ids the API can still clear (core/external.py keeps 8 answers)
 # The phone probes that open a captive portal's sign-in page: each gets the page.
-PROBES = ("/generate_204", "/gen_204", "/hotspot-detect.html", "/connecttest.txt", "/ncsi.txt")
+_PROBES = const(("/generate_204", "/gen_204", "/hotspot-detect.html", "/connecttest.txt", "/ncsi.txt"))
 
 Request.max_content_length = _BODY_MAX
 Request.max_body_length = _BODY_MAX
@@ -180,7 +180,7 @@ class Web:
         self.site_path = settings["site"]
         self.page = settings["page"]
         self.private = settings["private"]
-        self.auth_path = settings["state_dir"] + "/" + AUTH_FILE
+        self.auth_path = settings["state_dir"] + "/" + _AUTH_FILE
         self.auth = Auth(store.read_json(self.auth_path, None), settings["code"])
         self.http = settings["http"]
         self.etag = self._etag()
@@ -189,7 +189,7 @@ class Web:
         # request, it would be loaded into whatever a running leader has left.
         from ampshare.web import live  # noqa: F401
         self.md = md = _Server()
-        for path in ("/",) + PROBES:
+        for path in ("/",) + _PROBES:
             md.route(path)(self.page_handler)
         for method, path, name in _ROUTES:
             md.route(path, methods=[method])(getattr(self, name))
@@ -219,7 +219,7 @@ class Web:
     # ---- who may ----------------------------------------------------------------------------
 
     def _session(self, req):
-        return self.auth.session(time.ticks_ms(), req.cookies.get(COOKIE))
+        return self.auth.session(time.ticks_ms(), req.cookies.get(_COOKIE))
 
     def _admin(self, req):
         """None when the request may change things, else the refusal to answer."""
@@ -270,7 +270,7 @@ class Web:
                 return {"field": "password", "reason": e.reason}, 429, {"Retry-After": str((e.retry_ms + 999) // 1000)}
             return _bad("password", e.reason, 401)
         res = Response({"password_set": self.auth.has_password})
-        res.headers["Set-Cookie"] = "%s=%s; Path=/; HttpOnly; SameSite=Strict" % (COOKIE, token)
+        res.headers["Set-Cookie"] = "%s=%s; Path=/; HttpOnly; SameSite=Strict" % (_COOKIE, token)
         return res
 
     async def password(self, req):
@@ -283,7 +283,7 @@ class Web:
             return _bad("password", e.reason)
         if not self.app.persist(store.save_json, self.auth_path, record):
             return _bad("password", "could not be saved to flash (kept until a restart)", 500)
-        self.auth.keep_only(req.cookies.get(COOKIE))
+        self.auth.keep_only(req.cookies.get(_COOKIE))
         return {"password_set": True}
 
     # ---- the page and the live view ---------------------------------------------------------

@@ -56,7 +56,7 @@ _R_MAGIC = const(1)  # not ours
 _R_OLD_VERSION = const(2)  # an older peer: refused, not guessed at
 R_TYPE = const(3)  # unknown or unexpected message type for this role
 R_PEER = const(4)  # from or for a follower we do not know
-R_AUTH = const(5)  # tag does not match: forged or altered
+_R_AUTH = const(5)  # tag does not match: forged or altered
 R_REPLAY = const(6)  # not newer than the newest accepted: replayed or reordered
 R_EPOCH = const(7)  # echoes another boot of ours: from before a restart
 R_FIELD = const(8)  # authentic but a value out of range
@@ -183,7 +183,7 @@ class Keys:
         return outer.digest()  # the tag is its first TAG_LEN bytes
 
     def check(self, data):
-        """The authenticated body (without the tag), or Rejected(R_AUTH)."""
+        """The authenticated body (without the tag), or Rejected(_R_AUTH)."""
         n = len(data) - TAG_LEN
         body = memoryview(data)[:n]
         want = self.tag(body)
@@ -191,7 +191,7 @@ class Keys:
         for i in range(TAG_LEN):  # constant time: no early exit on the first difference
             diff |= want[i] ^ data[n + i]
         if diff:
-            raise Rejected(R_AUTH)
+            raise Rejected(_R_AUTH)
         return body
 
     def seal(self, buf, body):
