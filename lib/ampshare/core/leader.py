@@ -139,12 +139,12 @@ class Leader:
         self.applied[c] = applied
         self.flags[c] = flags
         switching = self.surplus is not None and self.site.cswitch[c]
-        if switching and self.surplus.relay(c, flags, first, meas):
+        if switching and self.surplus.relay(c, flags, first, meas):  # type: ignore[union-attr]
             self.demand.active[c] = 0  # its car starts afresh: every phase until it settles
         mask = self.demand.report(now_ms, c, letter, self._drawn(c), self.sent[c], meas)
         if switching:
             self._dmask[c] = mask
-            mask = self.surplus.mask(c, mask)
+            mask = self.surplus.mask(c, mask)  # type: ignore[union-attr]
         self._count_on(now_ms, c, a.phases_for(c, mask), reflects)
         if first:
             # Adopt what it does now (a restarted leader, a restarted follower): no pause.
@@ -234,8 +234,8 @@ class Leader:
         s, site = self.surplus, self.site
         for c in range(self.nc):
             if site.cswitch[c]:
-                self.phases[c] = 1 if s.want1[c] else 3
-                self._count_on(now_ms, c, self.alloc.phases_for(c, s.mask(c, self._dmask[c])), False)
+                self.phases[c] = 1 if s.want1[c] else 3  # type: ignore[union-attr]  # only with a Surplus
+                self._count_on(now_ms, c, self.alloc.phases_for(c, s.mask(c, self._dmask[c])), False)  # type: ignore[union-attr]
 
     def limit(self, now_ms, kind, ident, ma=None, w=None, watchdog_ms=WATCHDOG_MS):
         """An external limit (external.py): set (ma or w) or clear. Allocated at once; returns
@@ -453,4 +453,4 @@ class Leader:
         self.cmd_at[c] = now_ms
         lowered = self.lowered[c]
         self.lowered[c] = 0
-        self._send(c, self.sent[c], self.sent_fb[c], self.phases[c], self._flags(c), lowered)
+        self._send(c, self.sent[c], self.sent_fb[c], self.phases[c], self._flags(c), lowered)  # type: ignore[misc]  # attached

@@ -19,6 +19,37 @@ class Site:
     [charger * 3 + its_phase] holds the site phase (0..2) or -1 when unknown.
     """
 
+    # Filled in by the parser (config/site.py). Bare annotations: the board never evaluates
+    # them and makes no attribute of them (mpy-cross keeps one line-number byte each).
+    voltage: int
+    min_ma: int
+    turn_ms: int
+    pv_start_ms: int
+    pv_stop_ms: int
+    group_ids: list
+    parent: array
+    limit: array
+    reserve: array
+    gmeter: array
+    pv_target: array
+    unbalance: array
+    charger_ids: list
+    cgroup: array
+    cmin: array
+    cmax: array
+    cphases: bytearray
+    cwire: array
+    cprio: bytearray
+    cmode: bytearray
+    cswitch: bytearray
+    meter_ids: list
+    meter_source: list
+    meter_model: list
+    meter_addr: list
+    meter_phase: list
+    meter_topic: list
+    meter_timeout: list
+
     def __init__(self):
         self.warnings = []
 

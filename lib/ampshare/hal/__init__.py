@@ -21,5 +21,5 @@ def board(settings):
     if settings["hal"] == "esp32":
         from ampshare.hal.esp32 import Board
         return Board(settings["pins"], pilot=pilot)
-    from ampshare.hal.unix import Board
+    from ampshare.hal.unix import Board  # type: ignore[no-redef]  # unix.py is not checked
     return Board(settings["plant"], settings["plant_id"] if pilot else None, settings["stall_at_ms"])

@@ -106,7 +106,7 @@ class Board:
         self.wdt = machine.WDT(timeout=timeout_ms)
 
     def feed(self):
-        self.wdt.feed()
+        self.wdt.feed()  # type: ignore[union-attr]  # start_watchdog() comes first
 
 
 # The reference board's RS485 transceiver (a MAX3485-style driver): UART2 on its usual pins,

@@ -300,7 +300,7 @@ class Ct:
     def _export(self, p, buf, start, n, step, i, qi, irms):
         # 1 when the real power, mean((i - mean_i) * (v - mean_v)), is clearly negative; 0 when
         # not; minus the error code when the reference cannot tell.
-        j = start + self._v_at[p]
+        j = start + self._v_at[p]  # type: ignore[index]  # called only with a voltage reference
         qv = _mean(buf, j, n, step, self._lo, self._hi)
         if qv == _CLIPPED_MEAN:
             return -CLIPPED

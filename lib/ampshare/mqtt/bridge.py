@@ -213,7 +213,7 @@ class Bridge:
         r, o = self._c_last, c * _C
         return b'{"state": "%s", "offered_ma": %d, "fallback_ma": %d, "draw_ma": [%d, %d, %d], "power_w": %d, ' \
                b'"phases": %d, "link": "%s", "mode": "%s", "max_ma": %d, "ext_ma": %s, "session_wh": %d, ' \
-               b'"energy_wh": %s}' % (
+               b'"energy_wh": %s}' % (  # type: ignore[str-format]  # MicroPython takes a str for b"%s"
                    chr(r[o]) if r[o] else "A", r[o + 1], r[o + 2], r[o + 3], r[o + 4], r[o + 5],
                    (r[o + 3] + r[o + 4] + r[o + 5]) * self.app.site.voltage // 1000, r[o + 6], LINK[r[o + 7]],
                    MODES[r[o + 8]], r[o + 12], b"%d" % r[o + 9] if r[o + 9] >= 0 else b"null",

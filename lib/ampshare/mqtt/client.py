@@ -52,7 +52,7 @@ import socket
 from errno import EINPROGRESS
 from time import ticks_add, ticks_diff, ticks_ms
 
-from asyncio import core
+from asyncio import core  # type: ignore[attr-defined]  # not in the stubs
 from micropython import const
 
 from ampshare.mqtt import packet
@@ -153,7 +153,7 @@ class Client:
             import ssl
             if tls is True:
                 tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                tls.verify_mode = ssl.CERT_NONE
+                tls.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]  # the stubs' SSLContext lacks it
         self.host, self.port = host, port
         self.on_message = on_message
         self._source = source
@@ -419,7 +419,7 @@ class Client:
         self._sock = sock
         self._up = self._hello_sent = self._writing = self._ping_send = False
         self._ping_at = self._tail = None
-        self._start = self._last_rx = self._last_tx = now
+        self._start = self._last_rx = self._last_tx = now  # type: ignore[assignment]  # ticks: opaque in the stubs, 0 here
         self._nacks = self._b_pub = self._b_res = 0
         self._rd.reset()
         self._wtask = core.create_task(self._writer(sock))
@@ -516,7 +516,7 @@ class Client:
                             yield core._io_queue.queue_write(sock)
                     self._tail = None
                 self._writing = False
-                self._last_tx = ticks_ms()
+                self._last_tx = ticks_ms()  # type: ignore[assignment]
                 self.published += self._b_pub
                 self.resent += self._b_res
                 self._b_pub = self._b_res = 0
@@ -562,7 +562,7 @@ class Client:
                 if j < 0:
                     return i
                 self._fl_state[e] = _F_WAIT
-                self._fl_at[e] = now
+                self._fl_at[e] = now  # type: ignore[call-overload]
                 self._b_res += 1
                 i = j
                 if self._tail is not None:
@@ -656,7 +656,7 @@ class Client:
                 if not n:
                     self._drop("the broker closed the connection")
                     return
-                self._last_rx = ticks_ms()
+                self._last_rx = ticks_ms()  # type: ignore[assignment]
                 i = 0
                 while i < n:
                     i = rd.feed(rxv, i, n)
@@ -674,7 +674,7 @@ class Client:
                         return
                     while self._nacks >= _ACKS:  # read on when the writer has sent the PUBACKs
                         self._wake()
-                        yield from asyncio.sleep_ms(_TICK_MS // 10)
+                        yield from asyncio.sleep_ms(_TICK_MS // 10)  # type: ignore[misc]  # a generator task
         except OSError as e:
             self._drop("read", e)
         except Exception as e:  # our bug (a callback's errors are caught where it is called)
@@ -714,7 +714,7 @@ class Client:
 
     def _connected(self):
         self._up = True
-        self._up_at = ticks_ms()
+        self._up_at = ticks_ms()  # type: ignore[assignment]
         self.connects += 1
         self.state = "connected"
         self._sub_next = 0

@@ -37,7 +37,7 @@ async def _alloc_rate(every_s):
 async def _run(s):
     from ampshare.run import start
     shell = start.build(s)
-    start = None
+    start = None  # type: ignore[assignment]  # the module goes with release()
     release()
     if s["mem_report_s"]:
         asyncio.create_task(_memory(s["mem_report_s"]))
@@ -58,7 +58,7 @@ def main(path=SETTINGS_FILE):
     from ampshare.config import settings
     from ampshare.run.store import read_json
     s = settings.parse(read_json(path))
-    settings = None
+    settings = None  # type: ignore[assignment]
     release()  # before the role's modules load: the boot's peak is the heap's tightest moment
     print("ampshare: %s on %s" % (s["role"], s["hal"]))
     asyncio.run(_run(s))

@@ -131,7 +131,7 @@ def tag(site):
     return h
 
 
-_scratch = [None, None]  # figures()'s per group and phase sums, made once per site size
+_scratch = [None, None]  # type: list  # figures()'s per group and phase sums, made once per site size
 
 
 def figures(app, out):
@@ -513,7 +513,7 @@ class History:
                 sep = ", "
         yield '], "series": {'
         buf = bytearray(2)
-        part = []
+        part = []  # type: list[str]
         for j, name in enumerate(names):
             yield '%s"%s": [' % (", " if j else "", name)
             s = first

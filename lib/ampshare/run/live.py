@@ -45,7 +45,7 @@ def chunks(app, why=None):
                "phases": core.phases[c], "flash_failed": bool(core.flags[c] & FLASH_FAILED)}
         if why is not None:
             row["why"] = why(app, c, allocated)
-            row["heard_ms_ago"] = time.ticks_diff(time.ticks_ms(), core.heard[c]) if core.status[c] else None
+            row["heard_ms_ago"] = time.ticks_diff(time.ticks_ms(), core.heard[c]) if core.status[c] else None  # type: ignore[assignment]
         yield "%s%s: %s" % (", " if c else "", json.dumps(cid), json.dumps(row))
     yield '}, "meters": %s, "flash_errors": %d, "flash_error": %s, "loop": {"period_ms": %d, "gap_ms": %d, ' \
           '"gap_max_ms": %d}}' % (json.dumps(meter_health(app)), app.flash_errors, json.dumps(app.flash_error),

@@ -56,10 +56,10 @@ def build(s):
     if site is not None:
         from ampshare.run.leader import LeaderApp as App
     else:
-        from ampshare.run.follower import FollowerApp as App
+        from ampshare.run.follower import FollowerApp as App  # type: ignore[assignment]
     gc.collect()
     if site is not None:
         return App(s, site, board, time.ticks_ms())
-    return App(s, board, time.ticks_ms())
+    return App(s, board, time.ticks_ms())  # type: ignore[call-arg]  # FollowerApp's
 
 

@@ -3,7 +3,7 @@
 # counted: the protocol repeats what matters, and the control loop never waits on the network.
 import socket
 
-from asyncio import core
+from asyncio import core  # type: ignore[attr-defined]  # not in the stubs
 from micropython import const
 
 # The longest message (PAIR) is 96 bytes: room for newer peers' fields, and each read

@@ -121,7 +121,7 @@ class Auth:
         self._tokens = [t for t in self._tokens if t[0] == token]
 
     def record(self):
-        return {"salt": hexlify(self.salt).decode(), "hash": hexlify(self.hash).decode()}
+        return {"salt": hexlify(self.salt).decode(), "hash": hexlify(self.hash).decode()}  # type: ignore[arg-type]
 
     def _expire(self, now_ms):
         self._tokens = [t for t in self._tokens if ticks_diff(now_ms, t[1]) < _SESSION_MS]

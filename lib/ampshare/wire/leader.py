@@ -78,7 +78,7 @@ class LeaderPort:
         self.core = core
         self.l_epoch = l_epoch
         self.seq = 0
-        self.uid = [None] * nc
+        self.uid = [None] * nc  # type: list
         self.keys = F.Keys(nc)  # a follower is paired when its uid is set
         self.fresh = F.Freshness(nc)
         self.rejected = array("i", [0] * len(F.REASONS))
