@@ -171,6 +171,13 @@ rom: mpy
 	@$(VENV)/bin/mpremote romfs --no-mpy -o build/ampshare.romfs build build/lib > /dev/null
 	@echo "built build/ampshare.romfs"
 
+# A board running stock MicroPython (firmware/README.md, docs/install.md): the ROM image into its
+# ROMFS partition if it has one, else the role's compiled modules into /lib; then boot.py,
+# main.py, the settings and a label code; everything read back (tools/deploy.py).
+deploy: rom
+	@test -n "$(PORT)" -a -n "$(ROLE)" || { echo "usage: make deploy PORT=/dev/ttyUSB0 ROLE=leader|follower [SETTINGS=file]" >&2; exit 2; }
+	@$(VENV)/bin/python tools/deploy.py --port "$(PORT)" --role "$(ROLE)" $(if $(SETTINGS),--settings "$(SETTINGS)")
+
 package-json:
 	@$(PYTHON) tools/package_json.py
 

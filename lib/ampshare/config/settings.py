@@ -46,7 +46,9 @@ DEFAULTS = {
     "monitor": None,  # [host, port]: a status datagram once a second (the simulator's view)
     # {"port": 80, "bind": "0.0.0.0"}: the page and the HTTP API (docs/api.md); None: none
     "http": None,
-    "page": "/rom/page.html.gz",  # the page, gzipped (make page), where the board keeps it
+    # The page, gzipped (make page). "": where make deploy put it, in the ROM image
+    # (/rom/page.html.gz) or, on a board without a ROMFS partition, /lib/page.html.gz.
+    "page": "",
     "private": False,  # true: reading the live view needs the admin's login too
     # Sharing when the leader has never been told (leader.json keeps the switch once set):
     # a site written by hand was commissioned by whoever wrote it; the first-boot setup page

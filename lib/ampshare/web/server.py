@@ -21,6 +21,7 @@ _STREAM_MS = const(1_000)  # the live stream's period, the control period
 RESTART_MS = const(500)  # after a saved site: time for the answer to leave before the restart
 _AUTH_FILE = const("web.json")  # the admin password's salt and hash, in the settings' state_dir
 _COOKIE = const("ampshare")
+_PAGES = const(("/rom/page.html.gz", "/lib/page.html.gz"))
 JSON = {"Content-Type": "application/json"}
 # Connections served at once: each holds a task, its streams and a request (1-2 KB of a heap
 # that has some 40 KB to spare with 64 followers). A page holds its live stream and asks one
@@ -174,11 +175,23 @@ async def _close(writer):
         pass
 
 
+def _page():
+    # The first of the places make deploy puts the page: the ROM image, else /lib.
+    import os
+    for path in _PAGES:
+        try:
+            os.stat(path)
+            return path
+        except OSError:
+            pass
+    return _PAGES[0]
+
+
 class Web:
     def __init__(self, app, settings):
         self.app = app
         self.site_path = settings["site"]
-        self.page = settings["page"]
+        self.page = settings["page"] or _page()
         self.private = settings["private"]
         self.auth_path = settings["state_dir"] + "/" + _AUTH_FILE
         self.auth = Auth(store.read_json(self.auth_path, None), settings["code"])
