@@ -436,6 +436,24 @@ def test_the_mqtt_settings_are_refused_by_field_saved_and_applied(site, admin):
     assert admin.call("GET", "/api/mqtt")[1] == {"mqtt": None, "status": None}
 
 
+def test_a_unit_without_a_phase_relay_is_refused_for_a_switching_charger(site, admin):
+    # The driveway's unit (no relay: its settings say no phase_switching) says so in its HELLO.
+    # A site that switches the driveway's phases would ask it to switch for ever: it is
+    # refused by name at pairing, and a listing made before it was heard is not paired.
+    sim, _ = site
+    path = sim.work / "leader" / "site.json"
+    new = json.loads(path.read_text())
+    new["chargers"][1]["phase_switching"] = True
+    assert admin.call("PUT", "/api/site", new)[0] == 200
+    _restarted(sim, admin)
+    uid = "02a500000002"
+    assert wait_for(lambda: any(h["uid"] == uid for h in admin.call("GET", "/api/units")[1]["heard"]), 15)
+    status, doc, _ = admin.call("POST", "/api/pair", {"charger": "driveway", "uid": uid, "code": "code-1"})
+    assert status == 400 and doc["field"] == "chargers[1].phase_switching" and "no phase relay" in doc["reason"], doc
+    time.sleep(3)  # a HELLO every 2 s: had it been listed, it would be paired by now
+    assert admin.call("GET", "/api/units")[1]["chargers"]["driveway"]["uid"] is None
+
+
 # ---- the admin's login, from the first boot ------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from micropython import const
 from ampshare.wire import frame as P
 from ampshare.run import store
 from ampshare.core.leader import ONLINE, Leader
+from ampshare.core.link import CAN_SWITCH
 from ampshare.meter.tasks import METER_MS
 from ampshare.wire.leader import LeaderPort
 from ampshare.run.shell import Shell
@@ -27,6 +28,8 @@ _NONCE_LEN = const(8)
 # PAIRs waiting for their save: bounds the heap against a flood of listed uids (a unit not
 # taken this second is taken on its next HELLO, two seconds later).
 _PAIR_QUEUE_MAX = const(16)
+_NO_RELAY = const("the site switches its phases (phase_switching) and this unit has no phase relay: "
+                  "turn phase_switching off for the charger, or fit a unit that can switch")
 
 
 def _needs(settings, site, source, setting):
@@ -83,6 +86,7 @@ class LeaderApp(Shell):
         self._to_pair = []  # (PAIR datagram, address, charger) waiting for the keys to be saved
         self._queued = bytearray(core.nc)
         self.unpairing = bytearray(core.nc)  # 1: offered nothing until it confirms, then forgotten
+        self._no_relay = bytearray(core.nc)  # 1: its listed unit was refused for want of a phase relay (said once)
         from ampshare.run.events import Events, Watch
         self.events = Events()
         self.watch = Watch(core)
@@ -180,6 +184,13 @@ class LeaderApp(Shell):
             return
         if self._queued[c]:
             return  # its PAIR waits for the save already
+        if self._cannot_switch(c, uid):
+            # Paired, it would be asked to switch for ever: refused by name instead, once.
+            if not self._no_relay[c]:
+                self._no_relay[c] = 1
+                self.events.add(time.ticks_ms(), "config", "%s: unit %s not paired: %s" % (
+                    self.site.charger_ids[c], hexlify(uid).decode(), _NO_RELAY))
+            return
         known = self.port.uid[c] == uid  # the same unit again: it keeps its key
         if known and core.status[c] == ONLINE:
             return  # its authentic reports say it holds its key: this HELLO is not its own
@@ -211,10 +222,17 @@ class LeaderApp(Shell):
         for d in range(self.core.nc):
             if d != c and self.port.uid[d] == uid:
                 return "uid", "paired as %s already" % self.site.charger_ids[d]
+        if self._cannot_switch(c, uid):
+            return "chargers[%d].phase_switching" % c, _NO_RELAY
+        self._no_relay[c] = 0
         self.listed_uid[c * P.UID_LEN:(c + 1) * P.UID_LEN] = uid
         self.listed_code[c] = code
         self.events.add(time.ticks_ms(), "pair", "%s: unit %s listed, paired when heard" % (cid, hexlify(uid).decode()))
         return None
+
+    def _cannot_switch(self, c, uid):
+        # The site switches the charger's phases, and the unit says (HELLO) it has no relay.
+        return self.site.cswitch[c] and not self.port.flags_of(uid) & CAN_SWITCH
 
     def unpair(self, cid):
         """The page's "unpair": the charger is offered nothing, its fallback too; once its

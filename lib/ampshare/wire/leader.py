@@ -151,6 +151,13 @@ class LeaderPort:
             self.discovered.pop(0)
         self.discovered.append(found)
 
+    def flags_of(self, uid):
+        """The HELLO flags a unit last said (core/link.py), 0 for a unit not heard."""
+        for seen in self.discovered:
+            if seen[0] == uid:
+                return seen[4]
+        return 0
+
     def _charger_of(self, data):
         for c in range(self.core.nc):
             u = self.uid[c]
