@@ -94,6 +94,43 @@ def test_a_line_fault_fails_with_its_reason_then_clears(line, fault, reason):
         sim.stop()
 
 
+POLLS = """
+import asyncio, json, sys
+from ampshare.hal.serial_unix import Serial
+from ampshare.meter.poll import ModbusMeter
+from ampshare.meter.rtu import Master
+
+async def main():
+    m = ModbusMeter(Master(Serial(sys.argv[1], 9600)), "sdm630", 1, 1 << 29)
+    got = []
+    for _ in range(12):
+        r = await m.poll()
+        got.append([r.values[3], bool(r.present & (1 << 10))])
+    print(json.dumps({"got": got, "errors": list(m.errors), "kinds": list(m.kinds)}))
+
+asyncio.run(main())
+"""
+
+
+def test_the_currents_are_read_every_poll_and_a_failed_energy_read_costs_them_nothing(line):
+    # The leader's poll: currents (with the voltages and powers that sign them) every second;
+    # total power and energy every 10th poll. A meter without the energy registers still gives
+    # its currents every time, and its failures are counted.
+    sim = meter(line[1])
+    try:
+        sim.set_fault("short")
+        p = subprocess.run([micropython(), "-c", POLLS, line[0]], cwd=ROOT, env=mp_env(), capture_output=True,
+                           text=True, timeout=60)
+        reads = list(sim.reads)
+    finally:
+        sim.stop()
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert [g[0] for g in out["got"]] == [15250] * 12 and not any(g[1] for g in out["got"])
+    assert out["errors"][out["kinds"].index("exception")] == 2  # polls 1 and 11 tried the energy
+    assert reads.count(0) == 12 and len(reads) - reads.count(0) <= 2 * 2  # 1-2 slow blocks, twice
+
+
 def test_a_stray_byte_before_the_answer_is_skipped(line):
     sim = meter(line[1])
     try:

@@ -37,7 +37,7 @@ async def read_once(device, model, unit, baud):
     port = Serial(device, baud)
     try:
         meter = ModbusMeter(Master(port), model, unit, _NO_LIMIT_MA)
-        return await meter.poll()
+        return await meter.poll(everything=True)  # the whole map, and any failure fails
     finally:
         port.close()
 

@@ -38,6 +38,7 @@ class MeterSim:
         self.phases = 3 if model == "sdm630" else 1
         self.fault = None
         self.answers = 0
+        self.reads = []
         self.values = {"voltage_v": [230.0] * 3, "current_a": [0.0] * 3, "power_w": [0.0] * 3,
                        "import_kwh": 0.0, "export_kwh": 0.0}
         self.image = [0] * IMAGE_REGS
@@ -63,7 +64,8 @@ class MeterSim:
         self.image = regs
 
     async def _action(self, function_code, start_address, address, count, current_registers, set_values):
-        # Each read is answered from the image as it is now.
+        # Each read is answered from the image as it is now; its first register is kept (reads).
+        self.reads.append(address)
         if self.fault == "short" and address + count > _SDM_IMPORT:
             return ExcCodes.ILLEGAL_ADDRESS
         for i in range(count):
