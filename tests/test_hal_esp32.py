@@ -135,10 +135,32 @@ def test_a_leaders_ct_clamps_feed_its_core_and_a_clipped_window_does_not(tmp_pat
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     if clip:
         assert (out["good"], out["errors"], out["ok"]) == (0, 1, 0), out
-        assert out["health"]["house"]["errors"]["clipped"] == 1
+        assert out["health"]["house"]["errors"] == {"clipped": 1, "no voltage reference": 0}
+        assert out["health"]["house"]["last_error"] == "L1: clipped"
     else:
         assert out["good"] == 1 and out["ok"] == 1, out
         assert all(abs(m - a) <= a * 0.02 for m, a in zip(out["meter"], [20000, 10000, 5000])), out
+
+
+def test_a_leaders_ct_clamps_count_a_missing_voltage_reference_as_such(tmp_path):
+    # Voltage mode with its reference unwired (flat): no reading, counted under its own reason.
+    site = {"version": 1, "groups": [{"id": "main", "limit_a": 40, "meter": "house"}],
+            "meters": [{"id": "house", "source": "ct"}],
+            "chargers": [{"id": "wb1", "group": "main", "max_a": 16, "phases": 3}]}
+    ua = 4000
+    req = {"dir": str(tmp_path), "site": site,
+           "ct": {"pins": [39, 34, 35, 36, 32, 33], "mode": "voltage", "phases": [{"ua_per_count": ua}] * 3,
+                  "voltages": [{"uv_per_count": 10000}] * 3},
+           "samples": _sine_frames(400, [20.0, 10.0, 5.0, 0, 0, 0], ua)}
+    env = mp_env()
+    env["MICROPYPATH"] = str(ROOT / "tests" / "mp" / "fakes") + ":" + env["MICROPYPATH"]
+    proc = subprocess.run([micropython(), str(ROOT / "tests" / "mp" / "leader_ct.py")], input=json.dumps(req),
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=30)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (out["good"], out["ok"]) == (0, 0), out
+    assert out["health"]["house"]["errors"] == {"clipped": 0, "no voltage reference": 1}, out
+    assert out["health"]["house"]["last_error"] == "L1: no voltage reference"
 
 
 def test_a_leaders_ct_clamps_on_fewer_than_three_phases_are_refused_by_name(tmp_path):

@@ -26,4 +26,4 @@ async def one_window():
 asyncio.run(one_window())
 a = app.core.alloc
 print(json.dumps({"meter": [a.meter[k] for k in range(3)], "ok": a.meter_ok[0], "good": app.clamps.good,
-                  "errors": app.clamps.clipped, "health": live.meter_health(app)}))
+                  "errors": sum(app.clamps.failed), "health": live.meter_health(app)}))

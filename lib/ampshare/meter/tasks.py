@@ -60,7 +60,10 @@ class Clamps:
         self.sampler = board.ct_sampler(cfg["pins"], rate)
         self.buf = array("H", bytes(2 * self.n * meter.width))
         self.feed = feed
-        self.good = self.clipped = 0
+        self.good = 0
+        self.reasons = ct.REASONS
+        self.failed = array("i", [0] * len(ct.REASONS))  # windows without a reading, by ct's reason
+        self.last_error = None
 
     async def run(self):
         from ampshare.meter import ct
@@ -68,10 +71,12 @@ class Clamps:
         while True:
             began = time.ticks_ms()
             await self.sampler.window(self.buf, n, max(1, n // ct.CYCLES))  # a mains cycle per turn
-            if meter.read(self.buf, n) == ct.OK:
+            err = meter.read(self.buf, n)
+            if err == ct.OK:
                 self.feed(self.m, meter.ma[0], meter.ma[1], meter.ma[2])
                 self.good = count(self.good)
-            else:
-                self.clipped = count(self.clipped)  # no reading, and in 5 s the meter is silent
+            else:  # no reading, and in 5 s the meter is silent
+                self.failed[err] = count(self.failed[err])
+                self.last_error = err
             wait = METER_MS - time.ticks_diff(time.ticks_ms(), began)
             await asyncio.sleep_ms(wait if wait > 0 else 0)

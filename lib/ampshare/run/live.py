@@ -58,7 +58,10 @@ def meter_health(app):
     for m, meter in (app.line.meters if app.line is not None else ()):
         out[app.site.meter_ids[m]] = {"good": meter.good, "errors": dict(zip(meter.kinds, meter.errors)),
                                       "last_error": str(meter.last_error) if meter.last_error else None}
-    if app.clamps is not None:
-        out[app.site.meter_ids[app.clamps.m]] = {"good": app.clamps.good, "errors": {"clipped": app.clamps.clipped},
-                                                 "last_error": None}
+    cl = app.clamps
+    if cl is not None:
+        last = cl.last_error
+        out[app.site.meter_ids[cl.m]] = {"good": cl.good, "errors": dict(zip(cl.reasons[1:], cl.failed[1:])),
+                                         "last_error": None if last is None else "L%d: %s" % (cl.meter.fault + 1,
+                                                                                              cl.reasons[last])}
     return out
