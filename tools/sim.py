@@ -90,13 +90,15 @@ class Sim:
         # Or a ROM image (make rom): the code runs in place, beside the heap, as on a board.
         self.rom = rom
         self.monitor_on = monitor  # the leader's status datagram for the live view
-        # The first meter served as an SDM630 on a socat pty pair, read by the leader's RS485
-        # master: the real Modbus path. Without it the plant hands out every reading over UDP.
-        # Served as it is: a site with one Modbus meter, an SDM630 at address 1 (the simulator
-        # plays no other model); any other site's meters come over UDP.
+        # Every Modbus meter of the site served at its own address on one socat pty pair, read
+        # by the leader's RS485 master: the real Modbus path. Without it the plant hands out every
+        # reading over UDP. Served when every meter is a Modbus one of a model the simulator
+        # plays (tools/meter_sim.py: SDM630, SDM72D-M, SDM120) at an address of its own; any other
+        # site's meters come over UDP.
         meters = self.site.get("meters", [])
-        self.meter_line = meter_line and len(meters) == 1 and meters[0]["source"] == "modbus" and \
-            meters[0].get("model", "sdm630") == "sdm630" and meters[0].get("address", 1) == 1
+        addrs = [m.get("address", 1) for m in meters]
+        self.meter_line = meter_line and bool(meters) and len(set(addrs)) == len(addrs) and all(
+            m["source"] == "modbus" and m.get("model", "sdm630") in ("sdm630", "sdm72d-m", "sdm120") for m in meters)
         self.meter = None  # the MeterSim, while it runs
         self._line = None  # socat and the feeding thread
         # The leader's page and API on loopback (its access point stood in for), and the
@@ -201,25 +203,32 @@ class Sim:
         deadline = time.monotonic() + 5
         while not all(e.exists() for e in ends) and time.monotonic() < deadline:
             time.sleep(0.02)
-        self.meter = MeterSim(str(ends[1]), "sdm630").start()
+        self.meter = MeterSim(str(ends[1]), units={m.get("address", 1): m.get("model", "sdm630")
+                                                   for m in self.site["meters"]}).start()
         stop = threading.Event()
         feeder = threading.Thread(target=self._feed_meter, args=(stop,), daemon=True)
         feeder.start()
         self._line = (socat, stop, feeder)
 
     def _feed_meter(self, stop):
-        # The plant's truth at the first meter, five times a second, as the SDM630's registers.
-        mid = self.site["meters"][0]["id"]
+        # The plant's truth at each meter, five times a second, as its registers. A 1-phase
+        # meter shows its site phase's current on its one phase.
         volts = self.site.get("voltage_v", 230)
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.settimeout(0.5)
         while not stop.wait(0.2):
             try:
                 sock.sendto(b'{"meters": 1}', ("127.0.0.1", self.plant_port))
-                ma = json.loads(sock.recvfrom(65536)[0])["meters"][mid]
+                got = json.loads(sock.recvfrom(65536)[0])["meters"]
+                for m in self.site["meters"]:
+                    ma = got[m["id"]]
+                    if self.meter.meters[m.get("address", 1)].phases == 1:
+                        k = ("L1", "L2", "L3").index(m.get("phase", "L1"))
+                        ma = [ma[k], 0, 0]
+                    self.meter.set(unit=m.get("address", 1), current_a=[abs(x) / 1000 for x in ma],
+                                   power_w=[x * volts / 1000 for x in ma])
             except (OSError, ValueError, KeyError):
                 continue
-            self.meter.set(current_a=[abs(x) / 1000 for x in ma], power_w=[x * volts / 1000 for x in ma])
         sock.close()
 
     def _stop_line(self):
