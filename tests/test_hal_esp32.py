@@ -200,6 +200,28 @@ def test_an_esp32_leader_refuses_a_modbus_meter_with_no_line(tmp_path):
     assert _build(tmp_path, {"role": "leader"})["refused"].startswith("settings.rs485:")
 
 
+def test_a_site_naming_a_meter_the_board_does_not_read_is_found_before_it_is_saved():
+    # The page's PUT /api/site asks this before saving (web/server.py): saved, such a site
+    # would stop the ESP32 leader at every start, and main.py would reset it for ever.
+    code = """
+import json
+from ampshare.config.site import parse
+from ampshare.run.leader import unwired
+site = parse({"version": 1, "groups": [{"id": "main", "limit_a": 40, "meter": "grid"},
+              {"id": "sub", "parent": "main", "limit_a": 20, "meter": "clamp"}],
+              "meters": [{"id": "grid", "source": "modbus"}, {"id": "clamp", "source": "ct"}],
+              "chargers": [{"id": "a", "group": "sub", "max_a": 16}]})
+base = {"hal": "esp32", "rs485": {"baud": 9600}, "ct": {"pins": [36, 39, 34]}, "mqtt": None}
+out = []
+for change in ({}, {"rs485": None}, {"ct": None}, {"hal": "unix", "rs485": None, "ct": None}):
+    out.append(unwired(dict(base, **change), site))
+print(json.dumps(out))
+"""
+    p = subprocess.run([micropython(), "-c", code], env=mp_env(), cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr + p.stdout
+    assert json.loads(p.stdout) == [None, [0, "modbus", "rs485"], [1, "ct", "ct"], None]
+
+
 def test_the_pair_button_reads_pressed_when_pulled_to_ground_and_the_led_is_written_on_change():
     out = run(["board", {}], ["button", 1], ["button", 0], ["led", True], ["led", True], ["led", False])
     assert [0, 0, 2] in calls(out, "Pin")  # GPIO 0 (BOOT) as an input with its pull-up

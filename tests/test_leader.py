@@ -230,6 +230,33 @@ def test_pairing_a_known_unit_again_with_its_key_keeps_replays_out(vm):
     assert res["end"]["rejected"][6] == 1  # counted as a replay
 
 
+def test_a_unit_that_measures_nothing_keeps_its_share_after_the_start_period(vm):
+    # Its STATE says "not measured": demand detection has nothing to go on, so its car is not
+    # held at the minimum as if it drew nothing; it keeps half of the 40 A as the other does.
+    s = Site(vm, site(limit=40))
+    events = []
+    for t in range(0, 80000, 1000):
+        events += [s.report(0, t, applied=20000, meas=655350), s.report(1, t, applied=20000, meas=20000), (t, "tick")]
+    res = s.run(*events)
+    ticks = [tr for tr in res["trace"] if "commands" in tr and tr["commands"]]
+    assert [current(tr, 0) for tr in ticks[-20:]] == [20000] * 20  # past the 60 s start period
+    assert current(ticks[-1], 1) == 20000
+
+
+def test_a_car_that_measures_nothing_is_credited_no_draw_on_the_meter(vm):
+    # wb0 says "not measured" and its car draws nothing now (asleep); the meter shows wb1's
+    # 20 A alone. Credited its offer, wb0's gap would look like room and wb1 would be raised
+    # to 32 A: 52 A on a 40 A fuse once wb0's car wakes. Credited nothing, wb1 stays at 20 A.
+    s = Site(vm, site(limit=40, meter=True))
+    events = []
+    for t in range(0, 20000, 1000):
+        events += [(t, "meter", 0, 20000, 20000, 20000), s.report(0, t, applied=20000, meas=655350),
+                   s.report(1, t, applied=20000, meas=20000), (t, "tick")]
+    res = s.run(*events)
+    ticks = [tr for tr in res["trace"] if "commands" in tr and tr["commands"]]
+    assert max(current(tr, 1) for tr in ticks) <= 20000 and current(ticks[-1], 0) == 20000
+
+
 def test_an_adopted_follower_counts_at_its_maximum_for_the_evs_5_s(vm):
     # A new leader cannot know what an adopted car was offered in the last 5 s (an earlier
     # leader's current, or one it left for its fallback): nobody is raised beside it till then.

@@ -24,6 +24,14 @@ def test_state_reports_match_the_documented_layout(vm):
     assert st["seq"] == 1
 
 
+def test_a_unit_that_measures_nothing_says_so(vm):
+    # A board without current sensing never measures: its STATE says "not measured" (0xFFFF),
+    # not 0 A, which the leader would take for a car that draws nothing.
+    new_follower(vm)
+    res = run(vm, (0, "sample", 6000, -12000), (0, "tick"))
+    assert wire.read_state(bytes.fromhex(res["trace"][-1]["sent"]), KEY)["meas_ca"] == (0xFFFF,) * 3
+
+
 def test_a_documented_command_is_obeyed(vm):
     new_follower(vm)
     cmd = wire.command(KEY, UID, epoch=3, seq=1, f_epoch=F_EPOCH, current_da=160, fallback_da=60)

@@ -63,6 +63,12 @@ class Demand:
             return 0
         self.alloc.parked[c] = 0  # it asks: its share again
         self.idle_since[c] = None
+        if drawn < 0:
+            # Unmeasured (a unit without its own current sensing): what the car takes is not
+            # known, so nothing is reclaimed from it and it counts on every wired phase.
+            self.active[c] = 0
+            want[c] = NO_LIMIT
+            return 0
         if not self.active[c] or drawn <= IN_USE_MA:
             self.started[c] = now_ms  # settles only after a start period of drawing
         # Its phases: settled a start period after it began charging.

@@ -89,7 +89,7 @@ class Follower:
         self.errors = 0
         self.last_increase = ticks_add(now_ms, -pilot.INCREASE_GAP_MS)
         self.paused_at = None
-        self.meas = array("i", [0, 0, 0])
+        self.meas = array("i", [-1, -1, -1])  # mA; -1 until measured (a board without sensing never is)
         self.one_phase = False  # the relay's position: the shell drives hal.set_phase_relay
         self.switch = _SW_IDLE
         self._want_one = False

@@ -28,15 +28,29 @@ _NONCE_LEN = const(8)
 # PAIRs waiting for their save: bounds the heap against a flood of listed uids (a unit not
 # taken this second is taken on its next HELLO, two seconds later).
 _PAIR_QUEUE_MAX = const(16)
+_WIRING = {"modbus": "rs485", "ct": "ct", "mqtt": "mqtt"}  # a meter's source: the setting that wires it
 _NO_RELAY = const("the site switches its phases (phase_switching) and this unit has no phase relay: "
                   "turn phase_switching off for the charger, or fit a unit that can switch")
 
 
-def _needs(settings, site, source, setting):
-    # On the ESP32 nothing else reads a meter: one named but not wired would be silent forever.
-    if settings["hal"] == "esp32" and source in site.meter_source:
+def unwired(settings, site):
+    """(meter index, its source, the setting it needs) of the first meter the board does not
+    read, or None. On the ESP32 nothing else reads a meter: one named but not wired would be
+    silent for ever. The page refuses such a site before it is saved (web/server.py)."""
+    if settings["hal"] != "esp32":
+        return None
+    for m, source in enumerate(site.meter_source):
+        setting = _WIRING[source]
+        if settings[setting] is None:
+            return m, source, setting
+    return None
+
+
+def _needs(settings, site):
+    bad = unwired(settings, site)
+    if bad is not None:
         from ampshare.config.units import ConfigError
-        raise ConfigError("settings." + setting, "the site has a %s meter; say where it is wired" % source)
+        raise ConfigError("settings." + bad[2], "the site has a %s meter; say where it is wired" % bad[1])
 
 
 class LeaderApp(Shell):
@@ -44,6 +58,7 @@ class LeaderApp(Shell):
     watchdog_ms = BOARD_WATCHDOG_MS
 
     def __init__(self, settings, site, board, now_ms):
+        _needs(settings, site)
         super().__init__(settings, board, now_ms)
         self.site = site
         self.path = settings["state_dir"] + "/" + STATE_FILE
@@ -110,8 +125,6 @@ class LeaderApp(Shell):
         if settings["mqtt"] is not None:
             from ampshare.mqtt.bridge import Bridge
             self.mqtt = Bridge(self, settings)
-        else:
-            _needs(settings, site, "mqtt", "mqtt")
 
     def _own_meters(self, settings, site, board):
         # The Modbus meters on the board's RS485 line, and its CT clamps; without them (the
@@ -119,10 +132,8 @@ class LeaderApp(Shell):
         self.line = self.clamps = None
         rs, ct = settings["rs485"], settings["ct"]
         if rs is None or "modbus" not in site.meter_source:
-            _needs(settings, site, "modbus", "rs485")
             rs = None
         if ct is None or "ct" not in site.meter_source:
-            _needs(settings, site, "ct", "ct")
             ct = None
         if rs is None and ct is None:
             return
@@ -188,8 +199,8 @@ class LeaderApp(Shell):
             # Paired, it would be asked to switch for ever: refused by name instead, once.
             if not self._no_relay[c]:
                 self._no_relay[c] = 1
-                self.events.add(time.ticks_ms(), "config", "%s: unit %s not paired: %s" % (
-                    self.site.charger_ids[c], hexlify(uid).decode(), _NO_RELAY))
+                self.events.add(time.ticks_ms(), "config", "%s: unit %s has no phase relay: not paired" % (
+                    self.site.charger_ids[c], hexlify(uid).decode()))  # the page's pairing says why
             return
         known = self.port.uid[c] == uid  # the same unit again: it keeps its key
         if known and core.status[c] == ONLINE:

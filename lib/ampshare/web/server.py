@@ -196,6 +196,8 @@ class Web:
         self.auth_path = settings["state_dir"] + "/" + _AUTH_FILE
         self.auth = Auth(store.read_json(self.auth_path, None), settings["code"])
         self.http = settings["http"]
+        # What the board reads meters with, for a site saved from the page (run/leader.unwired).
+        self._wiring = {k: settings[k] for k in ("hal", "rs485", "ct", "mqtt")}
         self.etag = self._etag()
         self.limits = []  # [request id, kind, ident], newest last
         # The live view's module now, while the heap is in one piece: loaded by the first
@@ -347,7 +349,15 @@ class Web:
             if bad[1] == 400:
                 self._event("config", "site refused: %s: %s" % (bad[0]["field"], bad[0]["reason"]))
             return bad
+        from ampshare.run.leader import unwired
+        bad = unwired(self._wiring, site)
         site = None
+        if bad is not None:
+            # Saved, it would stop the leader at every start (run/leader.py): refused now.
+            field, reason = "meters[%d].source" % bad[0], "this leader reads no %s meter: set settings.%s first" % (
+                bad[1], bad[2])
+            self._event("config", "site refused: %s: %s" % (field, reason))
+            return _bad(field, reason)
         if not self.app.persist(store.save_json, self.site_path, obj):
             return _bad("site", "could not be saved to flash; the old one stays", 500)
         self._event("site", "site saved: applied by a restart")

@@ -180,7 +180,8 @@ class LeaderPort:
         self.last_from = c
         meas = self._meas
         for k in range(3):
-            meas[k] = F.u16(data, _MEAS + 2 * k) * F.CA
+            m = F.u16(data, _MEAS + 2 * k)
+            meas[k] = -1 if m == F.NOT_MEASURED else m * F.CA  # -1: the core's "unmeasured"
         self.core.state(now_ms, c, f_epoch, letter, F.u16(data, _APPLIED) * F.DA, F.u16(data, _APPLIED + 2) * F.DA,
                         meas, data[_PHASES + 1], F.u32(data, _PHASES + 2), self._reflects(c, data))
 
