@@ -119,20 +119,30 @@ def _sine_frames(n, amps, ua, clip=False):
     return out
 
 
-@pytest.mark.parametrize("clip", [False, True])
-def test_a_leaders_ct_clamps_feed_its_core_and_a_clipped_window_does_not(tmp_path, clip):
-    site = {"version": 1, "groups": [{"id": "main", "limit_a": 40, "meter": "house"}],
-            "meters": [{"id": "house", "source": "ct"}],
-            "chargers": [{"id": "wb1", "group": "main", "max_a": 16, "phases": 3}]}
-    ua = 4000
-    req = {"dir": str(tmp_path), "site": site, "ct": {"pins": [39, 34, 35], "phases": [{"ua_per_count": ua}] * 3},
-           "samples": _sine_frames(400, [20.0, 10.0, 5.0], ua, clip)}
+CT_SITE = {"version": 1, "groups": [{"id": "main", "limit_a": 40, "meter": "house"}],
+           "meters": [{"id": "house", "source": "ct"}],
+           "chargers": [{"id": "wb1", "group": "main", "max_a": 16, "phases": 3}]}
+
+
+def _leader_ct(tmp_path, ct, samples):
+    # tests/mp/leader_ct.py on the fake ESP32: one window through the clamps into the core.
+    req = {"dir": str(tmp_path), "site": CT_SITE, "ct": ct, "samples": samples}
     env = mp_env()
     env["MICROPYPATH"] = str(ROOT / "tests" / "mp" / "fakes") + ":" + env["MICROPYPATH"]
-    proc = subprocess.run([micropython(), str(ROOT / "tests" / "mp" / "leader_ct.py")], input=json.dumps(req),
+    return subprocess.run([micropython(), str(ROOT / "tests" / "mp" / "leader_ct.py")], input=json.dumps(req),
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=30)
+
+
+def _ct_out(proc):
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("clip", [False, True])
+def test_a_leaders_ct_clamps_feed_its_core_and_a_clipped_window_does_not(tmp_path, clip):
+    ua = 4000
+    out = _ct_out(_leader_ct(tmp_path, {"pins": [39, 34, 35], "phases": [{"ua_per_count": ua}] * 3},
+                             _sine_frames(400, [20.0, 10.0, 5.0], ua, clip)))
     if clip:
         assert (out["good"], out["errors"], out["ok"]) == (0, 1, 0), out
         assert out["health"]["house"]["errors"] == {"clipped": 1, "no voltage reference": 0}
@@ -144,20 +154,10 @@ def test_a_leaders_ct_clamps_feed_its_core_and_a_clipped_window_does_not(tmp_pat
 
 def test_a_leaders_ct_clamps_count_a_missing_voltage_reference_as_such(tmp_path):
     # Voltage mode with its reference unwired (flat): no reading, counted under its own reason.
-    site = {"version": 1, "groups": [{"id": "main", "limit_a": 40, "meter": "house"}],
-            "meters": [{"id": "house", "source": "ct"}],
-            "chargers": [{"id": "wb1", "group": "main", "max_a": 16, "phases": 3}]}
     ua = 4000
-    req = {"dir": str(tmp_path), "site": site,
-           "ct": {"pins": [39, 34, 35, 36, 32, 33], "mode": "voltage", "phases": [{"ua_per_count": ua}] * 3,
-                  "voltages": [{"uv_per_count": 10000}] * 3},
-           "samples": _sine_frames(400, [20.0, 10.0, 5.0, 0, 0, 0], ua)}
-    env = mp_env()
-    env["MICROPYPATH"] = str(ROOT / "tests" / "mp" / "fakes") + ":" + env["MICROPYPATH"]
-    proc = subprocess.run([micropython(), str(ROOT / "tests" / "mp" / "leader_ct.py")], input=json.dumps(req),
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=30)
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    ct = {"pins": [39, 34, 35, 36, 32, 33], "mode": "voltage", "phases": [{"ua_per_count": ua}] * 3,
+          "voltages": [{"uv_per_count": 10000}] * 3}
+    out = _ct_out(_leader_ct(tmp_path, ct, _sine_frames(400, [20.0, 10.0, 5.0, 0, 0, 0], ua)))
     assert (out["good"], out["ok"]) == (0, 0), out
     assert out["health"]["house"]["errors"] == {"clipped": 0, "no voltage reference": 1}, out
     assert out["health"]["house"]["last_error"] == "L1: no voltage reference"
@@ -166,15 +166,7 @@ def test_a_leaders_ct_clamps_count_a_missing_voltage_reference_as_such(tmp_path)
 def test_a_leaders_ct_clamps_on_fewer_than_three_phases_are_refused_by_name(tmp_path):
     # They would feed the core three currents from one: the clamp task died on it, and the
     # board with it.
-    site = {"version": 1, "groups": [{"id": "main", "limit_a": 40, "meter": "house"}],
-            "meters": [{"id": "house", "source": "ct"}],
-            "chargers": [{"id": "wb1", "group": "main", "max_a": 16, "phases": 3}]}
-    req = {"dir": str(tmp_path), "site": site, "ct": {"pins": [39], "phases": [{"ua_per_count": 4000}]},
-           "samples": [32768] * 400}
-    env = mp_env()
-    env["MICROPYPATH"] = str(ROOT / "tests" / "mp" / "fakes") + ":" + env["MICROPYPATH"]
-    proc = subprocess.run([micropython(), str(ROOT / "tests" / "mp" / "leader_ct.py")], input=json.dumps(req),
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=30)
+    proc = _leader_ct(tmp_path, {"pins": [39], "phases": [{"ua_per_count": 4000}]}, [32768] * 400)
     assert proc.returncode != 0 and "settings.ct.phases: the site's ct meter measures three phases" in proc.stdout + proc.stderr
 
 
