@@ -257,6 +257,19 @@ def test_a_car_that_measures_nothing_is_credited_no_draw_on_the_meter(vm):
     assert max(current(tr, 1) for tr in ticks) <= 20000 and current(ticks[-1], 0) == 20000
 
 
+def test_a_silent_units_link_age_grows_past_the_silence(vm):
+    # The page's link age: wb0 last reported at 2 s; at 20 s it was heard 18 s ago, not "3 s"
+    # (its time is aged for the ticks' wrap, but only after a day).
+    s = Site(vm, site(limit=40))
+    events = []
+    for t in range(0, 21000, 1000):
+        if t <= 2000:
+            events.append(s.report(0, t, applied=6000, meas=6000))
+        events += [s.report(1, t, applied=6000, meas=6000), (t, "tick")]
+    res = s.run(*events, (20500, "age"))
+    assert res["trace"][-1]["heard_ms_ago"][0] == 18500 and res["end"]["status"][0] != 1
+
+
 def test_an_adopted_follower_counts_at_its_maximum_for_the_evs_5_s(vm):
     # A new leader cannot know what an adopted car was offered in the last 5 s (an earlier
     # leader's current, or one it left for its fallback): nobody is raised beside it till then.

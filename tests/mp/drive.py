@@ -1,6 +1,7 @@
 # Worker ops that drive a follower and a leader (each a core on its side of the wire) through
 # timed events.
 from binascii import hexlify, unhexlify
+from time import ticks_diff
 
 from ampshare.config import site as sitemod
 from ampshare.core.follower import Follower
@@ -110,6 +111,8 @@ def _leader_event(t, what, ev):
         L.stop(t, ev[2])
     elif what == "remove":  # [t, "remove", charger]: its key dropped
         P.remove_follower(ev[2])
+    elif what == "age":  # [t, "age"]: how long ago each unit was heard, as the page shows it
+        return {"heard_ms_ago": [ticks_diff(t, L.heard[c]) for c in range(L.nc)]}
     return {}
 
 

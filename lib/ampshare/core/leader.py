@@ -23,6 +23,9 @@ _FOLLOWER_WATCHDOG_MS = const(10_000)  # the follower's own watchdog (follower.W
 # up in the network.
 _LOST_MS = const(16_000)
 _SILENT_MS = const(3_000)  # three missed reports: shown as silent, its share kept reserved
+# When each unit was last heard is kept for a day before it is aged: the page's link age. Every
+# decision on it ends at _SILENT_MS; a day stays far below half the ESP32's ticks period.
+_HEARD_KEEP_MS = const(86_400_000)
 # A report younger than this is the follower's latest (it reports every second, follower.py's
 # REPORT_MS; 300 ms for the network and a tick): only such a draw is credited for an increase.
 # The same holds for a meter's reading (read every second, meter/tasks.py's METER_MS; 300 ms for the read):
@@ -313,7 +316,7 @@ class Leader:
             # Aged (clock.py): each only decides while younger than its bound.
             self.last_increase[c] = aged(now_ms, self.last_increase[c], INCREASE_GAP_MS)
             self.resent[c] = aged(now_ms, self.resent[c], _RESEND_MS)
-            self.heard[c] = aged(now_ms, self.heard[c], _SILENT_MS)
+            self.heard[c] = aged(now_ms, self.heard[c], _HEARD_KEEP_MS)
             self.cmd_at[c] = aged(now_ms, self.cmd_at[c], _LOST_MS)
             u = self.identify_until[c]
             if u is not None and ticks_diff(now_ms, u) >= 0:
