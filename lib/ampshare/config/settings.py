@@ -186,3 +186,20 @@ def _listed(pair):
         out[cid] = (uid, code)
     return out
 
+
+# A meter's source, and the setting that wires it to the board.
+_WIRING = const((("modbus", "rs485"), ("ct", "ct"), ("mqtt", "mqtt")))
+
+
+def unwired(settings, site):
+    """(meter index, its source, the setting it needs) of the first meter the board does not
+    read, or None. On the ESP32 nothing else reads a meter: one named but not wired would be
+    silent for ever. Start-up (run/leader.py) stops on one; the page refuses such a site before it
+    is saved (web/server.py)."""
+    if settings["hal"] != "esp32":
+        return None
+    for m, source in enumerate(site.meter_source):
+        for s, setting in _WIRING:
+            if s == source and settings[setting] is None:
+                return m, source, setting
+    return None

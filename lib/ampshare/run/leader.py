@@ -28,25 +28,12 @@ _NONCE_LEN = const(8)
 # PAIRs waiting for their save: bounds the heap against a flood of listed uids (a unit not
 # taken this second is taken on its next HELLO, two seconds later).
 _PAIR_QUEUE_MAX = const(16)
-_WIRING = {"modbus": "rs485", "ct": "ct", "mqtt": "mqtt"}  # a meter's source: the setting that wires it
 _NO_RELAY = const("the site switches its phases (phase_switching) and this unit has no phase relay: "
                   "turn phase_switching off for the charger, or fit a unit that can switch")
 
 
-def unwired(settings, site):
-    """(meter index, its source, the setting it needs) of the first meter the board does not
-    read, or None. On the ESP32 nothing else reads a meter: one named but not wired would be
-    silent for ever. The page refuses such a site before it is saved (web/server.py)."""
-    if settings["hal"] != "esp32":
-        return None
-    for m, source in enumerate(site.meter_source):
-        setting = _WIRING[source]
-        if settings[setting] is None:
-            return m, source, setting
-    return None
-
-
 def _needs(settings, site):
+    from ampshare.config.settings import unwired
     bad = unwired(settings, site)
     if bad is not None:
         from ampshare.config.units import ConfigError

@@ -196,7 +196,7 @@ class Web:
         self.auth_path = settings["state_dir"] + "/" + _AUTH_FILE
         self.auth = Auth(store.read_json(self.auth_path, None), settings["code"])
         self.http = settings["http"]
-        # What the board reads meters with, for a site saved from the page (run/leader.unwired).
+        # What the board reads meters with, for a site saved from the page (config/settings.unwired).
         self._wiring = {k: settings[k] for k in ("hal", "rs485", "ct", "mqtt")}
         self.etag = self._etag()
         self.limits = []  # [request id, kind, ident], newest last
@@ -349,7 +349,7 @@ class Web:
             if bad[1] == 400:
                 self._event("config", "site refused: %s: %s" % (bad[0]["field"], bad[0]["reason"]))
             return bad
-        from ampshare.run.leader import unwired
+        from ampshare.config.settings import unwired
         bad = unwired(self._wiring, site)
         site = None
         if bad is not None:
