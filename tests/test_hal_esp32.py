@@ -198,7 +198,7 @@ def test_a_site_naming_a_meter_the_board_does_not_read_is_found_before_it_is_sav
     code = """
 import json
 from ampshare.config.site import parse
-from ampshare.run.leader import unwired
+from ampshare.config.settings import unwired
 site = parse({"version": 1, "groups": [{"id": "main", "limit_a": 40, "meter": "grid"},
               {"id": "sub", "parent": "main", "limit_a": 20, "meter": "clamp"}],
               "meters": [{"id": "grid", "source": "modbus"}, {"id": "clamp", "source": "ct"}],
