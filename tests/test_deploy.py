@@ -51,7 +51,12 @@ def deploy(dev, role, settings=None):
 
 
 def on_board(dev, code):
-    p = subprocess.run([MPREMOTE, "connect", dev, "exec", code], capture_output=True, text=True, timeout=60)
+    # Right after deploy's reset the board may still be starting: tried again, as deploy does.
+    for _ in range(5):
+        p = subprocess.run([MPREMOTE, "connect", dev, "exec", code], capture_output=True, text=True, timeout=60)
+        if p.returncode == 0 or "could not enter raw repl" not in p.stderr:
+            break
+        time.sleep(1)
     assert p.returncode == 0, p.stderr
     return p.stdout
 

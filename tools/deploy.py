@@ -24,6 +24,7 @@ import re
 import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +40,10 @@ FOLLOWER_ROOTS = ("ampshare.run.app", "ampshare.run.follower", "ampshare.run.set
 # installer copies it from a label by eye. 32**8 = 2**40 codes.
 _LABEL_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 _LABEL_LEN = 8
+# A board just plugged in or reset is at its REPL within a second or two (boot.py first): a
+# command it did not take then is tried again, three times a second apart.
+_TRIES = 3
+_BOOT_S = 1.0
 # One round trip: a board's version, .mpy format, ROMFS partitions and label.
 PROBE = """
 import sys, json
@@ -109,8 +114,12 @@ class Board:
         self.mpremote = mpremote
 
     def run(self, *args, timeout=120):
-        p = subprocess.run([self.mpremote, "connect", self.port] + list(args), capture_output=True,
-                           text=True, timeout=timeout)
+        for _ in range(_TRIES):
+            p = subprocess.run([self.mpremote, "connect", self.port] + list(args), capture_output=True,
+                               text=True, timeout=timeout)
+            if p.returncode == 0 or "could not enter raw repl" not in p.stderr:
+                break
+            time.sleep(_BOOT_S)  # still starting (plugged in, or just reset): its REPL comes
         if p.returncode != 0:
             last = (p.stderr.strip() or p.stdout.strip()).splitlines()
             raise Failed("mpremote %s: %s" % (args[0], last[-1] if last else "exit %d" % p.returncode))
