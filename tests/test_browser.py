@@ -7,6 +7,7 @@ turn sharing on and watch the live view follow the plant, read the events, the h
 unpair a unit. The history graph is also drawn from a fixed answer, to check its gaps and
 restart marks. A screenshot of each step goes to build/screens/."""
 import json
+import re
 import sys
 import time
 from urllib.parse import unquote
@@ -33,7 +34,7 @@ PHONE = (412, 915)  # CSS pixels of a common Android phone
 def site(tmp_path_factory):
     # As the first-boot setup leaves a leader: nothing offered before the installer says so.
     sim = Sim(ROOT / "examples" / "home.json", work=tmp_path_factory.mktemp("browser"), base_port=26900,
-              http_port=26980, page=page_gz(tmp_path_factory), unpaired=[1],
+              http_port=26980, page=page_gz(tmp_path_factory), unpaired=[1], meter_line=True,
               # History records every 2 s rather than 4 min: the graph has figures within the test.
               leader_settings={"sharing": False, "history_bucket_ms": 2000})
     sim.start_all()
@@ -157,6 +158,8 @@ def test_an_installer_commissions_the_home_site_from_the_page(site, browser, tmp
     groups = text(drv, "groups")
     assert "main" in groups and "L3" in groups and "available" in groups
     assert cell(drv, "driveway", "why") == "no unit paired"
+    # The meter the leader reads on its RS485 line, and how it is faring.
+    until(drv, lambda d: re.match(r"meter grid: [1-9]\d* good reads", text(d, "meters")))
     shot(drv, "01-live-sharing-off")
 
     # First login: the label code, then a password of the installer's own.
