@@ -26,7 +26,7 @@ class Site:
         vm.call("leader_new", site=cfg, l_epoch=l_epoch, seq=seq,
                 followers=[[i, UIDS[i].hex(), KEYS[i].hex()] for i in range(2)])
 
-    def report(self, i, t, pilot=b"C", applied=0, meas=0, fallback=0, phases_meas=None, echo=None):
+    def report(self, i, t, pilot=b"C", applied=0, meas=0, fallback=0, phases_meas=None, echo=None, flags=0):
         """A STATE from follower i. It echoes the last COMMAND sent to it before it goes out
         (the follower took it: no loss here), or `echo`, (epoch, seq): a report made earlier."""
         self.seq[i] += 1
@@ -39,7 +39,7 @@ class Site:
                 e = self.echo[i] if echo is None else echo
                 made.append(wire.state(KEYS[i], UIDS[i], F_EPOCHS[i], seq, l_epoch=e[0], pilot=pilot,
                                        applied_da=applied // 100, fallback_da=fallback // 100,
-                                       meas_ca=tuple(x // 10 for x in m), l_seq=e[1]).hex())
+                                       meas_ca=tuple(x // 10 for x in m), l_seq=e[1], flags=flags).hex())
             return made[0]
         return (t, "recv", datagram)
 
@@ -231,12 +231,12 @@ def test_pairing_a_known_unit_again_with_its_key_keeps_replays_out(vm):
 
 
 def test_a_unit_that_measures_nothing_keeps_its_share_after_the_start_period(vm):
-    # Its STATE says "not measured": demand detection has nothing to go on, so its car is not
+    # Its STATE says it measures nothing (UNMEASURED): demand detection has nothing to go on, so its car is not
     # held at the minimum as if it drew nothing; it keeps half of the 40 A as the other does.
     s = Site(vm, site(limit=40))
     events = []
     for t in range(0, 80000, 1000):
-        events += [s.report(0, t, applied=20000, meas=655350), s.report(1, t, applied=20000, meas=20000), (t, "tick")]
+        events += [s.report(0, t, applied=20000, flags=32), s.report(1, t, applied=20000, meas=20000), (t, "tick")]
     res = s.run(*events)
     ticks = [tr for tr in res["trace"] if "commands" in tr and tr["commands"]]
     assert [current(tr, 0) for tr in ticks[-20:]] == [20000] * 20  # past the 60 s start period
@@ -244,13 +244,13 @@ def test_a_unit_that_measures_nothing_keeps_its_share_after_the_start_period(vm)
 
 
 def test_a_car_that_measures_nothing_is_credited_no_draw_on_the_meter(vm):
-    # wb0 says "not measured" and its car draws nothing now (asleep); the meter shows wb1's
+    # wb0 says it measures nothing (UNMEASURED) and its car draws nothing now (asleep); the meter shows wb1's
     # 20 A alone. Credited its offer, wb0's gap would look like room and wb1 would be raised
     # to 32 A: 52 A on a 40 A fuse once wb0's car wakes. Credited nothing, wb1 stays at 20 A.
     s = Site(vm, site(limit=40, meter=True))
     events = []
     for t in range(0, 20000, 1000):
-        events += [(t, "meter", 0, 20000, 20000, 20000), s.report(0, t, applied=20000, meas=655350),
+        events += [(t, "meter", 0, 20000, 20000, 20000), s.report(0, t, applied=20000, flags=32),
                    s.report(1, t, applied=20000, meas=20000), (t, "tick")]
     res = s.run(*events)
     ticks = [tr for tr in res["trace"] if "commands" in tr and tr["commands"]]

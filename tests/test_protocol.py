@@ -25,11 +25,16 @@ def test_state_reports_match_the_documented_layout(vm):
 
 
 def test_a_unit_that_measures_nothing_says_so(vm):
-    # A board without current sensing never measures: its STATE says "not measured" (0xFFFF),
-    # not 0 A, which the leader would take for a car that draws nothing.
+    # A board without current sensing never measures: its STATE carries the UNMEASURED flag
+    # (32) with 0 A, so a leader that knows the flag does not take it for a car drawing nothing,
+    # and one that does not reads 0 A as before. Once it measures, the flag goes.
     new_follower(vm)
     res = run(vm, (0, "sample", 6000, -12000), (0, "tick"))
-    assert wire.read_state(bytes.fromhex(res["trace"][-1]["sent"]), KEY)["meas_ca"] == (0xFFFF,) * 3
+    st = wire.read_state(bytes.fromhex(res["trace"][-1]["sent"]), KEY)
+    assert st["flags"] & 32 and st["meas_ca"] == (0, 0, 0), st
+    res = run(vm, (100, "measure", 12345, 0, 7), (1100, "tick"))
+    st = wire.read_state(bytes.fromhex(res["trace"][-1]["sent"]), KEY)
+    assert not st["flags"] & 32 and st["meas_ca"] == (1234, 0, 0), st
 
 
 def test_a_documented_command_is_obeyed(vm):

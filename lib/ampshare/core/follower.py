@@ -332,7 +332,7 @@ class Follower:
     def status_flags(self):
         return (link.AT_FALLBACK if self.at_fallback else 0) | (link.CONTACTOR if self.contactor else 0) | \
             (link.ONE_PHASE if self.one_phase else 0) | (link.SWITCHING if self.switch != _SW_IDLE else 0) | \
-            (link.FLASH_FAILED if self.flash_failed else 0)
+            (link.FLASH_FAILED if self.flash_failed else 0) | (link.UNMEASURED if self.meas[0] < 0 else 0)
 
     def held(self):
         """What it may offer: its offer, or the command it holds if higher (an increase

@@ -8,6 +8,9 @@ CONTACTOR = const(2)
 ONE_PHASE = const(4)  # its phase relay is in the 1-phase position
 SWITCHING = const(8)  # a 3<->1 switch is under way
 FLASH_FAILED = const(16)  # it could not save to flash (keys, boot counter): shown on the page
+# It measures no current (a board without current sensing): its measured currents read 0. A
+# flag, not a value: a leader that does not know it reads 0 A, as before, and credits nothing.
+UNMEASURED = const(32)
 # STATE errors
 ERR_DIODE = const(1)  # negative half not near -12 V: no diode, or a short
 ERR_PILOT = const(2)  # pilot in E or F

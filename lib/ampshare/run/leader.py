@@ -171,10 +171,10 @@ class LeaderApp(Shell):
         if self.port.receive(now_ms, data):
             self.addr[self.port.last_from] = addr  # authentic: that follower is there
             return
-        if len(data) >= P.HELLO_LEN and data[:2] == P.MAGIC and data[3] == P.HELLO:
-            self._maybe_pair(P.uid_of(data), addr)
+        if len(data) >= P.HELLO_LEN and data[:2] == P.MAGIC and data[3] == P.HELLO and self.port.hello_flags is not None:
+            self._maybe_pair(P.uid_of(data), addr, self.port.hello_flags)
 
-    def _maybe_pair(self, uid, addr):
+    def _maybe_pair(self, uid, addr, flags):
         # A unit the installer listed (by its uid and label code) is paired when it is heard.
         core = self.core
         c = self._listed(uid)
@@ -182,7 +182,7 @@ class LeaderApp(Shell):
             return
         if self._queued[c]:
             return  # its PAIR waits for the save already
-        if self._cannot_switch(c, uid):
+        if self._cannot_switch(c, flags):
             # Paired, it would be asked to switch for ever: refused by name instead, once.
             if not self._no_relay[c]:
                 self._no_relay[c] = 1
@@ -220,7 +220,7 @@ class LeaderApp(Shell):
         for d in range(self.core.nc):
             if d != c and self.port.uid[d] == uid:
                 return "uid", "paired as %s already" % self.site.charger_ids[d]
-        if self._cannot_switch(c, uid):
+        if self._cannot_switch(c, self.port.flags_of(uid)):  # not in the list now: told when heard
             return "chargers[%d].phase_switching" % c, _NO_RELAY
         self._no_relay[c] = 0
         self.listed_uid[c * P.UID_LEN:(c + 1) * P.UID_LEN] = uid
@@ -228,9 +228,9 @@ class LeaderApp(Shell):
         self.events.add(time.ticks_ms(), "pair", "%s: unit %s listed, paired when heard" % (cid, hexlify(uid).decode()))
         return None
 
-    def _cannot_switch(self, c, uid):
-        # The site switches the charger's phases, and the unit says (HELLO) it has no relay.
-        return self.site.cswitch[c] and not self.port.flags_of(uid) & CAN_SWITCH
+    def _cannot_switch(self, c, flags):
+        # The site switches the charger's phases, and the unit says (HELLO flags) it has no relay.
+        return self.site.cswitch[c] and flags is not None and not flags & CAN_SWITCH
 
     def unpair(self, cid):
         """The page's "unpair": the charger is offered nothing, its fallback too; once its

@@ -67,7 +67,6 @@ REASONS = ("short", "magic", "old_version", "type", "peer", "auth", "replay", "e
 DA = const(100)
 CA = const(10)
 _U16_MAX = const(65535)
-NOT_MEASURED = const(0xFFFF)  # a measured current (cA) from a unit that measures none
 
 
 class Rejected(Exception):
@@ -221,9 +220,7 @@ def opened(data, need, key, fmt):
 
 
 def ca(ma):
-    """mA measured as cA on the wire; -1 (not measured: a unit without current sensing) as
-    NOT_MEASURED, which no measurement reaches."""
-    return NOT_MEASURED if ma < 0 else min(NOT_MEASURED - 1, ma // CA)
+    return 0 if ma < 0 else min(_U16_MAX, ma // CA)
 
 
 # The PAIR's key travels wrapped under the follower's pairing code (printed on its label,

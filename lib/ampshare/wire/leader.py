@@ -11,6 +11,7 @@ from array import array
 from micropython import const
 
 from ampshare.core.ints import count
+from ampshare.core.link import UNMEASURED
 from ampshare.core.pilot import LETTERS
 from ampshare.wire import frame as F
 
@@ -86,6 +87,7 @@ class LeaderPort:
         self.last_from = -1  # the charger of the last accepted STATE: the shell learns its address
         self.hellos = 0
         self.discovered = []  # (uid, firmware, nameplate mA, phases, flags, claim) from HELLOs
+        self.hello_flags = None  # the flags of the HELLO just read (None: it was refused)
         self._meas = array("i", [0, 0, 0])
         # The first COMMAND after the core lowered what a follower may hold (core.lowered): a
         # STATE confirms the decrease only once it echoes that COMMAND or a later one. An
@@ -125,6 +127,7 @@ class LeaderPort:
 
     def receive(self, now_ms, data):
         """A datagram from a follower. Returns True when accepted."""
+        self.hello_flags = None
         try:
             mtype = F.header(data)
             if mtype == F.HELLO:
@@ -142,6 +145,7 @@ class LeaderPort:
     def _hello(self, data):
         # Remembered for the commissioning page; a full list forgets its oldest entry.
         found = read_hello(data)
+        self.hello_flags = found[4]  # the last HELLO's, for whoever acts on it now
         self.hellos = count(self.hellos)
         for i, seen in enumerate(self.discovered):
             if seen[0] == found[0]:
@@ -152,11 +156,11 @@ class LeaderPort:
         self.discovered.append(found)
 
     def flags_of(self, uid):
-        """The HELLO flags a unit last said (core/link.py), 0 for a unit not heard."""
+        """The HELLO flags a unit last said (core/link.py), None for a unit not in the list."""
         for seen in self.discovered:
             if seen[0] == uid:
                 return seen[4]
-        return 0
+        return None
 
     def _charger_of(self, data):
         for c in range(self.core.nc):
@@ -179,11 +183,12 @@ class LeaderPort:
         self.fresh.admit(c, f_epoch, F.u32(data, _F_EPOCH + 4))
         self.last_from = c
         meas = self._meas
+        flags = data[_PHASES + 1]
         for k in range(3):
-            m = F.u16(data, _MEAS + 2 * k)
-            meas[k] = -1 if m == F.NOT_MEASURED else m * F.CA  # -1: the core's "unmeasured"
+            # -1: the core's "unmeasured" (a unit that says it measures nothing).
+            meas[k] = -1 if flags & UNMEASURED else F.u16(data, _MEAS + 2 * k) * F.CA
         self.core.state(now_ms, c, f_epoch, letter, F.u16(data, _APPLIED) * F.DA, F.u16(data, _APPLIED + 2) * F.DA,
-                        meas, data[_PHASES + 1], F.u32(data, _PHASES + 2), self._reflects(c, data))
+                        meas, flags, F.u32(data, _PHASES + 2), self._reflects(c, data))
 
     def _reflects(self, c, data):
         if self.core.lowered[c]:
