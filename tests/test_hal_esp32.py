@@ -214,6 +214,45 @@ print(json.dumps(out))
     assert json.loads(p.stdout) == [None, [0, "modbus", "rs485"], [1, "ct", "ct"], None]
 
 
+def test_mqtt_is_not_turned_off_under_a_sites_mqtt_meter(tmp_path):
+    # DELETE /api/mqtt on an ESP32 leader whose site reads a meter over MQTT: saved, the leader
+    # would refuse to start on it at every boot. Refused by name; settings.json unchanged.
+    settings = {"role": "leader", "code": "label-code", "hal": "esp32", "mqtt": {"host": "10.0.0.2"}}
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    code = """
+import json
+from ampshare.config.site import parse
+from ampshare.web.server import Web
+
+class App:
+    site = parse({"version": 1, "groups": [{"id": "main", "limit_a": 40, "meter": "m"}],
+                  "meters": [{"id": "m", "source": "mqtt", "topic": "house/grid"}],
+                  "chargers": [{"id": "a", "group": "main", "max_a": 16}]})
+    def persist(self, fn, *a):
+        fn(*a)
+        return True
+    def restart_after(self, ms):
+        pass
+
+class W(Web):
+    def __init__(self):
+        self.app = App()
+        self._wiring = {"hal": "esp32", "rs485": None, "ct": None, "mqtt": {"host": "10.0.0.2"}}
+    def _event(self, *a):
+        pass
+
+w = W()
+print(json.dumps([w._save_mqtt(None), w._save_mqtt({"host": "10.0.0.3"})]))
+"""
+    p = subprocess.run([micropython(), "-c", code], env=mp_env(), cwd=tmp_path, capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr + p.stdout
+    off, moved = json.loads(p.stdout.strip().splitlines()[-1])
+    assert off[1] == 400 and off[0]["field"] == "mqtt" and "MQTT meter" in off[0]["reason"], off
+    assert moved["saved"] is True  # another broker is fine: the meter still has MQTT
+    assert json.loads((tmp_path / "settings.json").read_text())["mqtt"] == {"host": "10.0.0.3"}
+
+
 def test_the_pair_button_reads_pressed_when_pulled_to_ground_and_the_led_is_written_on_change():
     out = run(["board", {}], ["button", 1], ["button", 0], ["led", True], ["led", True], ["led", False])
     assert [0, 0, 2] in calls(out, "Pin")  # GPIO 0 (BOOT) as an input with its pull-up

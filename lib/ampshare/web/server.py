@@ -407,6 +407,9 @@ class Web:
         raw["mqtt"] = m
         try:
             setmod.parse(dict(raw))
+            if setmod.unwired(dict(self._wiring, mqtt=m), self.app.site) is not None:
+                # Without MQTT the site's MQTT meter would stop the leader at every start.
+                raise ConfigError("mqtt", "the site has an MQTT meter: take it out of the site first")
         except ConfigError as e:
             self._event("config", "MQTT settings refused: %s: %s" % (e.field, e.reason))
             return _bad(e.field, e.reason)
