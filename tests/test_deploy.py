@@ -115,6 +115,19 @@ def test_a_file_that_does_not_read_back_as_written_fails_the_deploy(board):
     assert run.returncode != 0 and "deploy: failed: 1 file(s) do not read back as written: /main.py" in run.stderr, \
         run.stdout + run.stderr
     assert "written and read back" not in run.stdout
+    # The label code it made is said all the same: it is on the board now.
+    assert "label code %s" % json.loads((fs / "label.json").read_text())["code"] in run.stdout
+    # No settings, none on the board: its role is chosen at its setup page, so it has the
+    # leader's modules too.
+    assert (fs / "lib" / "ampshare" / "run" / "leader.mpy").exists()
+
+
+def test_a_romfs_partition_too_small_for_the_image_is_refused_before_anything_is_written(board):
+    # /lib would be written, but the partition's old image stays mounted ahead of it on sys.path.
+    dev, fs, rom = board("1.28.0", rom_size=64 * 1024)
+    run = deploy(dev, "leader")
+    assert run.returncode != 0 and "does not fit the board's ROMFS partition (65536 bytes)" in run.stderr, run.stderr
+    assert files(fs) == {}
 
 
 def test_a_leader_with_a_romfs_partition_gets_the_image_read_back(board):

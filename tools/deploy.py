@@ -58,9 +58,14 @@ try:
     label = True
 except OSError:
     label = False
+try:
+    with open("settings.json") as f:
+        role = json.load(f).get("role")
+except Exception:
+    role = None
 v = sys.implementation.version
 print("PROBE" + json.dumps({"version": list(v[:3]), "mpy": getattr(sys.implementation, "_mpy", 0),
-                            "rom": n, "rom_size": size, "label": label}))
+                            "rom": n, "rom_size": size, "label": label, "role": role}))
 """
 HASHES = """
 import hashlib, binascii, json
@@ -218,9 +223,17 @@ def deploy(args, say=print):
         raise Refused("the board runs MicroPython %s, ampshare is compiled by mpy-cross %s for the %d.%d line: "
                       "flash a %d.%d firmware (firmware/README.md)" % (".".join(map(str, have)), ".".join(map(str, want)),
                                                                      want[0], want[1], want[0], want[1]))
+    if not args.settings and info["role"] not in (None, args.role):
+        raise Refused("the board's settings.json says role %r, not %r: give SETTINGS= to change it" % (
+            info["role"], args.role))
     image = IMAGE.read_bytes()
+    if info["rom"] > 0 and len(image) > info["rom_size"]:
+        # Its old image would stay mounted at /rom, ahead of /lib on sys.path: the board would
+        # go on running the old code whatever /lib holds.
+        raise Refused("the ROM image (%d bytes) does not fit the board's ROMFS partition (%d bytes): "
+                      "a firmware with a larger one (firmware/README.md)" % (len(image), info["rom_size"]))
     expect = {}  # path on the board -> sha256
-    use_rom = info["rom"] > 0 and len(image) <= info["rom_size"]
+    use_rom = info["rom"] > 0
     if use_rom:
         say("deploy: the ROM image (%d bytes) into the board's ROMFS partition of %d" % (len(image), info["rom_size"]))
         board.run("romfs", "deploy", str(IMAGE), timeout=300)
@@ -228,9 +241,13 @@ def deploy(args, say=print):
         if got != hashlib.sha256(image).hexdigest():
             raise Failed("the ROMFS partition does not read back as build/ampshare.romfs")
     else:
-        files = modules_for(args.role) + vendor_files() + ["page.html.gz"] * (args.role == "leader")
-        why = "no ROMFS partition" if info["rom"] <= 0 else "the image is larger than its ROMFS partition"
-        say("deploy: %d compiled modules to /lib (%s: each import loads its bytecode into the heap)" % (len(files), why))
+        # A follower's own modules only where its role is settled: a unit without settings
+        # chooses its role at its setup page, and may be made the leader there.
+        settled = args.settings or info["role"] == args.role
+        role = args.role if settled else "leader"
+        files = modules_for(role) + vendor_files() + ["page.html.gz"] * (role == "leader")
+        say("deploy: %d compiled modules to /lib (no ROMFS partition: each import loads its bytecode into the heap)"
+            % len(files))
         dirs = sorted({str(Path("/lib") / Path(f).parent) for f in files} - {"/lib"})
         board.run("exec", "import os\nfor d in %r:\n    try:\n        os.mkdir(d)\n    except OSError:\n        pass"
                   % (["/lib"] + dirs))
@@ -253,15 +270,15 @@ def deploy(args, say=print):
         cp += ["+"] * bool(cp) + ["fs", "cp", str(src), ":/" + name]
         expect["/" + name] = sha(src)
     board.run(*cp)
+    if label is not None:
+        say("deploy: label code %s: write it on the unit's label (its access point's WPA2 key and pairing code)"
+            % json.loads(label.read_text())["code"])
+        label.unlink()
     got = json.loads(board.exec(HASHES % sorted(expect), "HASHES"))
     bad = [p for p in sorted(expect) if got.get(p) != expect[p]]
     if bad:
         raise Failed("%d file(s) do not read back as written: %s" % (len(bad), ", ".join(bad[:5])))
     say("deploy: %d files written and read back (SHA-256)%s" % (len(expect), " and the ROM image" if use_rom else ""))
-    if label is not None:
-        say("deploy: label code %s: write it on the unit's label (its access point's WPA2 key and pairing code)"
-            % json.loads(label.read_text())["code"])
-        label.unlink()
     if not args.no_reset:
         board.run("reset")
         say("deploy: the board was reset")

@@ -77,6 +77,6 @@ class Clamps:
                 self.good = count(self.good)
             else:  # no reading, and in 5 s the meter is silent
                 self.failed[err] = count(self.failed[err])
-                self.last_error = err
+                self.last_error = (err, meter.fault)  # its phase now: a good window clears fault
             wait = METER_MS - time.ticks_diff(time.ticks_ms(), began)
             await asyncio.sleep_ms(wait if wait > 0 else 0)

@@ -62,6 +62,6 @@ def meter_health(app):
     if cl is not None:
         last = cl.last_error
         out[app.site.meter_ids[cl.m]] = {"good": cl.good, "errors": dict(zip(cl.reasons[1:], cl.failed[1:])),
-                                         "last_error": None if last is None else "L%d: %s" % (cl.meter.fault + 1,
-                                                                                              cl.reasons[last])}
+                                         "last_error": None if last is None else "L%d: %s" % (last[1] + 1,
+                                                                                              cl.reasons[last[0]])}
     return out
