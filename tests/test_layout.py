@@ -37,20 +37,16 @@ def test_the_app_refuses_a_broken_site_file(tmp_path):
 # ---- the house's rules, read from the sources -----------------------------------------------
 
 import ast  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tools"))
+from deploy import sources  # noqa: E402
 
 PKG = ROOT / "lib" / "ampshare"
 # What a core module may import beside other core modules: the language's own integers and
 # bytes, nothing that reaches a clock, a file, a socket, a pin or the event loop.
 CORE_STDLIB = {"array", "micropython", "struct", "hashlib", "binascii"}
 CORE_TIME = {"ticks_add", "ticks_diff"}
-
-
-def module_name(path):
-    rel = path.relative_to(ROOT / "lib").with_suffix("")
-    parts = list(rel.parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
 
 
 def imports(path):
@@ -80,7 +76,7 @@ def opens_files(path):
                for n in ast.walk(tree))
 
 
-MODULES = {module_name(p): p for p in PKG.rglob("*.py")}
+MODULES = sources()  # module name -> source, as make deploy names them
 
 
 def test_core_modules_import_nothing_but_the_core_and_do_no_io():

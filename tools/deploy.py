@@ -196,6 +196,16 @@ def sha(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def copy(board, pairs, expect, timeout=120):
+    """(local path, board path) pairs copied in one mpremote run; each one's SHA-256 noted in
+    expect, for the read-back."""
+    cp = []
+    for src, dst in pairs:
+        cp += ["+"] * bool(cp) + ["fs", "cp", str(src), ":" + dst]
+        expect[dst] = sha(src)
+    board.run(*cp, timeout=timeout)
+
+
 def label_code():
     return "".join(secrets.choice(_LABEL_ALPHABET) for _ in range(_LABEL_LEN))
 
@@ -251,28 +261,19 @@ def deploy(args, say=print):
         dirs = sorted({str(Path("/lib") / Path(f).parent) for f in files} - {"/lib"})
         board.run("exec", "import os\nfor d in %r:\n    try:\n        os.mkdir(d)\n    except OSError:\n        pass"
                   % (["/lib"] + dirs))
-        cp = []
-        for f in files:
-            cp += ["+"] * bool(cp) + ["fs", "cp", str(LIB / f), ":/lib/" + f]
-            expect["/lib/" + f] = sha(LIB / f)
-        board.run(*cp, timeout=600)
-    top = [("boot.py", ROOT / "boot.py"), ("main.py", ROOT / "main.py")]
+        copy(board, [(LIB / f, "/lib/" + f) for f in files], expect, timeout=600)
+    top = [(ROOT / "boot.py", "/boot.py"), (ROOT / "main.py", "/main.py")]
     if args.settings:
-        top.append(("settings.json", Path(args.settings)))
-    label = None
+        top.append((Path(args.settings), "/settings.json"))
+    code = None
     if not info["label"]:
-        label = BUILD / "deploy-label.json"
         code = label_code()
+        label = BUILD / "deploy-label.json"
         label.write_text(json.dumps({"code": code}) + "\n")
-        top.append(("label.json", label))
-    cp = []
-    for name, src in top:
-        cp += ["+"] * bool(cp) + ["fs", "cp", str(src), ":/" + name]
-        expect["/" + name] = sha(src)
-    board.run(*cp)
-    if label is not None:
-        say("deploy: label code %s: write it on the unit's label (its access point's WPA2 key and pairing code)"
-            % json.loads(label.read_text())["code"])
+        top.append((label, "/label.json"))
+    copy(board, top, expect)
+    if code is not None:
+        say("deploy: label code %s: write it on the unit's label (its access point's WPA2 key and pairing code)" % code)
         label.unlink()
     got = json.loads(board.exec(HASHES % sorted(expect), "HASHES"))
     bad = [p for p in sorted(expect) if got.get(p) != expect[p]]

@@ -71,7 +71,6 @@ class MeterSim:
                 raise ValueError("meter_sim plays %s, not %s" % (", ".join(MODELS), m))
         self.unit = next(iter(self.units))
         self.meters = {u: _Meter(m) for u, m in self.units.items()}
-        self.phases = self.meters[self.unit].phases
         self.fault = None
         self.answers = 0
         self.reads = []  # the first register of each read answered, any unit
@@ -79,10 +78,6 @@ class MeterSim:
         self._server = None
         self._thread = None
         self._ready = threading.Event()
-
-    @property
-    def values(self):
-        return self.meters[self.unit].values
 
     def set(self, unit=None, **values):
         m = self.meters[self.unit if unit is None else unit]

@@ -48,16 +48,11 @@ class ModbusMeter:
         r.present &= self._slow_bits
         try:
             for start, n in self.blocks:
-                frame = await self.master.read(self.unit, self.fc, start, n)
-                meters.decode(self.fields, start, n, frame, r)
+                await self._block(start, n)
             r.signed_currents()
             for k in range(self.phases):
                 if abs(r.values[meters.I1 + k]) > self.max_ma:
                     raise M.ModbusError(M.E_IMPLAUSIBLE, "L%d beyond twice the fuse" % (k + 1))
-        except OSError as e:  # the line itself failed (a USB adapter unplugged): no answer
-            err = M.ModbusError(M.E_TIMEOUT, "serial line: %s" % e)
-            self._count(err)
-            raise err
         except M.ModbusError as e:
             self._count(e)
             raise
@@ -68,21 +63,22 @@ class ModbusMeter:
         return r
 
     async def _slow(self, everything):
-        r = self.reading
-        r.present &= ~self._slow_bits
+        self.reading.present &= ~self._slow_bits
         for start, n in self.slow_blocks:
             try:
-                frame = await self.master.read(self.unit, self.fc, start, n)
-                meters.decode(self.fields, start, n, frame, r)
-            except OSError as e:
-                err = M.ModbusError(M.E_TIMEOUT, "serial line: %s" % e)
-                self._count(err)
-                if everything:
-                    raise err
+                await self._block(start, n)
             except M.ModbusError as e:
                 self._count(e)
                 if everything:
                     raise
+
+    async def _block(self, start, n):
+        # One read, decoded into the reading; ModbusError for a failed one.
+        try:
+            frame = await self.master.read(self.unit, self.fc, start, n)
+        except OSError as e:  # the line itself failed (a USB adapter unplugged): no answer
+            raise M.ModbusError(M.E_TIMEOUT, "serial line: %s" % e)
+        meters.decode(self.fields, start, n, frame, self.reading)
 
     def _count(self, e):
         self.errors[e.kind] = count(self.errors[e.kind])

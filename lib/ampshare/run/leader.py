@@ -171,7 +171,7 @@ class LeaderApp(Shell):
         if self.port.receive(now_ms, data):
             self.addr[self.port.last_from] = addr  # authentic: that follower is there
             return
-        if len(data) >= P.HELLO_LEN and data[:2] == P.MAGIC and data[3] == P.HELLO and self.port.hello_flags is not None:
+        if self.port.hello_flags is not None:  # a HELLO, read whole
             self._maybe_pair(P.uid_of(data), addr, self.port.hello_flags)
 
     def _maybe_pair(self, uid, addr, flags):
