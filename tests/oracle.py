@@ -6,8 +6,9 @@ configuration and the state document alone:
 - a charger's current flows on the site phases its car draws on (after its first minute, the
   phases measured drawing); before that, and for its fallback, on every phase it is wired to
   (all three where the rotation is unknown);
-- the other load through a metered fuse is the meter less the chargers' measured draws (a
-  3-phase charger of unknown wiring surely draws its least on every phase); through a fuse
+- the other load through a metered fuse is the meter less the chargers' measured draws; a
+  charger of unknown wiring adds the most it could over every way it may be wired (adds());
+  through a fuse
   whose meter is absent or silent it is each group's reserve_a, summed over the groups below
   it (a metered group's reserve defaults to its whole limit).
 
@@ -87,12 +88,40 @@ class Fuses:
             return out
         rot = ROT.get(c.get("rotation", "unknown"))
         if rot is None:
-            if c.get("phases", 3) == 3:
-                return [min(meas)] * 3
-            return out
+            return out  # on no phase it surely is: see adds()
         for k in range(c.get("phases", 3)):
             out[rot[k]] = meas[k]
         return out
+
+    def adds(self, cid, a, p, fallback=False):
+        """What charger cid at current a adds to a fuse's site phase p beyond its other load.
+        Unknown rotation: the most it adds over every way it could be wired, from what the
+        meter shows of it now (d on the phase each charger phase is on) to a on the charger
+        phases its car may draw on: a 1-phase charger a - d on its one phase or nothing
+        elsewhere; a 3-phase charger's phases cover every site phase."""
+        c = self.chargers[cid]
+        if fallback:
+            return a if p in _wired(c) else 0
+        if c.get("rotation", "unknown") in ROT:
+            return a if p in self.drawing(cid) else 0
+        meas = self.measured(cid)
+        if meas is None or self.cstate.get(cid, {}).get("state") not in ("C", "D"):
+            return a  # nothing of it credited: a on whichever phase it is
+        n = c.get("phases", 3)
+        may = self.drawing_own(cid)
+        worst = max((a if j in may else 0) - meas[j] for j in range(n))
+        return max(worst, 0) if n == 1 else worst
+
+    def drawing_own(self, cid):
+        """The charger phases the car in this charger may draw on now (its own numbering)."""
+        c, st = self.chargers[cid], self.cstate.get(cid, {})
+        n = c.get("phases", 3)
+        meas = self.measured(cid)
+        settled = st.get("state") in ("C", "D") and st.get("charging_s", 0) >= SETTLED_S
+        if not settled or meas is None:
+            return set(range(n))
+        live = {k for k in range(n) if meas[k] > 0}
+        return live or set(range(n))
 
     def other(self, gid, metered=True):
         """The other load through fuse gid, per site phase."""
@@ -118,8 +147,7 @@ class Fuses:
         for gid in self.groups:
             lim, oth = self.limit(gid), self.other(gid, metered=not fallback)
             for p in range(3):
-                load = sum(a for cid, a in currents.items() if gid in self.under(cid) and
-                           p in (set(_wired(self.chargers[cid])) if fallback else self.drawing(cid)))
-                if load and load > lim[p] - oth[p]:
+                load = sum(self.adds(cid, a, p, fallback) for cid, a in currents.items() if gid in self.under(cid))
+                if load > 0 and load > lim[p] - oth[p]:  # (a charger of unknown wiring may add less than nothing)
                     bad.append((gid, p, load, lim[p] - oth[p]))
         return bad

@@ -19,8 +19,8 @@ def three(v):
 
 
 class Reference:
-    def __init__(self, site, state):
-        self.site, self.state = site, state
+    def __init__(self, site, state, credited=None):
+        self.site, self.state, self.credited = site, state, credited
         site_min = ma(site.get("min_current_a", 6))
         self.groups = {}
         for g in site["groups"]:
@@ -53,6 +53,7 @@ class Reference:
                 "wire": ROT.get(rot), "prio": c.get("priority", 0),
                 "wants": letter in "BCD" and c.get("mode", "fast") != "off",
                 "charging": letter in "CD", "meas": meas,
+                "settled": letter in "CD" and meas is not None and st.get("charging_s", 0) >= 60,
                 "offered": ma(st["offered_a"]) if "offered_a" in st else (hi if meas is not None else 0),
             }
 
@@ -70,6 +71,32 @@ class Reference:
     def uses(self, cid):
         return [(g, p) for g in self.ancestors(self.chargers[cid]["group"]) for p in self.phases(cid)]
 
+    def most_credit(self, cid):
+        """What a charger of unknown wiring may be credited on every site phase: the least it
+        draws on a phase its car may take current on (a 1-phase charger's one; a 3-phase one's
+        three, or once its car has settled those drawing more than 1 A), and no more than it
+        may be given; the allocator credits less where it gives less."""
+        c = self.chargers[cid]
+        own = self.own(cid)
+        if not self.unsure(cid):
+            return min(own)  # a charger phase on every site phase, each drawing at least that
+        live = [d for k, d in enumerate(own) if c["settled"] and c["meas"][k] > 1000]
+        return min(min(live or own), c["hi"] if c["wants"] else 0)
+
+    def unsure(self, cid):
+        """A charger of unknown wiring credited on a site phase it may not draw on: a 1-phase
+        one, or a 3-phase one whose settled car draws on one or two of its phases."""
+        c = self.chargers[cid]
+        if c["phases"] == 1:
+            return True
+        live = [k for k in range(3) if c["settled"] and c["meas"][k] > 1000]
+        return 0 < len(live) < 3
+
+    def own(self, cid):
+        c = self.chargers[cid]
+        cap = min(c["offered"], c["hi"]) if c["charging"] else 0
+        return [max(0, min(c["meas"][k], cap)) if c["meas"] is not None else 0 for k in range(c["phases"])]
+
     def site_draw(self, cid):
         """What the charger draws now on each site phase, as the rules count it."""
         c = self.chargers[cid]
@@ -79,8 +106,14 @@ class Reference:
             cap = min(c["offered"], c["hi"]) if c["charging"] else 0
             own.append(max(0, min(c["meas"][k], cap)) if c["meas"] is not None else 0)
         if c["wire"] is None:
-            # Only a 3-phase charger surely draws its least on every site phase.
-            return [min(own) if c["phases"] == 3 else 0] * 3
+            # Counted on every site phase at its offer, it is credited on every one the least it
+            # draws on a phase its car may take current on: a 1-phase charger's one; a 3-phase
+            # one's three, or once its car has settled those drawing more than 1 A. No more
+            # than it may be given, and nothing if it is given less (self.given: the answer).
+            x = self.most_credit(cid)
+            if self.credited is not None and self.unsure(cid):
+                x = self.credited[cid]  # at most that, and at most what it is given (the test checks)
+            return [x] * 3
         out = [0, 0, 0]
         for k, d in enumerate(own):
             out[c["wire"][k]] = d

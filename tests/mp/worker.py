@@ -20,6 +20,7 @@ def _outputs(alloc):
         "out": list(alloc.out),
         "fallback": list(alloc.fallback),
         "cap": list(alloc.cap),
+        "credited": list(alloc._cred),  # what each charger of unknown wiring was credited
         "peak": alloc.peak(),
     }
 

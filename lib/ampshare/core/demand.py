@@ -57,6 +57,7 @@ class Demand:
         measured currents (mA). Returns the site phases its car draws on (a bit each), or 0
         for all those it is wired to."""
         want = self.alloc.want
+        self.alloc.narrow[c] = 0  # until _alive finds its car settled
         if letter not in CHARGING:
             self.active[c] = 0
             self._idle(now_ms, c, letter, offered)
@@ -112,13 +113,20 @@ class Demand:
         # The site phases drawing now. Before the car has settled, all its wired phases
         # count (some cars bring their phases up one by one); after, only those drawing, and a
         # phase that comes alive again counts at once (the next report).
+        # Where its wiring is unknown, the charger phases drawing go to the allocator instead
+        # (narrow), and it counts on every phase it may be on.
         if not settled:
             return 0
-        mask = 0
+        mask = own = 0
         for k in range(3):
             if meas[k] > IN_USE_MA:
+                own |= 1 << k
                 w = self.site.cwire[c * 3 + k]
                 if w < 0:
-                    return 0  # wiring unknown: every phase it may be on
-                mask |= 1 << w
+                    mask = -1
+                elif mask >= 0:
+                    mask |= 1 << w
+        if mask < 0:
+            self.alloc.narrow[c] = own
+            return 0
         return mask
