@@ -48,7 +48,7 @@ _NOW = const(0)
 _UP = const(1)
 _RESERVE = const(2)
 # Rounds of the sharing that bring the credit of a charger of unknown wiring down to what it
-# is given, before it is credited nothing (_share_now): most runs need none, a decrease one.
+# is given, before it is credited nothing (_share): most runs need none, a decrease one.
 _ROUNDS = const(3)
 _FROZEN = const(0)
 _WAITING = const(1)  # admitted above the current water level: joins when the level gets there
@@ -126,10 +126,9 @@ class Allocator:
         self._order = array("h", range(nc))
         self._key = array("i", [0] * nc)
         self._sd = array("i", [0, 0, 0])
-        # Per charger of unknown wiring: the draw credited for it in this run, and the most it
-        # may be (_share_now).
-        self._cred = array("i", [0] * nc)
-        self._cred_max = array("i", [_BIG] * nc)
+        # Per charger of unknown wiring: the draw credited for it in this run, then the most
+        # it may be (_share).
+        self._cred = array("i", [0] * (2 * nc))
         # The site phases each charger is counted on: those its car draws on (use_phases), and
         # every one it is wired to (the fallbacks': a new car may draw on all of them).
         self._wmask = bytearray(self._phase_mask(c) for c in range(nc))
@@ -273,8 +272,8 @@ class Allocator:
         self._peak = 0
         self._sort()
         site, lo, hi = self.site, self._lo, self._hi
-        most = self._cred_max
-        for c in range(self.nc):
+        most, nc = self._cred, self.nc
+        for c in range(nc):
             lo[c] = site.cmin[c]
             p = self.pilot[c]
             wants = p in PLUGGED and site.cmode[c] != MODE_OFF and self.sharing and not self.off[c] and \
@@ -289,7 +288,7 @@ class Allocator:
             top = _ceiling(self.ext_max[c], top, lo[c])
             top = _ceiling(self.pv_max[c], top, lo[c])
             hi[c] = top if wants and not self.held[c] else 0
-            most[c] = hi[c]  # a charger of unknown wiring given no more is credited no more (_share_now)
+            most[nc + c] = hi[c]  # a charger of unknown wiring given no more is credited no more (_share)
         self._other_loads(_NOW, self.cap)
         self._other_loads(_RESERVE, self.cap_fb)
         if self._all_fresh():
@@ -297,9 +296,11 @@ class Allocator:
                 self.cap_up[k] = self.cap[k]
         else:
             self._other_loads(_UP, self.cap_up)
-        self._share_now()
+        self._pin(self.held)
+        self._share(self.cap, self.out)
         if self._unb and self._balance():
-            self._share_now()  # what the lowered ones left goes to the others
+            self._pin(self.held)
+            self._share(self.cap, self.out)  # what the lowered ones left goes to the others
             self._balance()  # the re-share may admit one onto a high phase: lowering only
         # Fallbacks: capped at the allocation, counted on every phase each charger is wired
         # to whatever its car draws today (a fallback is used when nobody watches, and a new
@@ -310,31 +311,6 @@ class Allocator:
         self._pin(self.held_fb)
         self._share(self.cap_fb, self.fallback)
         self._end, self._m = self._cend, self._mask
-
-    def _share_now(self):
-        # A charger of unknown wiring given less than the draw credited for it (_unplaced)
-        # frees that draw on its own phase only, which is not known, so the others may not
-        # count on the difference: its credit comes down to what it is given and the sharing
-        # is made again. Lowering a credit lowers what everyone under it may have, so a few
-        # rounds settle it; after _ROUNDS, one still over is credited nothing (each such
-        # round zeroes one more at least: it ends).
-        self._pin(self.held)
-        self._share(self.cap, self.out)
-        n = 0
-        while self._overcredited(n >= _ROUNDS):
-            n += 1
-            self._other_loads(_NOW, self.cap)
-            self._pin(self.held)
-            self._share(self.cap, self.out)
-
-    def _overcredited(self, zero):
-        cred, most, out = self._cred, self._cred_max, self.out
-        found = False
-        for c in range(self.nc):
-            if cred[c] > out[c]:
-                most[c] = 0 if zero else out[c]
-                found = True
-        return found
 
     def _all_fresh(self):
         fresh = self.fresh
@@ -395,10 +371,10 @@ class Allocator:
 
     def _charger_draws(self, fresh_only):
         # What each charger draws now, on each site phase, summed into its group and every
-        # ancestor, as far as its own meter shows it (_draw). Unknown wiring (_unplaced).
+        # ancestor, as far as its own meter shows it (_draw). Unknown wiring: below.
         site, meas, draw = self.site, self.meas, self._draw
-        cred = self._cred
-        for c in range(self.nc):
+        cred, nc = self._cred, self.nc
+        for c in range(nc):
             if not fresh_only:
                 cred[c] = 0
             if fresh_only and not self.fresh[c]:
@@ -422,13 +398,29 @@ class Allocator:
                     sd[site.cwire[base + 1]] = d1
                     sd[site.cwire[base + 2]] = d2
             else:
-                x = self._unplaced(c, n, least, d0, d1, d2) if n == 3 else d0
-                if x != least or n == 1:
-                    # Credited on a phase it may not be on: no more than it is given.
-                    if x > self._cred_max[c]:
-                        x = self._cred_max[c]
+                # Counted at what it may still draw (offered) on every site phase it may
+                # draw on, its draw may be credited on each of them: the one a charger phase
+                # is on then carries it exactly, and on the others the credit only spends
+                # part of what is counted there, never more (a draw is credited at most at
+                # its offer). The least it draws on a phase its car may take current on:
+                # each of its phases until its car has settled (some cars bring theirs up one
+                # by one), then those it draws on (narrow, from demand.py), as a charger of
+                # known wiring is counted only on those. A 1-phase charger has one.
+                m = self.narrow[c] if n == 3 else 1
+                x = least
+                if m and m != 7:
+                    x = _BIG
+                    if m & 1 and d0 < x:
+                        x = d0
+                    if m & 2 and d1 < x:
+                        x = d1
+                    if m & 4 and d2 < x:
+                        x = d2
+                    # Credited on a phase it may not be on: no more than it is given (_share).
+                    if x > cred[nc + c]:
+                        x = cred[nc + c]
                     if not fresh_only:
-                        self._cred[c] = x
+                        cred[c] = x
                 m = self._mask[c]
                 sd[0] = x if m & 1 else 0
                 sd[1] = x if m & 2 else 0
@@ -439,27 +431,6 @@ class Allocator:
                 draw[g * 3 + 1] += sd[1]
                 draw[g * 3 + 2] += sd[2]
                 g = site.parent[g]
-
-    def _unplaced(self, c, n, least, d0, d1, d2):
-        # A charger of unknown wiring is counted at what it may still draw (offered) on every
-        # site phase it may draw on, so its draw may be credited on each of them: the one a
-        # charger phase is on then carries it exactly, and on the others the credit only
-        # spends part of what is counted there, never more (a draw is credited at most at
-        # its offer). What it may be credited is the least it draws on a phase its car may
-        # take current on: each of its phases until its car has settled (some cars bring
-        # theirs up one by one), then those it draws on (narrow, from demand.py), as a
-        # charger of known wiring is counted only on those. A 1-phase charger has one.
-        m = self.narrow[c]
-        if not m:
-            return least
-        x = _BIG
-        if m & 1 and d0 < x:
-            x = d0
-        if m & 2 and d1 < x:
-            x = d1
-        if m & 4 and d2 < x:
-            x = d2
-        return x
 
     def _sort(self):
         # Insertion sort of the persistent order: nearly sorted from the last run, so cheap.
@@ -477,14 +448,34 @@ class Allocator:
             order[j + 1] = c
 
     def _share(self, cap, out):
-        self._admit(cap)
-        self._fill(cap)
-        self._top_up(cap)
-        a = self._a
-        for c in range(self.nc):
-            out[c] = a[c]
-        if self.audit:
-            self._note()
+        # A charger of unknown wiring given less than the draw credited for it (the credit
+        # in _charger_draws) frees that draw on its own phase only, which is not known, so the
+        # others may not count on the difference: its credit comes down to what it is given
+        # and the sharing is made again. Lowering a credit lowers what everyone under it may
+        # have, so a few rounds settle it; after _ROUNDS, one still over is credited nothing
+        # (each such round zeroes one more at least: it ends).
+        nc, cred, n = self.nc, self._cred, 0
+        while True:
+            self._admit(cap)
+            self._fill(cap)
+            self._top_up(cap)
+            a = self._a
+            for c in range(nc):
+                out[c] = a[c]
+            if self.audit:
+                self._note()
+            if cap is not self.cap:
+                return
+            over = False
+            for c in range(nc):
+                if cred[c] > out[c]:
+                    cred[nc + c] = 0 if n >= _ROUNDS else out[c]
+                    over = True
+            if not over:
+                return
+            n += 1
+            self._other_loads(_NOW, cap)
+            self._pin(self.held)
 
     # ---- admission -----------------------------------------------------------------
 
