@@ -136,33 +136,33 @@ def test_a_1_phase_charger_of_unknown_wiring_is_credited_on_every_phase(vm):
     assert amps(vm, cfg, state) == {"u1": 32.0}
 
 
-def test_the_credit_of_unknown_wiring_spends_only_its_headroom(vm):
-    # u1 (1-phase, wiring unknown) draws 10 A of 16 A offered; k1 draws 12 A on site L2. The
-    # meter: [10, 22, 0]. Credited 10 A everywhere, u1 is counted on all three: L2 binds, 16 A
-    # each (crediting nothing would give 11 A each). As a fuse sees it, whichever phase u1 is
-    # on: on L1, L2 carries 10 A of other load + k1's 16 = 26 A; on L2, its 10 A were there
-    # and L2 carries 0 + 16 + 16 = 32 A; on L3, L2 as on L1 and L3 16 A. Never above 32 A.
-    cfg = site([{"id": "main", "limit_a": 32, "meter": "grid"}],
+def _unknown_beside_known(vm, limit_a, meter, u1_a, rotation, k1_offered_a, k1_a):
+    # u1: 1-phase, wiring unknown, 16 A at most, offered 16 A, drawing u1_a; k1: 1-phase on
+    # `rotation`, offered and drawing as given. One metered fuse.
+    cfg = site([{"id": "main", "limit_a": limit_a, "meter": "grid"}],
                [charger("u1", phases=1, rotation="unknown", max_a=16),
-                charger("k1", phases=1, rotation="L231")], meters=["grid"])
-    state = {"meters": {"grid": [10, 22, 0]},
-             "chargers": {"u1": {"state": "C", "offered_a": 16, "measured_a": 10},
-                          "k1": {"state": "C", "offered_a": 16, "measured_a": 12}}}
-    assert amps(vm, cfg, state) == {"u1": 16.0, "k1": 16.0}
+                charger("k1", phases=1, rotation=rotation)], meters=["grid"])
+    state = {"meters": {"grid": meter},
+             "chargers": {"u1": {"state": "C", "offered_a": 16, "measured_a": u1_a},
+                          "k1": {"state": "C", "offered_a": k1_offered_a, "measured_a": k1_a}}}
+    return amps(vm, cfg, state)
+
+
+def test_the_credit_of_unknown_wiring_spends_only_its_headroom(vm):
+    # u1 draws 10 A of 16 A offered; k1 draws 12 A on site L2. The meter: [10, 22, 0].
+    # Credited 10 A everywhere, u1 is counted on all three: L2 binds, 16 A each (crediting
+    # nothing would give 11 A each). As a fuse sees it, whichever phase u1 is on: on L1, L2
+    # carries 10 A of other load + k1's 16 = 26 A; on L2, its 10 A were there and L2 carries
+    # 0 + 16 + 16 = 32 A; on L3, L2 as on L1 and L3 16 A. Never above 32 A.
+    assert _unknown_beside_known(vm, 32, [10, 22, 0], 10, "L231", 16, 12) == {"u1": 16.0, "k1": 16.0}
 
 
 def test_a_charger_of_unknown_wiring_given_less_than_it_draws_frees_nothing_elsewhere(vm):
-    # u1 (1-phase, wiring unknown) draws 16 A; the meter shows it on L2 (26 A on a 20 A fuse:
-    # it must come down). Credited its 16 A on L1 as well, k1 on L1 would be given 16 A for
-    # the room u1's decrease seems to free there; but u1 is not on L1: 10 A of other load + 16
-    # = 26 A. Credited only what it is given, then nothing: u1 pauses, k1 has the 10 A L1 has.
-    cfg = site([{"id": "main", "limit_a": 20, "meter": "grid"}],
-               [charger("u1", phases=1, rotation="unknown", max_a=16),
-                charger("k1", phases=1, rotation="L123")], meters=["grid"])
-    state = {"meters": {"grid": [10, 26, 10]},
-             "chargers": {"u1": {"state": "C", "offered_a": 16, "measured_a": 16},
-                          "k1": {"state": "C", "offered_a": 0, "measured_a": 0}}}
-    assert amps(vm, cfg, state) == {"u1": 0.0, "k1": 10.0}
+    # u1 draws 16 A; the meter shows it on L2 (26 A on a 20 A fuse: it must come down).
+    # Credited its 16 A on L1 as well, k1 on L1 would be given 16 A for the room u1's
+    # decrease seems to free there; but u1 is not on L1: 10 A of other load + 16 = 26 A.
+    # Credited only what it is given, then nothing: u1 pauses, k1 has the 10 A L1 has.
+    assert _unknown_beside_known(vm, 20, [10, 26, 10], 16, "L123", 0, 0) == {"u1": 0.0, "k1": 10.0}
 
 
 def test_a_narrowed_car_of_unknown_wiring_is_credited_once_settled(vm):
