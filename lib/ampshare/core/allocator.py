@@ -48,7 +48,7 @@ _NOW = const(0)
 _UP = const(1)
 _RESERVE = const(2)
 # Rounds of the sharing that bring the credit of a charger of unknown wiring down to what it
-# is given, before it is credited nothing (_share): most runs need none, a decrease one.
+# is given, before all are credited nothing (_share): most runs need none, a decrease one.
 _ROUNDS = const(3)
 _FROZEN = const(0)
 _WAITING = const(1)  # admitted above the current water level: joins when the level gets there
@@ -107,7 +107,10 @@ class Allocator:
         self.cap = array("i", [0] * (3 * ng))  # what the chargers under a group may take
         self.other = array("i", [0] * (3 * ng))  # other load, export credit bounded
         self.cap_fb = array("i", [0] * (3 * ng))  # the same with no meter, every group at its reserve
-        self.cap_up = array("i", [0] * (3 * ng))  # the same crediting only fresh draws: for increases
+        # The same crediting only fresh draws, for increases; a charger of unknown wiring's
+        # credit as before the sharing (_share may lower it in cap): the Budget counts that
+        # charger at what it may still draw, never below its credit, on every phase.
+        self.cap_up = array("i", [0] * (3 * ng))
         # Work.
         self._raw = array("i", [0] * (3 * ng))
         self._draw = array("i", [0] * (3 * ng))
@@ -452,8 +455,8 @@ class Allocator:
         # in _charger_draws) frees that draw on its own phase only, which is not known, so the
         # others may not count on the difference: its credit comes down to what it is given
         # and the sharing is made again. Lowering a credit lowers what everyone under it may
-        # have, so a few rounds settle it; after _ROUNDS, one still over is credited nothing
-        # (each such round zeroes one more at least: it ends).
+        # have, so a few rounds settle it; after _ROUNDS, every such charger is credited
+        # nothing, and one more sharing ends it.
         nc, cred, n = self.nc, self._cred, 0
         while True:
             self._admit(cap)
@@ -469,10 +472,13 @@ class Allocator:
             over = False
             for c in range(nc):
                 if cred[c] > out[c]:
-                    cred[nc + c] = 0 if n >= _ROUNDS else out[c]
+                    cred[nc + c] = out[c]
                     over = True
             if not over:
                 return
+            if n >= _ROUNDS:
+                for c in range(nc):
+                    cred[nc + c] = 0
             n += 1
             self._other_loads(_NOW, cap)
             self._pin(self.held)
