@@ -8,9 +8,8 @@ configuration and the state document alone:
   (all three where the rotation is unknown);
 - the other load through a metered fuse is the meter less the chargers' measured draws; a
   charger of unknown wiring adds the most it could over every way it may be wired (adds());
-  through a fuse
-  whose meter is absent or silent it is each group's reserve_a, summed over the groups below
-  it (a metered group's reserve defaults to its whole limit).
+  through a fuse whose meter is absent or silent it is each group's reserve_a, summed over
+  the groups below it (a metered group's reserve defaults to its whole limit).
 
 Nothing here caps a measurement at an offer, clips an export or rounds to a quantum: where
 the allocator is stricter, this is more lenient, never the other way round.
@@ -70,14 +69,11 @@ class Fuses:
 
     def drawing(self, cid):
         """The site phases the car in this charger may draw on now."""
-        c, st = self.chargers[cid], self.cstate.get(cid, {})
+        c = self.chargers[cid]
         wired = _wired(c)
-        meas = self.measured(cid)
-        settled = st.get("state") in ("C", "D") and st.get("charging_s", 0) >= SETTLED_S
-        if not settled or meas is None or c.get("rotation", "unknown") not in ROT:
+        if c.get("rotation", "unknown") not in ROT:
             return set(wired)
-        live = {wired[k] for k in range(len(wired)) if meas[k] > 0}
-        return live or set(wired)
+        return {wired[k] for k in self.drawing_own(cid)}
 
     def draws(self, cid):
         """What the charger is measured drawing on each site phase it surely loads."""

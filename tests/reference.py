@@ -80,19 +80,22 @@ class Reference:
         own = self.own(cid)
         if not self.unsure(cid):
             return min(own)  # a charger phase on every site phase, each drawing at least that
-        live = [d for k, d in enumerate(own) if c["settled"] and c["meas"][k] > 1000]
+        live = [own[k] for k in self.live(cid)]
         return min(min(live or own), c["hi"] if c["wants"] else 0)
 
     def unsure(self, cid):
         """A charger of unknown wiring credited on a site phase it may not draw on: a 1-phase
         one, or a 3-phase one whose settled car draws on one or two of its phases."""
+        return self.chargers[cid]["phases"] == 1 or 0 < len(self.live(cid)) < 3
+
+    def live(self, cid):
+        """Its charger phases drawing more than 1 A once its car has settled (none before)."""
         c = self.chargers[cid]
-        if c["phases"] == 1:
-            return True
-        live = [k for k in range(3) if c["settled"] and c["meas"][k] > 1000]
-        return 0 < len(live) < 3
+        return [k for k in range(c["phases"]) if c["settled"] and c["meas"][k] > 1000]
 
     def own(self, cid):
+        """What it draws on each of its phases, as credited: at most the offer in force,
+        nothing while not charging, nothing unmeasured."""
         c = self.chargers[cid]
         cap = min(c["offered"], c["hi"]) if c["charging"] else 0
         return [max(0, min(c["meas"][k], cap)) if c["meas"] is not None else 0 for k in range(c["phases"])]
@@ -100,16 +103,12 @@ class Reference:
     def site_draw(self, cid):
         """What the charger draws now on each site phase, as the rules count it."""
         c = self.chargers[cid]
-        own = []
-        for k in range(c["phases"]):
-            # Credited at most the offer in force, nothing while not charging, nothing unmeasured.
-            cap = min(c["offered"], c["hi"]) if c["charging"] else 0
-            own.append(max(0, min(c["meas"][k], cap)) if c["meas"] is not None else 0)
+        own = self.own(cid)
         if c["wire"] is None:
             # Counted on every site phase at its offer, it is credited on every one the least it
             # draws on a phase its car may take current on: a 1-phase charger's one; a 3-phase
             # one's three, or once its car has settled those drawing more than 1 A. No more
-            # than it may be given, and nothing if it is given less (self.given: the answer).
+            # than it may be given, and less where it is given less (self.credited: the answer).
             x = self.most_credit(cid)
             if self.credited is not None and self.unsure(cid):
                 x = self.credited[cid]  # at most that, and at most what it is given (the test checks)

@@ -117,16 +117,14 @@ class Demand:
         # (narrow), and it counts on every phase it may be on.
         if not settled:
             return 0
-        mask = own = 0
+        wire, mask = self.site.cwire, 0
+        if wire[c * 3] < 0:
+            for k in range(3):
+                if meas[k] > IN_USE_MA:
+                    mask |= 1 << k
+            self.alloc.narrow[c] = mask
+            return 0
         for k in range(3):
             if meas[k] > IN_USE_MA:
-                own |= 1 << k
-                w = self.site.cwire[c * 3 + k]
-                if w < 0:
-                    mask = -1
-                elif mask >= 0:
-                    mask |= 1 << w
-        if mask < 0:
-            self.alloc.narrow[c] = own
-            return 0
+                mask |= 1 << wire[c * 3 + k]
         return mask
