@@ -14,6 +14,7 @@ from urllib.parse import unquote
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -71,7 +72,9 @@ def until(drv, what, timeout=30, sim=None):
         if sim is not None:
             sim.restart_dead()  # the leader starts again after a saved site
         return what(d)
-    return WebDriverWait(drv, timeout, poll_frequency=0.25).until(step)
+    # An element the page drew anew between finding and reading it is not there yet: asked again.
+    return WebDriverWait(drv, timeout, poll_frequency=0.25,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(step)
 
 
 # The live tables are drawn anew every second: read them in one script, never hold an element.
