@@ -114,13 +114,21 @@ class Plant:
         self.other = [0] * nk  # other load directly in each group now
         self.total = [0] * nk  # what each fuse carries now
         self.ev_total = [0] * nk
+        self._other_through = [0] * nk  # the other loads' part of total, for the second _other_s
         self.overload_ev = [0] * nk  # mA*ms above the limit the EVs drew into, unexcused
         self.overload_step = [0] * nk  # excused: an other-load rise not yet 6 s old
         self.overload_other = [0] * nk  # other load alone above the limit
         self.over_since = [None] * nk  # when the EVs' part of an overload began
         self.longest_over_ms = 0
         self._window = [[] for _ in range(nk)]  # (t, other load) where it changed
+        self._low = [0] * nk  # the least other load in each window, as _account last left it
         self._other_s = -1
+        # The fuses each group's phase p is under, its own first, as indices g*3+p: a charger's
+        # current is added to every fuse it passes, walked once here rather than at each step.
+        self.fuses = [[self._chain(g, p) for p in range(3)] for g in range(self.ng)]
+        # Each charger's wired phases, k-th as its fuses: what a car draws on its k-th phase.
+        self.car_fuses = [[self.fuses[site.cgroup[c]][self.wire[c][k]] for k in range(3)]
+                          for c in range(len(site.charger_ids))]
         # Each group's reserve on each phase, summed over its subtree: the other load that the
         # fallbacks must leave room for (DESIGN.md, invariant 2).
         self.reserve = [0] * nk
@@ -157,44 +165,53 @@ class Plant:
 
     def settle(self, now_ms):
         """Every fuse's current at now_ms: the loads of this second, the cars as they draw."""
-        site = self.site
         now_s = now_ms // 1000
-        for k in range(3 * self.ng):
-            self.total[k] = 0
-            self.ev_total[k] = 0
         if now_s != self._other_s:
-            # Loads and PV change by the second: recompute them once a second.
+            # Loads and PV change by the second: recompute them, and what they put through
+            # every fuse, once a second.
             self._other_s = now_s
+            through = self._other_through
+            for k in range(3 * self.ng):
+                through[k] = 0
             for g in range(self.ng):
                 o = self.other_at(g, now_s)
                 for p in range(3):
                     self.other[g * 3 + p] = o[p]
-        for g in range(self.ng):
-            for p in range(3):
-                self._up(g, p, self.other[g * 3 + p], self.total)
+                    for i in self.fuses[g][p]:
+                        through[i] += o[p]
+        total, ev = self.total, self.ev_total
+        total[:] = self._other_through
+        for k in range(3 * self.ng):
+            ev[k] = 0
         for c, car in enumerate(self.cars):
             if car is None or not car.draw:
                 continue
-            g = site.cgroup[c]
+            d, fuses = car.draw, self.car_fuses[c]
             for k in range(car.wired):
-                p = self.wire[c][k]
-                self._up(g, p, car.draw, self.total)
-                self._up(g, p, car.draw, self.ev_total)
+                for i in fuses[k]:
+                    total[i] += d
+                    ev[i] += d
 
     def step(self, now_ms, dt_ms):
         self.settle(now_ms)
         self._account(now_ms, dt_ms)
 
-    def _up(self, g, p, ma, into):
+    def _chain(self, g, p):
+        out = []
         while g >= 0:
-            into[g * 3 + p] += ma
+            out.append(g * 3 + p)
             g = self.site.parent[g]
+        return out
+
+    def _up(self, g, p, ma, into):
+        for i in self.fuses[g][p]:
+            into[i] += ma
 
     def rise(self, k):
         """How far the other load through fuse k rose in the last RISE_MS: the part of an
-        excess the EVs may not have followed yet (_account keeps the window)."""
-        win = self._window[k]
-        return win[-1][1] - min(v for _, v in win)
+        excess the EVs may not have followed yet (_account keeps the window and its least
+        value: asked after step())."""
+        return self._window[k][-1][1] - self._low[k]
 
     def _account(self, now_ms, dt_ms):
         # Invariant 1 (realized), step by step. Above the limit, the part the other load alone
@@ -209,6 +226,11 @@ class Plant:
             # Keep the last change before the window too: it is the value at its start.
             while len(win) > 1 and now_ms - win[1][0] > RISE_MS:
                 win.pop(0)
+            low = win[0][1]
+            for _, v in win:
+                if v < low:
+                    low = v
+            self._low[k] = low
             excess = self.total[k] - self.limits[k]
             avoidable = min(excess, self.ev_total[k]) if excess > 0 else 0
             if excess > 0:
@@ -218,7 +240,7 @@ class Plant:
                 continue
             if self.over_since[k] is None:
                 self.over_since[k] = now_ms
-            excused = min(avoidable, max(0, other - min(v for _, v in win)))
+            excused = min(avoidable, max(0, other - low))
             self.overload_step[k] += excused * dt_ms
             self.overload_ev[k] += (avoidable - excused) * dt_ms
 

@@ -11,7 +11,7 @@ from ampshare.core.follower import Follower
 from ampshare.core.leader import Leader
 from ampshare.wire.follower import FollowerPort
 from ampshare.wire.leader import LeaderPort
-from ampshare.core import pilot
+from ampshare.core.pilot import DUTY_FULL, offered_by
 from ampshare.core.pilot import EV_FOLLOW_MS  # a car may draw an offer up to 5 s after it was lowered
 
 sys.path.append("tools")
@@ -23,6 +23,7 @@ from plant import RISE_MS, Car, Plant, site_of  # noqa: E402
 STEP_MS = 100
 METER_MS = 1000  # a meter is polled once a second
 LEADER = -1
+_NEVER = 1 << 62  # later than any run
 
 
 class Net:
@@ -36,6 +37,7 @@ class Net:
         self.delay = spec.get("delay_ms", [2, 20])
         self.partitions = spec.get("partitions", [])
         self.queue = []
+        self.first = _NEVER  # when the earliest datagram in the queue arrives
         self.sent = self.lost = 0
 
     def cut(self, now_ms, charger, cids):
@@ -55,12 +57,16 @@ class Net:
             if random.randint(0, 999) < self.reorder:
                 delay += random.randint(0, 1000)  # overtaken by later packets
             self.queue.append((now_ms + delay, to, data))
+            if now_ms + delay < self.first:
+                self.first = now_ms + delay
 
     def due(self, now_ms):
+        if now_ms < self.first:
+            return ()  # nothing arrives yet: the queue is not walked
         ready = [m for m in self.queue if m[0] <= now_ms]
-        if ready:
-            self.queue = [m for m in self.queue if m[0] > now_ms]
-            ready.sort(key=lambda m: m[0])
+        self.queue = [m for m in self.queue if m[0] > now_ms]
+        self.first = min([m[0] for m in self.queue]) if self.queue else _NEVER
+        ready.sort(key=lambda m: m[0])
         return ready
 
 
@@ -249,15 +255,18 @@ class Twin:
         for k in range(nk):
             fb[k] = may[k] = 0
         for c, f in enumerate(self.followers):
-            g = site.cgroup[c]
+            fuses = p.car_fuses[c]
             if f is not None and f.heard:
+                v = f.fallback
                 for k in range(site.cphases[c]):
-                    p._up(g, p.wire[c][k], f.fallback, fb)
+                    for i in fuses[k]:
+                        fb[i] += v
             car = p.cars[c]
             if car is not None:
                 d = self._may_draw(now_ms, c, f)
                 for k in range(car.wired):
-                    p._up(g, p.wire[c][k], d, may)
+                    for i in fuses[k]:
+                        may[i] += d
         dt = self.step_ms
         for k in range(nk):
             lim = p.limits[k]
@@ -302,7 +311,7 @@ class Twin:
             if car is not None:
                 car.step(now_ms, self.step_ms, 0, False)  # a resetting board drops its relay
             return
-        level = 12000 if car is None else car.pilot_mv(f.duty < pilot.DUTY_FULL)
+        level = 12000 if car is None else car.pilot_mv(f.duty < DUTY_FULL)
         if level != self._level[c] or f.duty != self._duty[c]:
             # The pilot's levels only change with the car or the duty: sampling an unchanged
             # pilot again tells the follower nothing new, so the twin skips it.
@@ -312,8 +321,9 @@ class Twin:
             # The relay only moves with the contactor open (the follower's order): the car
             # draws on the phases the relay leaves it.
             car.wired = 1 if f.one_phase else car.phases
-            self._relay(c, f, car)  # moved on a COMMAND
-            car.step(now_ms, self.step_ms, pilot.offered_by(f.duty), f.contactor)
+            if f.one_phase != self._one[c]:
+                self._relay(c, f, car)  # moved on a COMMAND
+            car.step(now_ms, self.step_ms, offered_by(f.duty), f.contactor)
             d = car.draw
             if d != self._drawn[c] or now_ms % 1000 == 0:
                 # The charger's own meter (plant.charger_meas), read when it changed and each
@@ -327,7 +337,7 @@ class Twin:
             self.starts[c] += 1
         self._offered[c] = f.offered
         out = self.ports[c].tick(t)
-        if car is not None:
+        if car is not None and f.one_phase != self._one[c]:
             self._relay(c, f, car)  # moved by the follower's own timers, at this instant
         if out is not None:
             self.net.send(now_ms, c, LEADER, out, self.cids)
@@ -335,11 +345,11 @@ class Twin:
             self.fallback_ms[c] += self.step_ms
 
     def _relay(self, c, f, car):
-        if f.one_phase != self._one[c]:
-            self._one[c] = f.one_phase
-            self.switches[c] += 1
-            if f.contactor or car.draw:
-                self.under_load += 1  # a relay that moves under load: never
+        # The relay moved (the callers look first: a call each step and charger costs).
+        self._one[c] = f.one_phase
+        self.switches[c] += 1
+        if f.contactor or car.draw:
+            self.under_load += 1  # a relay that moves under load: never
 
     # ---- the run --------------------------------------------------------------------
 
