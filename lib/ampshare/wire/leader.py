@@ -16,9 +16,11 @@ from ampshare.core.pilot import LETTERS
 from ampshare.wire import frame as F
 
 _DISCOVERED_MAX = const(16)  # unpaired units listed on the page; bounds RAM against a flood
-# Where a STATE's fields lie (docs/protocol.md): follower epoch and sequence at 10 and 14; the
-# pilot at 22; what it holds and its fallback at 24 and 26; L1-L3 measured from 28; phases in
-# use, flags and energy at 34, 35 and 36; the last COMMAND it accepted at 18 (epoch) and 44.
+# Where a STATE's fields lie (docs/protocol.md): the uid's last byte at 9; follower epoch and
+# sequence at 10 and 14; the pilot at 22; what it holds and its fallback at 24 and 26; L1-L3
+# measured from 28; phases in use, flags and energy at 34, 35 and 36; the last COMMAND it
+# accepted at 18 (epoch) and 44.
+_UID_LAST = const(9)
 _F_EPOCH = const(10)
 _L_EPOCH = const(18)
 _L_SEQ = const(44)
@@ -163,12 +165,15 @@ class LeaderPort:
         return None
 
     def _charger_of(self, data):
-        for c in range(self.core.nc):
-            u = self.uid[c]
-            if u is not None and F.is_uid(data, u):
-                return c
         if len(data) < F.HEAD_LEN + F.UID_LEN:
             raise F.Rejected(F.R_SHORT)
+        last = data[_UID_LAST]
+        for c in range(self.core.nc):
+            u = self.uid[c]
+            # The last byte first: the units of one make share the first three (the maker's
+            # OUI), so a whole comparison with each of 64 would mostly find out late.
+            if u is not None and u[F.UID_LEN - 1] == last and F.is_uid(data, u):
+                return c
         raise F.Rejected(F.R_PEER)
 
     def _state(self, now_ms, data):
