@@ -17,6 +17,10 @@ STUBS := micropython-esp32-stubs==1.28.0.post4 micropython-stdlib-stubs==1.28.0.
 TYPINGS_STAMP := $(TYPINGS)/.installed
 # .frozen keeps the port's own frozen modules (asyncio) importable beside ours.
 MP := MICROPYPATH=.frozen:$(CURDIR)/lib:$(CURDIR)/$(VENDOR) $(MICROPYTHON)
+# The twin's long runs (make twin, bench-twin) compile the firmware to machine code with the
+# port's native emitter where it has one: the same summaries, byte for byte (make
+# twin-compare), in about two thirds of the time. make test runs the bytecode a board runs.
+NATIVE = $(shell $(MICROPYTHON) -X emit=native -c "print(6 * 7)" 2>/dev/null | grep -qx 42 && echo "-X emit=native")
 export MICROPYTHON MPY_CROSS
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -33,6 +37,7 @@ help:
 	@echo "make bench-alloc  time and heap per allocation for 1..64 chargers"
 	@echo "make bench-ct     samples/s and heap per window of the CT metering core"
 	@echo "make bench-twin   wall time of a simulated day of the twelve-charger garage"
+	@echo "make twin-compare REV=commit [NATIVE_TOO=1]   every example's twin summary here and at REV, byte for byte (NATIVE_TOO: here in machine code)"
 	@echo "make bench-policy [SEEDS=3] [QUICK=1]   energy against an LP bound, ampshare and the peers' sharing (build/bench-policy.json)"
 	@echo "make sim [SITE=examples/home.json] [FOLLOWERS=N] [UNPAIRED=1] [SHARING=off]   plant, leader and followers as processes,"
 	@echo "                  live view; the leader's page on http://127.0.0.1:8080/ (UNPAIRED: the last unit paired there)"
@@ -103,7 +108,7 @@ mutants: $(STAMP)
 # Every example scenario's twin summary here and at REV, byte for byte (a change of layout).
 twin-compare: $(STAMP)
 	@test -n "$(REV)" || { echo "usage: make twin-compare REV=commit" >&2; exit 2; }
-	@$(VENV)/bin/python tools/twin_compare.py $(REV)
+	@$(VENV)/bin/python tools/twin_compare.py $(if $(NATIVE_TOO),--native) $(REV)
 
 allocate: $(STAMP)
 	@test -n "$(SITE)" -a -n "$(STATE)" || { echo "usage: make allocate SITE=site.json STATE=state.json" >&2; exit 2; }
@@ -111,10 +116,10 @@ allocate: $(STAMP)
 
 twin: $(STAMP)
 	@test -n "$(SCENARIO)" || { echo "usage: make twin SCENARIO=scenario.json [TRACE=file]" >&2; exit 2; }
-	@$(MP) tools/twin.py "$(SCENARIO)" $(TRACE)
+	@$(MP) $(NATIVE) tools/twin.py "$(SCENARIO)" $(TRACE)
 
 bench-twin: $(STAMP)
-	@$(MP) tools/twin.py --time examples/scenarios/garage-day.json > /dev/null
+	@$(MP) $(NATIVE) tools/twin.py --time examples/scenarios/garage-day.json > /dev/null
 
 # Every example day and SEEDS mixed scenarios, once per policy (two at a time), and the bound.
 SEEDS ?= 3

@@ -17,6 +17,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import bench_scenarios  # noqa: E402
 import bound  # noqa: E402
+import port  # noqa: E402
 
 POLICIES = ("ampshare", "static", "warp", "smartevse")
 # The example days the issue measured, each a site where cars share a binding fuse.
@@ -24,8 +25,12 @@ DAYS = ("home-evening", "demand", "taper-wake", "small-business-pv", "garage-tur
 QUICK = ("home-evening", "demand", "taper-wake")
 
 
+NATIVE = port.native()
+
+
 def twin(path, policy):
-    return bound.port_json("tools/twin.py", *([] if policy == "ampshare" else ["--policy", policy]), path)
+    return bound.port_json("tools/twin.py", *([] if policy == "ampshare" else ["--policy", policy]), path,
+                           flags=NATIVE)
 
 
 def bounds(path):

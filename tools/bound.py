@@ -27,16 +27,18 @@ from scipy.sparse import coo_matrix
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from port import micropython  # noqa: E402
 TAPER_FROM = 0.8  # plant.TAPER_FROM, per one
 TAPER_END_A = 2.0  # plant.TAPER_END_MA
 
 
-def port_json(*args):
+def port_json(*args, flags=()):
     """What a tool run in the unix port (from the project's root, with this tree's lib/) prints,
     read as JSON."""
-    mp = os.environ.get("MICROPYTHON", os.path.join(ROOT, ".venv", "bin", "micropython"))
     env = dict(os.environ, MICROPYPATH=".frozen:" + os.path.join(ROOT, "lib"))
-    out = subprocess.run([mp] + list(args), cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([micropython()] + list(flags) + list(args), cwd=ROOT, env=env, check=True, capture_output=True,
+                         text=True).stdout
     return json.loads(out)
 
 

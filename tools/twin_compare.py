@@ -2,10 +2,11 @@
 byte for byte: a change meant to keep the behaviour (a new layout, new seams) must print the
 same summaries.
 
-    python3 tools/twin_compare.py REV [SCENARIO ...]
+    python3 tools/twin_compare.py [--native] REV [SCENARIO ...]
 
 REV is checked out (git worktree) under build/; each tree runs its own tools/twin.py with its
-own lib/ in the unix port. Exits 1 when any summary differs.
+own lib/ in the unix port. --native: this tree's runs through the port's native emitter (as
+make bench-twin runs it), REV's as bytecode. Exits 1 when any summary differs.
 """
 import os
 import subprocess
@@ -17,9 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MICROPYTHON = os.environ.get("MICROPYTHON", str(ROOT / ".venv" / "bin" / "micropython"))
 
 
-def summary(tree, scenario):
+def summary(tree, scenario, flags=()):
     env = dict(os.environ, MICROPYPATH=".frozen:%s" % (tree / "lib"))
-    proc = subprocess.run([MICROPYTHON, str(tree / "tools" / "twin.py"), str(scenario)], cwd=tree, env=env,
+    proc = subprocess.run([MICROPYTHON, *flags, str(tree / "tools" / "twin.py"), str(scenario)], cwd=tree, env=env,
                           capture_output=True)
     return proc.stdout if proc.returncode == 0 else b"exit %d: %s" % (proc.returncode, proc.stderr[-300:])
 
@@ -36,6 +37,15 @@ def main(argv):
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
+    flags = []
+    if "--native" in argv:
+        argv = [a for a in argv if a != "--native"]
+        sys.path.insert(0, str(ROOT / "tools"))
+        from port import native
+        flags = native()
+        if not flags:
+            print("this port has no native emitter", file=sys.stderr)
+            return 2
     rev, names = argv[1], argv[2:]
     old = checkout(rev)
     scenarios = sorted((ROOT / "examples" / "scenarios").glob("*.json"))
@@ -43,7 +53,7 @@ def main(argv):
         scenarios = [s for s in scenarios if s.stem in names]
     try:
         with ThreadPoolExecutor(2) as pool:  # two cores
-            here = list(pool.map(lambda s: summary(ROOT, s), scenarios))
+            here = list(pool.map(lambda s: summary(ROOT, s, flags), scenarios))
             there = list(pool.map(lambda s: summary(old, old / "examples" / "scenarios" / s.name), scenarios))
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT)
