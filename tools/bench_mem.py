@@ -37,6 +37,9 @@ ROM = ROOT / "build" / "ampshare.romfs"
 # The allocation run: a second without collection must fit beside what the leader keeps.
 ALLOC_HEAP = "256wK"
 ALLOC_SECONDS = 45
+# The collector's block: four words (MICROPY_BYTES_PER_GC_BLOCK), 32 bytes on this 64-bit port
+# (mem_info(1)'s map: 64 blocks a line, 0x800 bytes apart), 16 on the ESP32.
+_BLOCK = 32
 ALLOC_SKIP = 3  # the first readings: start-up, adoption and the first allocations
 
 
@@ -44,14 +47,14 @@ def peaks(log):
     # mem_info()'s "GC: total: T, used: U" right after a collection: what stays in the heap
     # (bytes of this 64-bit port; a 32-bit board's are about half), less the ROM image's block.
     rom = re.search(r"rom: (\d+) bytes", log)
-    image = -(-int(rom.group(1)) // 16) * 16 if rom else 0  # the collector's 16-byte blocks
+    image = -(-int(rom.group(1)) // _BLOCK) * _BLOCK if rom else 0
     return [int(m) - image for m in re.findall(r"GC: total: \d+, used: (\d+)", log)]
 
 
 def largest_free(log):
-    # mem_info()'s "max free sz: N" (blocks of 16 bytes on this port) after each collection:
-    # the largest piece one allocation can take; the least of them is the tightest moment.
-    sizes = [int(n) * 16 for n in re.findall(r"max free sz: (\d+)", log)]
+    # mem_info()'s "max free sz: N" (in the collector's blocks) after each collection: the
+    # largest piece one allocation can take; the least of them is the tightest moment.
+    sizes = [int(n) * _BLOCK for n in re.findall(r"max free sz: (\d+)", log)]
     return min(sizes) if sizes else None
 
 
