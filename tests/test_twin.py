@@ -1,9 +1,15 @@
 """The whole site in the twin: no overload the EVs drew into, failsafes in time."""
 import json
+import platform
+import subprocess
+import sys
 
 import pytest
 
-from vm import ROOT
+from vm import ROOT, micropython, mp_env
+
+sys.path.insert(0, str(ROOT / "tools"))
+import port  # noqa: E402
 
 # The sunny and the cloudy day run once, in test_surplus.py, which checks this file's safety
 # property on them too: a day each is the suite's longest twin run. The garage's day of turns
@@ -58,6 +64,28 @@ def test_sites_that_once_broke_a_rule_keep_every_invariant(vm, path):
 def test_the_same_scenario_replays_bit_for_bit(vm):
     scn = scenario("lossy-network", duration_s=300)
     assert twin(vm, scn) == twin(vm, scn)
+
+
+def _printed(args, flags=()):
+    proc = subprocess.run([micropython(), *flags, "tools/twin.py", *args], cwd=ROOT, env=mp_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    return proc.stdout
+
+
+@pytest.mark.parametrize("name,policy,seconds", [("lossy-network", None, 300), ("small-business-pv", None, 900),
+                                                 ("home-evening", "warp", 900)])
+def test_the_twin_in_machine_code_prints_what_the_bytecode_prints(tmp_path, name, policy, seconds):
+    # make twin, bench-twin and bench-policy run through the port's native emitter (docs/twin.md,
+    # Speed): a module it cannot compile (a bare raise) or a difference of behaviour shows here.
+    flags = port.native()
+    if not flags:
+        assert platform.machine() not in ("x86_64", "AMD64"), "the port has a native emitter for x86-64"
+        pytest.skip("this port has no native emitter for %s" % platform.machine())
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps(scenario(name, duration_s=seconds)))  # its site's path is from ROOT, the cwd
+    args = (["--policy", policy] if policy else []) + [str(path)]
+    assert _printed(args, flags) == _printed(args)
 
 
 def test_a_40_a_step_is_corrected_within_1_s_plus_the_evs_5_s(vm):

@@ -25,12 +25,9 @@ DAYS = ("home-evening", "demand", "taper-wake", "small-business-pv", "garage-tur
 QUICK = ("home-evening", "demand", "taper-wake")
 
 
-NATIVE = port.native()
-
-
 def twin(path, policy):
     return bound.port_json("tools/twin.py", *([] if policy == "ampshare" else ["--policy", policy]), path,
-                           flags=NATIVE)
+                           flags=port.native())
 
 
 def bounds(path):

@@ -23,7 +23,7 @@ from plant import RISE_MS, Car, Plant, site_of  # noqa: E402
 STEP_MS = 100
 METER_MS = 1000  # a meter is polled once a second
 LEADER = -1
-_NEVER = 1 << 62  # later than any run
+_NEVER = 1 << 60  # later than any run (and a small int on the 64-bit port)
 
 
 class Net:

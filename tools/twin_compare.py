@@ -42,7 +42,7 @@ def main(argv):
         argv = [a for a in argv if a != "--native"]
         sys.path.insert(0, str(ROOT / "tools"))
         from port import native
-        flags = native()
+        flags = list(native())
         if not flags:
             print("this port has no native emitter", file=sys.stderr)
             return 2

@@ -21,6 +21,7 @@ _DISCOVERED_MAX = const(16)  # unpaired units listed on the page; bounds RAM aga
 # measured from 28; phases in use, flags and energy at 34, 35 and 36; the last COMMAND it
 # accepted at 18 (epoch) and 44.
 _UID_LAST = const(9)
+_UID_END = const(5)  # that byte's index in a uid
 _F_EPOCH = const(10)
 _L_EPOCH = const(18)
 _L_SEQ = const(44)
@@ -172,7 +173,7 @@ class LeaderPort:
             u = self.uid[c]
             # The last byte first: the units of one make share the first three (the maker's
             # OUI), so a whole comparison with each of 64 would mostly find out late.
-            if u is not None and u[F.UID_LEN - 1] == last and F.is_uid(data, u):
+            if u is not None and u[_UID_END] == last and F.is_uid(data, u):
                 return c
         raise F.Rejected(F.R_PEER)
 
