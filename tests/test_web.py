@@ -108,6 +108,18 @@ def test_the_page_is_one_gzipped_file_with_an_etag(site):
         assert status == 200 and r.getheader("ETag") == etag
 
 
+def test_a_path_not_served_is_404_and_a_method_a_path_does_not_take_is_405(site):
+    # The routes are one table the server reads (web/server.py), not a Microdot route each.
+    sim, client = site
+    for method, path in (("GET", "/nowhere"), ("GET", "/api/limit/"), ("GET", "/api/limit/7x"),
+                         ("GET", "/api/limit/7/8"), ("GET", "/api/statex")):
+        assert client.call(method, path)[0] == 404, (method, path)
+    for method, path in (("DELETE", "/api/site"), ("POST", "/api/state"), ("POST", "/"), ("GET", "/api/site/preview"),
+                         ("PUT", "/api/limit/7")):
+        assert client.call(method, path)[0] == 405, (method, path)
+    assert client.call("HEAD", "/api/state")[0] == 200
+
+
 # ---- the live view ---------------------------------------------------------------------------
 
 def test_the_live_document_shows_the_five_figures_and_why(site):
