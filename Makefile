@@ -41,7 +41,7 @@ help:
 	@echo "make bench-policy [SEEDS=3] [QUICK=1]   energy against an LP bound, ampshare and the peers' sharing (build/bench-policy.json)"
 	@echo "make sim [SITE=examples/home.json] [FOLLOWERS=N] [UNPAIRED=1] [SHARING=off]   plant, leader and followers as processes,"
 	@echo "                  live view; the leader's page on http://127.0.0.1:8080/ (UNPAIRED: the last unit paired there)"
-	@echo "make bench-mem [SECONDS=120] [LEADER_HEAP=96wK]   peak heap of the whole leader (64 followers, RS485 meter, page, history, MQTT), and of a follower"
+	@echo "make bench-mem [SECONDS=120] [LEADER_HEAP=96wK] [NO_MQTT=1]   peak heap of the whole leader (64 followers, RS485 meter, page, history, MQTT), and of a follower"
 	@echo "make bench-mqtt [PHASE_S=60]   the control loop's longest gap with the MQTT broker up, stalled, back, killed, again"
 	@echo "make bench-react  from a 40 A step at the meter to every pilot reduced, 3 and 64 followers"
 	@echo "make bench-page   the page's gzipped bytes and its first paint in headless Chromium (median of 10 loads)"
@@ -137,8 +137,8 @@ bench-page: $(STAMP) build/page.html.gz
 
 SECONDS ?= 120
 bench-mem: $(STAMP) rom
-	@$(VENV)/bin/python tools/bench_mem.py --seconds $(SECONDS) --mqtt --meter-line $(if $(HISTORY_S),--history-s $(HISTORY_S)) \
-		$(if $(LEADER_HEAP),--leader-heap $(LEADER_HEAP))
+	@$(VENV)/bin/python tools/bench_mem.py --seconds $(SECONDS) $(if $(NO_MQTT),,--mqtt) --meter-line \
+		$(if $(HISTORY_S),--history-s $(HISTORY_S)) $(if $(LEADER_HEAP),--leader-heap $(LEADER_HEAP))
 
 PHASE_S ?= 60
 bench-mqtt: $(STAMP)
