@@ -558,13 +558,15 @@ class Stuck:
         return ("127.0.0.1", 1)
 class Reader:
     async def readline(self):
-        return b"GET /x HTTP/1.0\\r\\n" if not hasattr(self, "n") and not setattr(self, "n", 1) else b"\\r\\n"
+        return b"GET /api/state HTTP/1.0\\r\\n" if not hasattr(self, "n") and not setattr(self, "n", 1) else b"\\r\\n"
     async def read(self, n):
         return b""
+class Web:
+    def state(self, req):
+        return "a" * 100
 async def main():
     S._Timed.limit_ms = 200
-    srv = S._Server()
-    srv.route("/x")(lambda req: "a" * 100)
+    srv = S._Server(Web())
     await srv.handle_request(Reader(), Stuck())
     print(srv.open, srv.stalled, Stuck.closed)
 asyncio.run(main())
