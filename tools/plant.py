@@ -111,7 +111,6 @@ class Plant:
                 rot = WIRES[rot]
             self.wire.append(rot)
         nk = 3 * self.ng
-        self.other = [0] * nk  # other load directly in each group now
         self.total = [0] * nk  # what each fuse carries now
         self.ev_total = [0] * nk
         self._other_through = [0] * nk  # the other loads' part of total, for the second _other_s
@@ -176,7 +175,6 @@ class Plant:
             for g in range(self.ng):
                 o = self.other_at(g, now_s)
                 for p in range(3):
-                    self.other[g * 3 + p] = o[p]
                     for i in self.fuses[g][p]:
                         through[i] += o[p]
         total, ev = self.total, self.ev_total

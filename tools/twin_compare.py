@@ -15,12 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MICROPYTHON = os.environ.get("MICROPYTHON", str(ROOT / ".venv" / "bin" / "micropython"))
+sys.path.insert(0, str(ROOT / "tools"))
+from port import micropython, native  # noqa: E402
 
 
 def summary(tree, scenario, flags=()):
     env = dict(os.environ, MICROPYPATH=".frozen:%s" % (tree / "lib"))
-    proc = subprocess.run([MICROPYTHON, *flags, str(tree / "tools" / "twin.py"), str(scenario)], cwd=tree, env=env,
+    proc = subprocess.run([micropython(), *flags, str(tree / "tools" / "twin.py"), str(scenario)], cwd=tree, env=env,
                           capture_output=True)
     return proc.stdout if proc.returncode == 0 else b"exit %d: %s" % (proc.returncode, proc.stderr[-300:])
 
@@ -40,8 +41,6 @@ def main(argv):
     flags = []
     if "--native" in argv:
         argv = [a for a in argv if a != "--native"]
-        sys.path.insert(0, str(ROOT / "tools"))
-        from port import native
         flags = list(native())
         if not flags:
             print("this port has no native emitter", file=sys.stderr)
