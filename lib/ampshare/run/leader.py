@@ -169,7 +169,12 @@ class LeaderApp(Shell):
     def on_datagram(self, now_ms, data, addr):
         core = self.core
         if self.port.receive(now_ms, data):
-            self.addr[self.port.last_from] = addr  # authentic: that follower is there
+            # Authentic: that follower is there. Its address is kept only when it moved: 64
+            # new ones a second, each kept for a second wherever the heap had room, left the
+            # heap in holes too small for a page's request (make bench-mem).
+            c = self.port.last_from
+            if self.addr[c] != addr:
+                self.addr[c] = addr
             return
         if self.port.hello_flags is not None:  # a HELLO, read whole
             self._maybe_pair(P.uid_of(data), addr, self.port.hello_flags)
