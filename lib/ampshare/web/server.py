@@ -8,7 +8,8 @@ import time
 
 import asyncio
 from micropython import const
-from microdot import Microdot, Request, Response
+from microdot import Microdot, Response
+from microdot.microdot import invoke_handler, print_exception, urldecode
 
 from ampshare.core.external import WATCHDOG_MS
 from ampshare.run import store
@@ -34,13 +35,65 @@ _REQUEST_MS = const(10_000)
 # Each write of an answer must be taken within this: the live stream sends one a second, so a
 # client that takes nothing for 10 s has stopped reading.
 _WRITE_MS = const(10_000)
+_WATCH_MS = const(500)  # how often the connections' deadlines are looked at: they are 10 s
+# An answer is written from a buffer of this, made for each connection slot at start: the live
+# document is 10 to 16 KB with 64 chargers, some 70 pieces; a write each was a wait each.
+_OUT = const(512)
 _LIMITS_KEPT = const(8)  # limit ids the API can still clear (core/external.py keeps 8 answers)
 # The phone probes that open a captive portal's sign-in page: each gets the page.
 _PROBES = const(("/generate_204", "/gen_204", "/hotspot-detect.html", "/connecttest.txt", "/ncsi.txt"))
 
-Request.max_content_length = _BODY_MAX
-Request.max_body_length = _BODY_MAX
-Request.max_readline = _LINE_MAX
+
+class _Req:
+    """What a handler reads of a request. Microdot's Request keeps some 27 attributes: their
+    table is one piece of 464 bytes a request, which a running leader's heap often did not
+    have (the request was then answered 400; make bench-mem)."""
+
+    def __init__(self, method, path, args, cookies, etag, length, body):
+        self.method, self.path, self.args, self.cookies = method, path, args, cookies
+        self.etag = etag  # If-None-Match
+        self.content_length, self.body = length, body
+        self.url_args = None
+
+
+async def _line(reader):
+    line = await reader.readline()
+    if len(line) > _LINE_MAX:
+        raise ValueError("line too long")
+    return line.strip().decode()
+
+
+async def _request(reader):
+    # The request line, the three headers a handler reads (the rest read and dropped, so
+    # none is kept beyond its line), and a body of at most _BODY_MAX (a longer one is left
+    # unread and answered 413). A malformed one raises ValueError: answered 400.
+    line = await _line(reader)
+    if not line:
+        return None
+    method, url, _ = line.split()
+    path, _, query = url.partition("?")
+    args, cookies, etag, length = {}, {}, None, 0
+    for pair in query.split("&") if query else ():
+        k, _, v = pair.partition("=")
+        k = urldecode(k)
+        if k not in args:  # the first of a repeated name, as Microdot's MultiDict.get
+            args[k] = urldecode(v)
+    while True:
+        line = await _line(reader)
+        if not line:
+            break
+        name, value = line.split(":", 1)
+        name, value = name.strip().lower(), value.strip()
+        if name == "content-length":
+            length = int(value)
+        elif name == "cookie":
+            for part in value.split(";"):
+                k, _, v = part.strip().partition("=")
+                cookies[k] = v
+        elif name == "if-none-match":
+            etag = value
+    body = await reader.readexactly(length) if 0 < length <= _BODY_MAX else b""
+    return _Req(method, path, args, cookies, etag, length, body)
 
 
 def _bad(field, reason, status=400):
@@ -108,8 +161,9 @@ class _Events:
 
 
 class _Server(Microdot):
-    """Microdot with a bound on connections and on the time a request may take to arrive, and
-    with the routes of one table (_ROUTES) in place of a route object each."""
+    """Microdot with a bound on connections and on the time a request may take to arrive and
+    an answer to be taken, with the routes of one table (_ROUTES) in place of a route object
+    each, and an answer written from a buffer each connection slot has from the start."""
 
     def __init__(self, web):
         super().__init__()
@@ -118,6 +172,16 @@ class _Server(Microdot):
         self.refused = 0  # connections closed at once: _CONNECTIONS_MAX were open
         self.timed_out = 0  # requests that had not arrived within _REQUEST_MS
         self.stalled = 0  # answers a client did not take within _WRITE_MS
+        self.write_ms = _WRITE_MS
+        # A slot per connection: its task while it waits on its client, since when, and its
+        # buffer. Made now, while the heap is in one piece: a running leader's heap has room
+        # for many small pieces but few of 512 bytes.
+        self._task = [None] * _CONNECTIONS_MAX
+        self._since = [0] * _CONNECTIONS_MAX  # type: list
+        self._reading = bytearray(_CONNECTIONS_MAX)
+        self._used = bytearray(_CONNECTIONS_MAX)
+        self._buf = [bytearray(_OUT) for _ in range(_CONNECTIONS_MAX)]
+        self._watching = None
 
     def find_route(self, req):
         # Microdot keeps a route as its pattern, its methods' list and its handler, and once a
@@ -147,56 +211,164 @@ class _Server(Microdot):
             found = 405
         return found, "", None
 
+    async def dispatch_request(self, req):
+        # Microdot's, less what this server does not use (hooks, sub-applications, error
+        # handlers): its coroutine held a frame of 328 bytes a request, the piece a fragmented
+        # heap failed to find (make bench-mem).
+        if req is None:
+            res = "Bad request", 400
+        elif req.content_length > _BODY_MAX:
+            res = "Payload too large", 413
+        else:
+            f = self.find_route(req)[0]
+            if isinstance(f, int):
+                res = "Not found", f
+            else:
+                try:
+                    res = await invoke_handler(f, req, **req.url_args)
+                except Exception as e:  # a handler's fault: answered, and the server goes on
+                    print_exception(e)
+                    res = "Internal server error", 500
+        if isinstance(res, tuple):
+            res = Response(*res)
+        elif not isinstance(res, Response):
+            res = Response(res)
+        res.is_head = req is not None and req.method == "HEAD"
+        return res
+
     async def handle_request(self, reader, writer):
         if self.open >= _CONNECTIONS_MAX:
             self.refused += 1
             await _close(writer)
             return
+        if self._watching is None:
+            self._watching = asyncio.create_task(self._watch())
+        i = 0
+        while self._used[i]:  # one is free: at most _CONNECTIONS_MAX are open
+            i += 1
+        self._used[i] = 1
         self.open += 1
         try:
-            await self._serve(reader, writer)
+            await self._serve(reader, writer, i)
         finally:
+            self._task[i] = None
+            self._used[i] = 0
             self.open -= 1
 
-    async def _serve(self, reader, writer):
+    async def _watch(self):
+        # One task for every connection's deadline, where asyncio.wait_for_ms made a task and
+        # two coroutines for each write: the client that has not sent its request or taken
+        # an answer in time is cancelled out of its wait.
+        while True:
+            await asyncio.sleep_ms(_WATCH_MS)
+            now = time.ticks_ms()
+            for i in range(_CONNECTIONS_MAX):
+                t = self._task[i]
+                limit = _REQUEST_MS if self._reading[i] else self.write_ms
+                if t is not None and time.ticks_diff(now, self._since[i]) >= limit:
+                    self._task[i] = None
+                    if self._reading[i]:
+                        self.timed_out += 1
+                    else:
+                        self.stalled += 1
+                    t.cancel()
+
+    def _wait(self, i, reading):
+        self._task[i] = asyncio.current_task()
+        self._since[i] = time.ticks_ms()
+        self._reading[i] = reading
+
+    async def _serve(self, reader, writer, i):
         try:
-            req = await asyncio.wait_for_ms(Request.create(self, reader, writer, writer.get_extra_info("peername")),
-                                            _REQUEST_MS)
-        except asyncio.TimeoutError:
-            self.timed_out += 1
-            await _close(writer)
-            return
-        except Exception:  # a malformed or oversized request line or header: answered 400
+            self._wait(i, 1)
+            req = await _request(reader)
+        except asyncio.CancelledError:  # counted by _watch
+            req = False
+        except MemoryError as e:  # not the client's fault: said, not answered 400
+            print_exception(e)
+            req = False
+        except Exception:  # a malformed request line or header, or one too long: answered 400
             req = None
-        res = await self.dispatch_request(req)
+        self._task[i] = None
+        self._reading[i] = 0
         try:
-            if res != Response.already_handled:
-                await res.write(_Timed(writer, self))
-        except (OSError, asyncio.TimeoutError):
+            if req is not False:
+                res = await self.dispatch_request(req)
+                if res != Response.already_handled:
+                    await _answer(res, _Out(self, i, writer))
+        except (OSError, asyncio.CancelledError):
             pass  # the client went away (a phone out of range), or stopped reading: closed below
         finally:
             await _close(writer)
 
 
-class _Timed:
-    """A connection's writer whose every write must be taken within _WRITE_MS: a client that
-    stops reading (a phone asleep with the live view open) frees its slot."""
+class _Out:
+    """A connection's answer, gathered in its slot's buffer and written when the buffer fills,
+    an event of the stream ends or the answer ends: each write is a wait on the client, and
+    the live document is some 70 pieces."""
 
-    limit_ms = _WRITE_MS
+    def __init__(self, server, i, writer):
+        self.server, self.i, self.w = server, i, writer
+        self.buf = server._buf[i]
+        self.n = 0
 
-    def __init__(self, writer, server):
-        self.w = writer
-        self.server = server
+    async def add(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        n = len(data)
+        if self.n + n > _OUT:
+            await self.flush()
+            if n > _OUT:
+                await self.write(data)
+                return
+        self.buf[self.n:self.n + n] = data
+        self.n += n
 
-    async def awrite(self, data):
+    async def flush(self):
+        if self.n:
+            n, self.n = self.n, 0
+            await self.write(memoryview(self.buf)[:n])
+
+    async def write(self, data):
+        self.server._wait(self.i, 0)
+        await self.w.awrite(data)
+        self.server._task[self.i] = None
+
+
+async def _answer(res, out):
+    # Microdot's Response.write, less its per-answer class and its per-header writes.
+    res.complete()
+    code = res.status_code
+    await out.add("HTTP/1.0 %d %s\r\n" % (code, res.reason or ("OK" if code == 200 else "N/A")))
+    for name, value in res.headers.items():
+        for v in (value if isinstance(value, list) else (value,)):
+            await out.add("%s: %s\r\n" % (name, v))
+    await out.add("\r\n")
+    body = res.body
+    if res.is_head or not body:
+        if hasattr(body, "readinto"):
+            body.close()  # a HEAD for the page: the file is not sent
+    elif hasattr(body, "__anext__"):  # the live stream: an event is sent when it is whole
+        async for piece in body:
+            await out.add(piece)
+            if piece == "\n\n":
+                await out.flush()
+    elif hasattr(body, "readinto"):  # a file (the page, the site), read into the buffer
+        await out.flush()
         try:
-            await asyncio.wait_for_ms(self.w.awrite(data), self.limit_ms)
-        except asyncio.TimeoutError:
-            self.server.stalled += 1
-            raise
-
-    async def aclose(self):
-        await _close(self.w)
+            while True:
+                n = body.readinto(out.buf)
+                if not n:
+                    break
+                await out.write(memoryview(out.buf)[:n])
+        finally:
+            body.close()
+    elif hasattr(body, "__next__"):  # JSON text a piece at a time
+        for piece in body:
+            await out.add(piece)
+    else:
+        await out.add(body)
+    await out.flush()
 
 
 async def _close(writer):
@@ -333,7 +505,7 @@ class Web:
     async def page_handler(self, req):
         if self.etag is None:
             return "the page is not on this board (settings.page)", 404
-        if req.headers.get("If-None-Match") == self.etag:
+        if req.etag == self.etag:
             return "", 304, {"ETag": self.etag}
         res = Response.send_file(self.page, content_type="text/html; charset=UTF-8", compressed=True, max_age=0)
         res.headers["ETag"] = self.etag
