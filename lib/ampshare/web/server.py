@@ -18,6 +18,9 @@ from ampshare.web.auth import Auth, Refused
 # A 64-charger site.json is about 9 KB: twice that is room, and bounds what one request holds.
 _BODY_MAX = const(20_000)
 _LINE_MAX = const(1_024)  # a request line or header: longer is not a browser's
+# A request is read this much at a time: each read is a buffer of this size, and a heap in
+# small holes has room for it where it may have none for a line's 1,024 bytes.
+_PIECE = const(128)
 _STREAM_MS = const(1_000)  # the live stream's period, the control period
 RESTART_MS = const(500)  # after a saved site: time for the answer to leave before the restart
 _AUTH_FILE = const("web.json")  # the admin password's salt and hash, in the settings' state_dir
@@ -45,9 +48,9 @@ _PROBES = const(("/generate_204", "/gen_204", "/hotspot-detect.html", "/connectt
 
 
 class _Req:
-    """What a handler reads of a request. Microdot's Request keeps some 27 attributes: their
-    table is one piece of 464 bytes a request, which a running leader's heap often did not
-    have (the request was then answered 400; make bench-mem)."""
+    """What a handler reads of a request, in eight attributes. Microdot's Request keeps some
+    27: their table is one piece of 464 bytes a request, which a running leader's heap often
+    did not have (the request was then answered 400; make bench-mem)."""
 
     def __init__(self, method, path, args, cookies, etag, length, body):
         self.method, self.path, self.args, self.cookies = method, path, args, cookies
@@ -56,18 +59,43 @@ class _Req:
         self.url_args = None
 
 
-async def _line(reader):
-    line = await reader.readline()
-    if len(line) > _LINE_MAX:
-        raise ValueError("line too long")
-    return line.strip().decode()
+class _Lines:
+    """A request's lines, read a bounded piece at a time: asyncio's readline reads a line
+    whole however long it is, so a client sending a header without its end had the leader
+    allocate all of it (56 KB asked for in a test) before its length was looked at."""
+
+    def __init__(self, reader):
+        self.r = reader
+        self.rest = b""  # read, not yet taken: at most a line and a piece
+
+    async def line(self):
+        while True:
+            i = self.rest.find(b"\n")
+            if i >= 0:
+                line, self.rest = self.rest[:i], self.rest[i + 1:]
+                break
+            if len(self.rest) > _LINE_MAX:
+                raise ValueError("line too long")
+            more = await self.r.read(_PIECE)
+            if not more:  # the client's end: what came is the last line
+                line, self.rest = self.rest, b""
+                break
+            self.rest += more
+        if len(line) > _LINE_MAX:
+            raise ValueError("line too long")
+        return line.strip().decode()
+
+    async def body(self, n):
+        got, self.rest = self.rest[:n], self.rest[n:]
+        return got + await self.r.readexactly(n - len(got)) if len(got) < n else got
 
 
 async def _request(reader):
     # The request line, the three headers a handler reads (the rest read and dropped, so
     # none is kept beyond its line), and a body of at most _BODY_MAX (a longer one is left
     # unread and answered 413). A malformed one raises ValueError: answered 400.
-    line = await _line(reader)
+    lines = _Lines(reader)
+    line = await lines.line()
     if not line:
         return None
     method, url, _ = line.split()
@@ -79,7 +107,7 @@ async def _request(reader):
         if k not in args:  # the first of a repeated name, as Microdot's MultiDict.get
             args[k] = urldecode(v)
     while True:
-        line = await _line(reader)
+        line = await lines.line()
         if not line:
             break
         name, value = line.split(":", 1)
@@ -92,7 +120,7 @@ async def _request(reader):
                 cookies[k] = v
         elif name == "if-none-match":
             etag = value
-    body = await reader.readexactly(length) if 0 < length <= _BODY_MAX else b""
+    body = await lines.body(length) if 0 < length <= _BODY_MAX else b""
     return _Req(method, path, args, cookies, etag, length, body)
 
 
@@ -225,14 +253,11 @@ class _Server(Microdot):
                 res = "Not found", f
             else:
                 try:
-                    res = await invoke_handler(f, req, **req.url_args)
-                except Exception as e:  # a handler's fault: answered, and the server goes on
+                    res = _response(await invoke_handler(f, req, **req.url_args))
+                except Exception as e:  # a handler's fault, or no room for its answer: 500
                     print_exception(e)
                     res = "Internal server error", 500
-        if isinstance(res, tuple):
-            res = Response(*res)
-        elif not isinstance(res, Response):
-            res = Response(res)
+        res = _response(res)
         res.is_head = req is not None and req.method == "HEAD"
         return res
 
@@ -335,6 +360,13 @@ class _Out:
         self.server._task[self.i] = None
 
 
+def _response(res):
+    # A handler's answer as Microdot takes it: a Response, (body, status[, headers]), or a body.
+    if isinstance(res, Response):
+        return res
+    return Response(*res) if isinstance(res, tuple) else Response(res)
+
+
 async def _answer(res, out):
     # Microdot's Response.write, less its per-answer class and its per-header writes.
     res.complete()
@@ -354,8 +386,8 @@ async def _answer(res, out):
             if piece == "\n\n":
                 await out.flush()
     elif hasattr(body, "readinto"):  # a file (the page, the site), read into the buffer
-        await out.flush()
         try:
+            await out.flush()
             while True:
                 n = body.readinto(out.buf)
                 if not n:
