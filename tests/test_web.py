@@ -602,7 +602,7 @@ class Web:
         return "a" * 100
 async def main():
     srv = S._Server(Web())
-    srv.write_ms = 200
+    srv.timeout = 200
     await srv.handle_request(Reader(), Stuck())
     print(srv.open, srv.stalled, Stuck.closed, Web.asked)
 asyncio.run(main())

@@ -42,6 +42,9 @@ _WATCH_MS = const(500)  # how often the connections' deadlines are looked at: th
 # An answer is written from a buffer of this, made for each connection slot at start: the live
 # document is 10 to 16 KB with 64 chargers, some 70 pieces; a write each was a wait each.
 _OUT = const(512)
+_FREE = const(0)  # a connection slot's states
+_READING = const(1)
+_ANSWERING = const(2)
 _LIMITS_KEPT = const(8)  # limit ids the API can still clear (core/external.py keeps 8 answers)
 # The phone probes that open a captive portal's sign-in page: each gets the page.
 _PROBES = const(("/generate_204", "/gen_204", "/hotspot-detect.html", "/connecttest.txt", "/ncsi.txt"))
@@ -60,68 +63,69 @@ class _Req:
 
 
 class _Lines:
-    """A request's lines, read a bounded piece at a time: asyncio's readline reads a line
-    whole however long it is, so a client sending a header without its end had the leader
-    allocate all of it (56 KB asked for in a test) before its length was looked at."""
+    """A request read a bounded piece at a time: asyncio's readline reads a line whole however
+    long it is, so a client sending a header without its end had the leader allocate all of
+    it (56 KB asked for in a test) before its length was looked at. (Its names are ones the
+    firmware has already: each new name costs the leader's heap, and a seventh pool of them
+    14 KB.)"""
 
     def __init__(self, reader):
         self.r = reader
-        self.rest = b""  # read, not yet taken: at most a line and a piece
+        self.data = b""  # read, not yet taken: at most a line and a piece
 
-    async def line(self):
+    async def read(self):
+        """The request line, the three headers a handler reads (the others read and dropped,
+        so none is kept beyond its line) and a body of at most _BODY_MAX (a longer one is
+        left unread and answered 413), as a _Req; None for no request line. ValueError for
+        one malformed: answered 400."""
+        line = await self.readline()
+        if not line:
+            return None
+        method, url, _ = line.split()
+        path, _, query = url.partition("?")
+        args, cookies, etag, length = {}, {}, None, 0
+        for pair in query.split("&") if query else ():
+            k, _, v = pair.partition("=")
+            k = urldecode(k)
+            if k not in args:  # the first of a repeated name, as Microdot's MultiDict.get
+                args[k] = urldecode(v)
         while True:
-            i = self.rest.find(b"\n")
-            if i >= 0:
-                line, self.rest = self.rest[:i], self.rest[i + 1:]
+            line = await self.readline()
+            if not line:
                 break
-            if len(self.rest) > _LINE_MAX:
+            name, value = line.split(":", 1)
+            name, value = name.strip().lower(), value.strip()
+            if name == "content-length":
+                length = int(value)
+            elif name == "cookie":
+                for part in value.split(";"):
+                    k, _, v = part.strip().partition("=")
+                    cookies[k] = v
+            elif name == "if-none-match":
+                etag = value
+        body = await self.readexactly(length) if 0 < length <= _BODY_MAX else b""
+        return _Req(method, path, args, cookies, etag, length, body)
+
+    async def readline(self):
+        while True:
+            i = self.data.find(b"\n")
+            if i >= 0:
+                line, self.data = self.data[:i], self.data[i + 1:]
+                break
+            if len(self.data) > _LINE_MAX:
                 raise ValueError("line too long")
             more = await self.r.read(_PIECE)
             if not more:  # the client's end: what came is the last line
-                line, self.rest = self.rest, b""
+                line, self.data = self.data, b""
                 break
-            self.rest += more
+            self.data += more
         if len(line) > _LINE_MAX:
             raise ValueError("line too long")
         return line.strip().decode()
 
-    async def body(self, n):
-        got, self.rest = self.rest[:n], self.rest[n:]
+    async def readexactly(self, n):
+        got, self.data = self.data[:n], self.data[n:]
         return got + await self.r.readexactly(n - len(got)) if len(got) < n else got
-
-
-async def _request(reader):
-    # The request line, the three headers a handler reads (the rest read and dropped, so
-    # none is kept beyond its line), and a body of at most _BODY_MAX (a longer one is left
-    # unread and answered 413). A malformed one raises ValueError: answered 400.
-    lines = _Lines(reader)
-    line = await lines.line()
-    if not line:
-        return None
-    method, url, _ = line.split()
-    path, _, query = url.partition("?")
-    args, cookies, etag, length = {}, {}, None, 0
-    for pair in query.split("&") if query else ():
-        k, _, v = pair.partition("=")
-        k = urldecode(k)
-        if k not in args:  # the first of a repeated name, as Microdot's MultiDict.get
-            args[k] = urldecode(v)
-    while True:
-        line = await lines.line()
-        if not line:
-            break
-        name, value = line.split(":", 1)
-        name, value = name.strip().lower(), value.strip()
-        if name == "content-length":
-            length = int(value)
-        elif name == "cookie":
-            for part in value.split(";"):
-                k, _, v = part.strip().partition("=")
-                cookies[k] = v
-        elif name == "if-none-match":
-            etag = value
-    body = await lines.body(length) if 0 < length <= _BODY_MAX else b""
-    return _Req(method, path, args, cookies, etag, length, body)
 
 
 def _bad(field, reason, status=400):
@@ -200,16 +204,16 @@ class _Server(Microdot):
         self.refused = 0  # connections closed at once: _CONNECTIONS_MAX were open
         self.timed_out = 0  # requests that had not arrived within _REQUEST_MS
         self.stalled = 0  # answers a client did not take within _WRITE_MS
-        self.write_ms = _WRITE_MS
-        # A slot per connection: its task while it waits on its client, since when, and its
-        # buffer. Made now, while the heap is in one piece: a running leader's heap has room
-        # for many small pieces but few of 512 bytes.
-        self._task = [None] * _CONNECTIONS_MAX
-        self._since = [0] * _CONNECTIONS_MAX  # type: list
-        self._reading = bytearray(_CONNECTIONS_MAX)
-        self._used = bytearray(_CONNECTIONS_MAX)
-        self._buf = [bytearray(_OUT) for _ in range(_CONNECTIONS_MAX)]
-        self._watching = None
+        self.timeout = _WRITE_MS  # the most a write may wait on its client
+        # A slot per connection: its state (_FREE, _READING, _ANSWERING), its task while it
+        # waits on its client and since when, and its buffer. Made now, while the heap is in
+        # one piece: a running leader's heap has room for many small pieces but few of 512
+        # bytes. (Names the firmware has already: see _Lines.)
+        self.state = bytearray(_CONNECTIONS_MAX)
+        self.task = [None] * _CONNECTIONS_MAX  # type: list
+        self.waiting = [0] * _CONNECTIONS_MAX  # type: list
+        self.buf = [bytearray(_OUT) for _ in range(_CONNECTIONS_MAX)]
+        asyncio.create_task(self._watch())  # made in the leader's running loop
 
     def find_route(self, req):
         # Microdot keeps a route as its pattern, its methods' list and its handler, and once a
@@ -244,20 +248,22 @@ class _Server(Microdot):
         # handlers): its coroutine held a frame of 328 bytes a request, the piece a fragmented
         # heap failed to find (make bench-mem).
         if req is None:
-            res = "Bad request", 400
+            res = Response("Bad request", 400)
         elif req.content_length > _BODY_MAX:
-            res = "Payload too large", 413
+            res = Response("Payload too large", 413)
         else:
             f = self.find_route(req)[0]
             if isinstance(f, int):
-                res = "Not found", f
+                res = Response("Not found", f)
             else:
                 try:
-                    res = _response(await invoke_handler(f, req, **req.url_args))
+                    # A Response, (body, status[, headers]) or a body, as Microdot takes them.
+                    res = await invoke_handler(f, req, **req.url_args)
+                    if not isinstance(res, Response):
+                        res = Response(*res) if isinstance(res, tuple) else Response(res)
                 except Exception as e:  # a handler's fault, or no room for its answer: 500
                     print_exception(e)
-                    res = "Internal server error", 500
-        res = _response(res)
+                    res = Response("Internal server error", 500)
         res.is_head = req is not None and req.method == "HEAD"
         return res
 
@@ -266,18 +272,16 @@ class _Server(Microdot):
             self.refused += 1
             await _close(writer)
             return
-        if self._watching is None:
-            self._watching = asyncio.create_task(self._watch())
         i = 0
-        while self._used[i]:  # one is free: at most _CONNECTIONS_MAX are open
+        while self.state[i] != _FREE:  # one is: at most _CONNECTIONS_MAX are open
             i += 1
-        self._used[i] = 1
+        self.state[i] = _READING
         self.open += 1
         try:
             await self._serve(reader, writer, i)
         finally:
-            self._task[i] = None
-            self._used[i] = 0
+            self.task[i] = None
+            self.state[i] = _FREE
             self.open -= 1
 
     async def _watch(self):
@@ -288,25 +292,19 @@ class _Server(Microdot):
             await asyncio.sleep_ms(_WATCH_MS)
             now = time.ticks_ms()
             for i in range(_CONNECTIONS_MAX):
-                t = self._task[i]
-                limit = _REQUEST_MS if self._reading[i] else self.write_ms
-                if t is not None and time.ticks_diff(now, self._since[i]) >= limit:
-                    self._task[i] = None
-                    if self._reading[i]:
+                t, reading = self.task[i], self.state[i] == _READING
+                if t is not None and time.ticks_diff(now, self.waiting[i]) >= (_REQUEST_MS if reading else self.timeout):
+                    self.task[i] = None
+                    if reading:
                         self.timed_out += 1
                     else:
                         self.stalled += 1
                     t.cancel()
 
-    def _wait(self, i, reading):
-        self._task[i] = asyncio.current_task()
-        self._since[i] = time.ticks_ms()
-        self._reading[i] = reading
-
     async def _serve(self, reader, writer, i):
         try:
-            self._wait(i, 1)
-            req = await _request(reader)
+            self.task[i], self.waiting[i] = asyncio.current_task(), time.ticks_ms()
+            req = await _Lines(reader).read()
         except asyncio.CancelledError:  # counted by _watch
             req = False
         except MemoryError as e:  # not the client's fault: said, not answered 400
@@ -314,13 +312,13 @@ class _Server(Microdot):
             req = False
         except Exception:  # a malformed request line or header, or one too long: answered 400
             req = None
-        self._task[i] = None
-        self._reading[i] = 0
+        self.task[i] = None
+        self.state[i] = _ANSWERING
         try:
             if req is not False:
                 res = await self.dispatch_request(req)
                 if res != Response.already_handled:
-                    await _answer(res, _Out(self, i, writer))
+                    await _Out(self, i, writer).send(res)
         except (OSError, asyncio.CancelledError):
             pass  # the client went away (a phone out of range), or stopped reading: closed below
         finally:
@@ -334,8 +332,43 @@ class _Out:
 
     def __init__(self, server, i, writer):
         self.server, self.i, self.w = server, i, writer
-        self.buf = server._buf[i]
+        self.buf = server.buf[i]
         self.n = 0
+
+    async def send(self, res):
+        # Microdot's Response.write, less its per-answer class and its per-header writes.
+        res.complete()
+        code = res.status_code
+        await self.add("HTTP/1.0 %d %s\r\n" % (code, res.reason or ("OK" if code == 200 else "N/A")))
+        for name, value in res.headers.items():
+            for v in (value if isinstance(value, list) else (value,)):
+                await self.add("%s: %s\r\n" % (name, v))
+        await self.add("\r\n")
+        body = res.body
+        if res.is_head or not body:
+            if hasattr(body, "readinto"):
+                body.close()  # a HEAD for the page: the file is not sent
+        elif hasattr(body, "__anext__"):  # the live stream: an event is sent when it is whole
+            async for piece in body:
+                await self.add(piece)
+                if piece == "\n\n":
+                    await self.flush()
+        elif hasattr(body, "readinto"):  # a file (the page, the site), read into the buffer
+            try:
+                await self.flush()
+                while True:
+                    n = body.readinto(self.buf)
+                    if not n:
+                        break
+                    await self.write(memoryview(self.buf)[:n])
+            finally:
+                body.close()
+        elif hasattr(body, "__next__"):  # JSON text a piece at a time
+            for piece in body:
+                await self.add(piece)
+        else:
+            await self.add(body)
+        await self.flush()
 
     async def add(self, data):
         if isinstance(data, str):
@@ -355,52 +388,10 @@ class _Out:
             await self.write(memoryview(self.buf)[:n])
 
     async def write(self, data):
-        self.server._wait(self.i, 0)
+        s, i = self.server, self.i
+        s.task[i], s.waiting[i] = asyncio.current_task(), time.ticks_ms()
         await self.w.awrite(data)
-        self.server._task[self.i] = None
-
-
-def _response(res):
-    # A handler's answer as Microdot takes it: a Response, (body, status[, headers]), or a body.
-    if isinstance(res, Response):
-        return res
-    return Response(*res) if isinstance(res, tuple) else Response(res)
-
-
-async def _answer(res, out):
-    # Microdot's Response.write, less its per-answer class and its per-header writes.
-    res.complete()
-    code = res.status_code
-    await out.add("HTTP/1.0 %d %s\r\n" % (code, res.reason or ("OK" if code == 200 else "N/A")))
-    for name, value in res.headers.items():
-        for v in (value if isinstance(value, list) else (value,)):
-            await out.add("%s: %s\r\n" % (name, v))
-    await out.add("\r\n")
-    body = res.body
-    if res.is_head or not body:
-        if hasattr(body, "readinto"):
-            body.close()  # a HEAD for the page: the file is not sent
-    elif hasattr(body, "__anext__"):  # the live stream: an event is sent when it is whole
-        async for piece in body:
-            await out.add(piece)
-            if piece == "\n\n":
-                await out.flush()
-    elif hasattr(body, "readinto"):  # a file (the page, the site), read into the buffer
-        try:
-            await out.flush()
-            while True:
-                n = body.readinto(out.buf)
-                if not n:
-                    break
-                await out.write(memoryview(out.buf)[:n])
-        finally:
-            body.close()
-    elif hasattr(body, "__next__"):  # JSON text a piece at a time
-        for piece in body:
-            await out.add(piece)
-    else:
-        await out.add(body)
-    await out.flush()
+        s.task[i] = None
 
 
 async def _close(writer):
@@ -424,6 +415,10 @@ def _page():
 
 class Web:
     def __init__(self, app, settings):
+        # The live view's module first, before the garbage of reading the password's file and
+        # hashing the page: loaded after, it found no piece of 1,280 bytes in 96wK; loaded by
+        # the first request, it would be loaded into whatever a running leader has left.
+        from ampshare.web import live  # noqa: F401
         self.app = app
         self.site_path = settings["site"]
         self.page = settings["page"] or _page()
@@ -435,9 +430,6 @@ class Web:
         self._wiring = {k: settings[k] for k in ("hal", "rs485", "ct", "mqtt")}
         self.etag = self._etag()
         self.limits = []  # [request id, kind, ident], newest last
-        # The live view's module now, while the heap is in one piece: loaded by the first
-        # request, it would be loaded into whatever a running leader has left.
-        from ampshare.web import live  # noqa: F401
         self.md = _Server(self)
 
     def _etag(self):
