@@ -188,9 +188,6 @@ class _Events:
             self.doc = None
             return "\n\n"
 
-    async def aclose(self):
-        pass
-
 
 class _Server(Microdot):
     """Microdot with a bound on connections and on the time a request may take to arrive and
@@ -220,14 +217,14 @@ class _Server(Microdot):
         # request has been matched against it, a compiled regex and a dict for each part of
         # its path: 13 KB of this 64-bit port's heap for our 25 paths (measured with
         # gc.mem_alloc()), and the bound method of each. The table, its strings in the code's
-        # image, costs none of it. Microdot 2.7's contract (pinned): (handler or 404 or 405,
-        # url prefix, sub-application), the path's values in url_args.
+        # image, costs none of it. The handler, or 404 or 405; the path's values in url_args
+        # (dispatch_request, ours, is its one caller).
         method = req.method.upper()
         if method == "HEAD":
             method = "GET"
         path, req.url_args = req.path, {}
         if path == "/" or path in _PROBES:
-            return (self.web.page_handler if method == "GET" else 405), "", None
+            return self.web.page_handler if method == "GET" else 405
         found = 404
         for want, route, name in _ROUTES:
             if route.endswith(_ID):
@@ -239,9 +236,9 @@ class _Server(Microdot):
             elif path != route:
                 continue
             if method == want:
-                return getattr(self.web, name), "", None
+                return getattr(self.web, name)
             found = 405
-        return found, "", None
+        return found
 
     async def dispatch_request(self, req):
         # Microdot's, less what this server does not use (hooks, sub-applications, error
@@ -252,7 +249,7 @@ class _Server(Microdot):
         elif req.content_length > _BODY_MAX:
             res = Response("Payload too large", 413)
         else:
-            f = self.find_route(req)[0]
+            f = self.find_route(req)
             if isinstance(f, int):
                 res = Response("Not found", f)
             else:
@@ -316,9 +313,7 @@ class _Server(Microdot):
         self.state[i] = _ANSWERING
         try:
             if req is not False:
-                res = await self.dispatch_request(req)
-                if res != Response.already_handled:
-                    await _Out(self, i, writer).send(res)
+                await _Out(self, i, writer).send(await self.dispatch_request(req))
         except (OSError, asyncio.CancelledError):
             pass  # the client went away (a phone out of range), or stopped reading: closed below
         finally:
