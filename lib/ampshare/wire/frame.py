@@ -19,6 +19,8 @@ from ampshare.core.ints import SMALL_MAX
 
 VERSION = const(1)
 MAGIC = b"\xa5\x53"  # 0xA5 'S'
+_MAGIC_0 = const(0xA5)
+_MAGIC_1 = const(0x53)
 HELLO = const(1)
 PAIR = const(2)
 COMMAND = const(3)
@@ -79,13 +81,13 @@ def header(data):
     """The message type of a datagram, or Rejected with the reason."""
     if len(data) < HEAD_LEN:
         raise Rejected(R_SHORT)
-    magic, version, mtype = struct.unpack_from(HEAD, data, 0)
-    if magic != MAGIC:
+    # Read byte by byte where it lies: unpacking would make a tuple and a bytes a datagram.
+    if data[0] != _MAGIC_0 or data[1] != _MAGIC_1:
         raise Rejected(_R_MAGIC)
-    if version < VERSION:
+    if data[2] < VERSION:
         raise Rejected(_R_OLD_VERSION)
     # A newer version keeps this layout and only adds trailing fields, which we ignore.
-    return mtype
+    return data[3]
 
 
 def uid_of(data):
@@ -119,23 +121,23 @@ _BLOCK = const(64)  # SHA-256's block: each pad is one block
 _PER_BUF = const(8)  # keys a buffer: 256 bytes
 _WORDS = const(16)  # a key in 16-bit words: a pad is made in half the steps of bytes, and every
 #                     word stays a small int (32-bit words would not, on the ESP32)
-# A pad's second half is the pad byte alone, copied in one slice.
-_FILL_IN = array("H", [0x3636] * _WORDS)
-_FILL_OUT = array("H", [0x5C5C] * _WORDS)
 
 
 class Keys:
     """HMAC-SHA256 keys (RFC 2104): 32 bytes a key and no object per follower, so 64
     followers cost 2 KB, in buffers of 8 keys (found on a fragmented heap where one piece of
-    2 KB may not be). The pads are made for each tag in one buffer of a block: 16 XORs a pad,
-    where pads kept ready would cost 6 KB more of a leader's heap. `at(i)` picks the key that
-    tag() and check() use next, without allocating a view object. Keys are kept as 16-bit
-    words in memory order (both our targets, the ESP32 and x86 or ARM hosts, are
-    little-endian): hashed as they lie, they are the key's bytes."""
+    2 KB may not be). The pads are made for each tag in two buffers of a block, both from one
+    pass over the key's 16 words, where pads kept ready would cost 6 KB more of a leader's
+    heap. `at(i)` picks the key that tag() and check() use next, without allocating a view
+    object. Keys are kept as 16-bit words in memory order (both our targets, the ESP32 and
+    x86 or ARM hosts, are little-endian): hashed as they lie, they are the key's bytes."""
 
     def __init__(self, n=1, key=None):
         self._bufs = [array("H", [0] * (min(_PER_BUF, n - b) * _WORDS)) for b in range(0, n, _PER_BUF)]
-        self._pad = array("H", [0] * (2 * _WORDS))
+        # Both pads of a tag, made in one pass over the key: their second halves are the pad
+        # bytes alone and never change, so they are filled here once.
+        self._pin = array("H", [0] * _WORDS + [0x3636] * _WORDS)
+        self._pout = array("H", [0] * _WORDS + [0x5C5C] * _WORDS)
         self._i = 0
         # One key alone (a follower's): both pads kept ready, 128 bytes for a tag in a quarter
         # of the time. A leader's 64 keys make theirs for each tag instead (8 KB saved).
@@ -151,7 +153,9 @@ class Keys:
         for j in range(_WORDS):
             buf[o + j] = key[2 * j] | key[2 * j + 1] << 8
         if self._one:
-            self._ready = (bytes(self._padded(0x3636)), bytes(self._padded(0x5C5C)))
+            self._i = i
+            self._pads()
+            self._ready = (bytes(self._pin), bytes(self._pout))
 
     def at(self, i):
         self._i = i
@@ -165,20 +169,25 @@ class Keys:
             out[2 * j + 1] = buf[o + j] >> 8
         return bytes(out)
 
-    def _padded(self, x):
-        # The key XOR x, then x to the block's end: the inner (0x3636) or outer (0x5C5C) pad.
-        i, pad = self._i, self._pad
+    def _pads(self):
+        # The key XOR 0x36 (inner pad) and XOR 0x5C (outer), each word read once for both.
+        i, pin, pout = self._i, self._pin, self._pout
         k, o = self._bufs[i // _PER_BUF], (i % _PER_BUF) * _WORDS
         for j in range(_WORDS):
-            pad[j] = k[o + j] ^ x
-        pad[_WORDS:] = _FILL_IN if x == 0x3636 else _FILL_OUT
-        return pad
+            w = k[o + j]
+            pin[j] = w ^ 0x3636
+            pout[j] = w ^ 0x5C5C
 
     def tag(self, msg):
         ready = self._ready
-        inner = hashlib.sha256(ready[0] if ready else self._padded(0x3636))
+        if ready:
+            pin, pout = ready
+        else:
+            self._pads()
+            pin, pout = self._pin, self._pout
+        inner = hashlib.sha256(pin)
         inner.update(msg)
-        outer = hashlib.sha256(ready[1] if ready else self._padded(0x5C5C))
+        outer = hashlib.sha256(pout)
         outer.update(inner.digest())
         return outer.digest()  # the tag is its first TAG_LEN bytes
 
@@ -196,10 +205,8 @@ class Keys:
 
     def seal(self, buf, body):
         """Writes the tag of body (a view of buf's first bytes) right after it, in buf."""
-        tag = self.tag(body)
-        n = len(body)
-        for i in range(TAG_LEN):
-            buf[n + i] = tag[i]
+        # "16s" takes the digest's first TAG_LEN bytes, in place: no slice of it is made.
+        struct.pack_into("16s", buf, len(body), self.tag(body))
 
 
 def Key(key):

@@ -185,16 +185,17 @@ class LeaderPort:
         letter, phases = data[_PILOT], data[_PHASES]
         if letter not in LETTERS or phases > 3:
             raise F.Rejected(F.R_FIELD)
-        f_epoch = F.u32(data, _F_EPOCH)
-        self.fresh.admit(c, f_epoch, F.u32(data, _F_EPOCH + 4))
+        u16, u32 = F.u16, F.u32
+        f_epoch = u32(data, _F_EPOCH)
+        self.fresh.admit(c, f_epoch, u32(data, _F_EPOCH + 4))
         self.last_from = c
         meas = self._meas
         flags = data[_PHASES + 1]
         for k in range(3):
             # -1: the core's "unmeasured" (a unit that says it measures nothing).
-            meas[k] = -1 if flags & UNMEASURED else F.u16(data, _MEAS + 2 * k) * F.CA
-        self.core.state(now_ms, c, f_epoch, letter, F.u16(data, _APPLIED) * F.DA, F.u16(data, _APPLIED + 2) * F.DA,
-                        meas, flags, F.u32(data, _PHASES + 2), self._reflects(c, data))
+            meas[k] = -1 if flags & UNMEASURED else u16(data, _MEAS + 2 * k) * F.CA
+        self.core.state(now_ms, c, f_epoch, letter, u16(data, _APPLIED) * F.DA, u16(data, _APPLIED + 2) * F.DA,
+                        meas, flags, u32(data, _PHASES + 2), self._reflects(c, data))
 
     def _reflects(self, c, data):
         if self.core.lowered[c]:
