@@ -310,27 +310,30 @@ class Leader:
         self._status_due = ticks_add(now_ms, _STATUS_MS)
         for m in range(len(self.meter_at)):
             self.meter_at[m] = aged(now_ms, self.meter_at[m], METER_SILENT_MS)
+        # The tables once, not once a follower: each is a lookup in the leader's attributes.
+        pending, freed_at, status, heard, cmd_at = self.pending, self.freed_at, self.status, self.heard, self.cmd_at
+        increased, resent, identify = self.last_increase, self.resent, self.identify_until
         for c in range(self.nc):
-            if self.pending[c] and self.freed_at[c] and ticks_diff(now_ms, self.freed_at[c]) >= 0:
+            if pending[c] and freed_at[c] and ticks_diff(now_ms, freed_at[c]) >= 0:
                 self._free(c)
             # Aged (clock.py): each only decides while younger than its bound.
-            self.last_increase[c] = aged(now_ms, self.last_increase[c], INCREASE_GAP_MS)
-            self.resent[c] = aged(now_ms, self.resent[c], _RESEND_MS)
-            self.heard[c] = aged(now_ms, self.heard[c], _HEARD_KEEP_MS)
-            self.cmd_at[c] = aged(now_ms, self.cmd_at[c], _LOST_MS)
-            u = self.identify_until[c]
+            increased[c] = aged(now_ms, increased[c], INCREASE_GAP_MS)
+            resent[c] = aged(now_ms, resent[c], _RESEND_MS)
+            heard[c] = aged(now_ms, heard[c], _HEARD_KEEP_MS)
+            cmd_at[c] = aged(now_ms, cmd_at[c], _LOST_MS)
+            u = identify[c]
             if u is not None and ticks_diff(now_ms, u) >= 0:
-                self.identify_until[c] = None
-            s = self.status[c]
+                identify[c] = None
+            s = status[c]
             if s == ONLINE or s == SILENT:
-                if ticks_diff(now_ms, self.heard[c]) < _SILENT_MS:
+                if ticks_diff(now_ms, heard[c]) < _SILENT_MS:
                     new = ONLINE
-                elif ticks_diff(now_ms, self.cmd_at[c]) >= _LOST_MS:
+                elif ticks_diff(now_ms, cmd_at[c]) >= _LOST_MS:
                     new = LOST
                 else:
                     new = SILENT
                 if new != s:
-                    self.status[c] = new
+                    status[c] = new
                     self._due = now_ms
 
     def _hold_silent(self, now_ms):
