@@ -8,6 +8,7 @@ TAPER_END_MA = 2000  # ... down to about 2 A just before full
 # DESIGN.md: an other-load rise is the leader's to answer within 1 s and the EVs' to follow
 # within 5 s more; an excess that the rise explains is excused that long, no longer.
 RISE_MS = 6000
+_NEVER = 1 << 60  # later than any run
 WIRES = {"L123": (0, 1, 2), "L132": (0, 2, 1), "L213": (1, 0, 2), "L231": (1, 2, 0),
          "L312": (2, 0, 1), "L321": (2, 1, 0)}
 
@@ -51,25 +52,29 @@ class Car:
         return max(TAPER_END_MA, self.max_ma - (self.max_ma - TAPER_END_MA) * (soc - TAPER_FROM) // span)
 
     def step(self, now_ms, dt_ms, offered_ma, contactor):
-        if not contactor or self.full():
+        changes = self.changes
+        if not contactor or self.energy_mwh >= self.capacity_mwh:  # open, or full
             self.draw = self.target = 0
-            self.changes = []
+            if changes:
+                self.changes = []
             return
         lim = self.limit()  # the energy moves only at the end of the step
-        want = min(offered_ma, lim)
-        if self.asleep_ms[0] <= now_ms < self.asleep_ms[1]:
+        want = offered_ma if offered_ma < lim else lim
+        asleep = self.asleep_ms
+        if asleep[0] <= now_ms < asleep[1]:
             want = 0
         want -= want % CAR_STEP_MA
-        last = self.changes[-1][1] if self.changes else self.target
-        if want != last:
-            self.changes.append((now_ms + self.follow_ms, want))
-        while self.changes and now_ms >= self.changes[0][0]:
-            self.target = self.changes.pop(0)[1]
+        if want != (changes[-1][1] if changes else self.target):
+            changes.append((now_ms + self.follow_ms, want))
+        while changes and now_ms >= changes[0][0]:
+            self.target = changes.pop(0)[1]
         # An on-board charger may lower its draw itself (taper) at once, never raise it early.
-        self.draw = min(self.target, lim - lim % CAR_STEP_MA)
-        mwh = self.voltage * self.draw * self.wired * dt_ms // 3_600_000
-        self.energy_mwh += mwh
-        self.delivered_mwh += mwh
+        draw = min(self.target, lim - lim % CAR_STEP_MA)
+        self.draw = draw
+        if draw:
+            mwh = self.voltage * draw * self.wired * dt_ms // 3_600_000
+            self.energy_mwh += mwh
+            self.delivered_mwh += mwh
 
 
 def _cloud(minute):
@@ -113,6 +118,8 @@ class Plant:
         nk = 3 * self.ng
         self.total = [0] * nk  # what each fuse carries now
         self.ev_total = [0] * nk
+        self._car_d = [0] * len(site.charger_ids)  # what each car adds to ev_total, on how many phases
+        self._car_w = [0] * len(site.charger_ids)
         self._other_through = [0] * nk  # the other loads' part of total, for the second _other_s
         self.overload_ev = [0] * nk  # mA*ms above the limit the EVs drew into, unexcused
         self.overload_step = [0] * nk  # excused: an other-load rise not yet 6 s old
@@ -120,14 +127,18 @@ class Plant:
         self.over_since = [None] * nk  # when the EVs' part of an overload began
         self.longest_over_ms = 0
         self._window = [[] for _ in range(nk)]  # (t, other load) where it changed
-        self._low = [0] * nk  # the least other load in each window, as _account last left it
+        self.low = [0] * nk  # the least other load in each window, as _account last left it
         self._other_s = -1
+        self._next_step = _NEVER  # the next second a load's profile steps (_through)
         # The fuses each group's phase p is under, its own first, as indices g*3+p: a charger's
         # current is added to every fuse it passes, walked once here rather than at each step.
         self.fuses = [[self._chain(g, p) for p in range(3)] for g in range(self.ng)]
         # Each charger's wired phases, k-th as its fuses: what a car draws on its k-th phase.
         self.car_fuses = [[self.fuses[site.cgroup[c]][self.wire[c][k]] for k in range(3)]
                           for c in range(len(site.charger_ids))]
+        # The same for a car drawing on its first w phases (w 0..3), one list each: what settle()
+        # walks for each car at each step.
+        self.draw_fuses = [[[i for k in range(w) for i in fs[k]] for w in range(4)] for fs in self.car_fuses]
         # Each group's reserve on each phase, summed over its subtree: the other load that the
         # fallbacks must leave room for (DESIGN.md, invariant 2).
         self.reserve = [0] * nk
@@ -166,29 +177,45 @@ class Plant:
         """Every fuse's current at now_ms: the loads of this second, the cars as they draw."""
         now_s = now_ms // 1000
         if now_s != self._other_s:
-            # Loads and PV change by the second: recompute them, and what they put through
-            # every fuse, once a second.
-            self._other_s = now_s
-            through = self._other_through
-            for k in range(3 * self.ng):
-                through[k] = 0
-            for g in range(self.ng):
-                o = self.other_at(g, now_s)
-                for p in range(3):
-                    for i in self.fuses[g][p]:
-                        through[i] += o[p]
-        total, ev = self.total, self.ev_total
-        total[:] = self._other_through
-        for k in range(3 * self.ng):
-            ev[k] = 0
+            # Loads and PV change by the second: what they put through every fuse is made
+            # again once a second at most; without PV, only when a load's profile steps (or
+            # time went back, or _other_s was set to -1: a load was changed).
+            last, self._other_s = self._other_s, now_s
+            if self.pv or last < 0 or now_s < last or now_s >= self._next_step:
+                self._through(now_s)
+        # The cars' part is kept from step to step: a car's share moves only when its draw or
+        # the phases it draws on do (or it comes or goes).
+        ev, draw_fuses, was_d, was_w = self.ev_total, self.draw_fuses, self._car_d, self._car_w
         for c, car in enumerate(self.cars):
-            if car is None or not car.draw:
-                continue
-            d, fuses = car.draw, self.car_fuses[c]
-            for k in range(car.wired):
-                for i in fuses[k]:
-                    total[i] += d
+            d = w = 0
+            if car is not None:
+                d, w = car.draw, car.wired
+            if d != was_d[c] or w != was_w[c]:
+                for i in draw_fuses[c][was_w[c]]:
+                    ev[i] -= was_d[c]
+                for i in draw_fuses[c][w]:
                     ev[i] += d
+                was_d[c], was_w[c] = d, w
+        total, through = self.total, self._other_through
+        for k in range(3 * self.ng):
+            total[k] = through[k] + ev[k]
+
+    def _through(self, now_s):
+        # The other loads through every fuse at now_s, and the next second a profile steps.
+        nxt = _NEVER
+        for load in self.loads:
+            for at, _ in load["profile"]:
+                if now_s < at < nxt:
+                    nxt = at
+        self._next_step = nxt
+        through = self._other_through
+        for k in range(3 * self.ng):
+            through[k] = 0
+        for g in range(self.ng):
+            o = self.other_at(g, now_s)
+            for p in range(3):
+                for i in self.fuses[g][p]:
+                    through[i] += o[p]
 
     def step(self, now_ms, dt_ms):
         self.settle(now_ms)
@@ -209,30 +236,41 @@ class Plant:
         """How far the other load through fuse k rose in the last RISE_MS: the part of an
         excess the EVs may not have followed yet (_account keeps the window and its least
         value: asked after step())."""
-        return self._window[k][-1][1] - self._low[k]
+        return self._window[k][-1][1] - self.low[k]
 
     def _account(self, now_ms, dt_ms):
         # Invariant 1 (realized), step by step. Above the limit, the part the other load alone
         # makes is nobody's to correct; of the EVs' part, as much as the other load rose in the
         # last 6 s is excused (the leader's second and the EVs' 5 s); the rest the EVs drew
         # into: what they were permitted was too much.
+        total, evt, limits, lows, wins = self.total, self.ev_total, self.limits, self.low, self._window
         for k in range(3 * self.ng):
-            other = self.total[k] - self.ev_total[k]
-            win = self._window[k]
+            t, e = total[k], evt[k]
+            other = t - e
+            win = wins[k]
+            moved = False
             if not win or win[-1][1] != other:
                 win.append((now_ms, other))
+                moved = True
             # Keep the last change before the window too: it is the value at its start.
             while len(win) > 1 and now_ms - win[1][0] > RISE_MS:
                 win.pop(0)
-            low = win[0][1]
-            for _, v in win:
-                if v < low:
-                    low = v
-            self._low[k] = low
-            excess = self.total[k] - self.limits[k]
-            avoidable = min(excess, self.ev_total[k]) if excess > 0 else 0
-            if excess > 0:
-                self.overload_other[k] += (excess - avoidable) * dt_ms
+                moved = True
+            if moved:  # the least value only changes with the window
+                low = win[0][1]
+                for _, v in win:
+                    if v < low:
+                        low = v
+                lows[k] = low
+            else:
+                low = lows[k]
+            excess = t - limits[k]
+            if excess <= 0:
+                if self.over_since[k] is not None:
+                    self._close(k, now_ms)
+                continue
+            avoidable = min(excess, e)
+            self.overload_other[k] += (excess - avoidable) * dt_ms
             if avoidable <= 0:
                 self._close(k, now_ms)
                 continue
