@@ -48,26 +48,38 @@ class Net:
 
     def send(self, now_ms, charger, to, data, cids):
         self.sent += 1
-        if random.randint(0, 999) < self.loss or self.cut(now_ms, charger, cids):
+        randint = random.randint
+        if randint(0, 999) < self.loss or (self.partitions and self.cut(now_ms, charger, cids)):
             self.lost += 1
             return
-        copies = 2 if random.randint(0, 999) < self.dup else 1
+        copies = 2 if randint(0, 999) < self.dup else 1
+        lo, hi = self.delay
         for _ in range(copies):
-            delay = random.randint(self.delay[0], self.delay[1])
-            if random.randint(0, 999) < self.reorder:
-                delay += random.randint(0, 1000)  # overtaken by later packets
-            self.queue.append((now_ms + delay, to, data))
-            if now_ms + delay < self.first:
-                self.first = now_ms + delay
+            at = now_ms + randint(lo, hi)
+            if randint(0, 999) < self.reorder:
+                at += randint(0, 1000)  # overtaken by later packets
+            self.queue.append((at, to, data))
+            if at < self.first:
+                self.first = at
 
     def due(self, now_ms):
         if now_ms < self.first:
             return ()  # nothing arrives yet: the queue is not walked
-        ready = [m for m in self.queue if m[0] <= now_ms]
-        self.queue = [m for m in self.queue if m[0] > now_ms]
-        self.first = min([m[0] for m in self.queue]) if self.queue else _NEVER
-        ready.sort(key=lambda m: m[0])
+        ready, left, first = [], [], _NEVER
+        for m in self.queue:  # one pass, each part in the order sent
+            if m[0] <= now_ms:
+                ready.append(m)
+            else:
+                left.append(m)
+                if m[0] < first:
+                    first = m[0]
+        self.queue, self.first = left, first
+        ready.sort(key=_arrival)
         return ready
+
+
+def _arrival(m):
+    return m[0]
 
 
 class Twin:
@@ -118,13 +130,24 @@ class Twin:
         self._level = [0] * n
         self._duty = [0] * n
         self._drawn = [-1] * n
+        self._offer_duty = [-1] * n  # each pilot's duty and the current it offers, as last read
+        self._offer_ma = [0] * n
         # Invariants 2 and 3 (docs/leader.md), counted from the followers' own state and the
         # plant, not from the leader's: mA*ms beyond a fuse, and the first second it happened.
         self._offers = [[(0, 0)] for _ in range(n)]  # (t, offer) changes: 5 s and the one before
+        self._most = [0] * n  # the highest offer in each window, as _may_draw last found it
         self.fb_over = self.mbb_over = 0
         self.fb_first = self.mbb_first = None
         self._fb = [0] * (3 * len(self.site.group_ids))
         self._may = [0] * (3 * len(self.site.group_ids))
+        # The fuses each charger's fallback counts on (its configured phases) and each car's
+        # draw on (its first 1, 2 or 3 wired phases).
+        self._spare = [r - lim for r, lim in zip(self.plant.reserve, self.plant.limits)]  # reserve less limit, a fuse
+        self._fbv = [0] * n  # what each charger adds to _fb and to _may now, on how many phases
+        self._mayv = [0] * n
+        self._mayw = [0] * n
+        self._wired_fuses = self.plant.draw_fuses
+        self._fb_fuses = [self._wired_fuses[c][self.site.cphases[c]] for c in range(n)]
 
     def _configured(self, cfg):
         # A configuration's chargers are the first of the site's, in its order (a charger is
@@ -168,7 +191,7 @@ class Twin:
                 self.plant.cars[c] = Car(spec, random, self.site.voltage)
                 self.had_car[c] = True
                 f = self.followers[c]
-                self._offers[c] = [(now_ms, f.offered if f else 0)]  # it saw no earlier offer
+                self._seen_offer(c, now_ms, f.offered if f else 0)  # it saw no earlier offer
             if spec.get("leave_s") == now_s and self.plant.cars[c] is not None:
                 self.energy_mwh[c] += self.plant.cars[c].delivered_mwh
                 self.plant.cars[c] = None
@@ -188,7 +211,7 @@ class Twin:
             elif kind == "follower_crash":
                 c = self.cids.index(f["charger"])
                 self.followers[c] = self.ports[c] = None
-                self._offers[c] = [(now_ms, 0)]  # its relay drops: the car stops at once
+                self._seen_offer(c, now_ms, 0)  # its relay drops: the car stops at once
                 self.follower_down_until[c] = now_ms + f.get("restart_s", 30) * 1000
             elif kind == "meter_silent":
                 self.meter_silent[f["meter"]] = now_ms + f.get("for_s", 30) * 1000
@@ -212,7 +235,8 @@ class Twin:
     # ---- one step ---------------------------------------------------------------------
 
     def step(self, now_ms):
-        self._events(now_ms)
+        if now_ms % 1000 == 0:  # arrivals, departures and faults come on the second
+            self._events(now_ms)
         t = self._t(now_ms)  # the cores' clock
         plant = self.plant
         for when, to, data in self.net.due(now_ms):
@@ -236,8 +260,7 @@ class Twin:
         if self.leader is not None:
             for c, data in self.leader.tick(t):
                 self.net.send(now_ms, c, c, data, self.cids)
-        for c, f in enumerate(self.followers):
-            self._follower(now_ms, t, c, f)
+        self._followers(now_ms, t)
         plant.step(now_ms, self.step_ms)
         self._invariants(now_ms)
         if now_ms % 1000 == 0 and self.site.gmeter[0] >= 0:
@@ -249,50 +272,79 @@ class Twin:
         # 3. Make-before-break: what each car may still draw (the highest offer in force over
         #    the last 5 s), on the phases it draws on, beside the other load there now; an
         #    other-load rise of the last 6 s excused as far as it goes (invariant 1's rule).
-        p, site = self.plant, self.site
-        fb, may = self._fb, self._may
+        #    Both sums are kept from step to step: a charger's part moves only when its
+        #    fallback, what its car may draw or the phases it draws on do.
+        p = self.plant
+        fb, may, fbv, mayv, mayw = self._fb, self._may, self._fbv, self._mayv, self._mayw
         nk = len(fb)
-        for k in range(nk):
-            fb[k] = may[k] = 0
+        cars, wired_fuses, fb_fuses = p.cars, self._wired_fuses, self._fb_fuses
+        offers, most = self._offers, self._most
         for c, f in enumerate(self.followers):
-            fuses = p.car_fuses[c]
-            if f is not None and f.heard:
-                v = f.fallback
-                for k in range(site.cphases[c]):
-                    for i in fuses[k]:
-                        fb[i] += v
-            car = p.cars[c]
+            v = f.fallback if f is not None and f.heard else 0
+            if v != fbv[c]:
+                dv = v - fbv[c]
+                fbv[c] = v
+                for i in fb_fuses[c]:
+                    fb[i] += dv
+            car = cars[c]
+            d = w = 0
             if car is not None:
-                d = self._may_draw(now_ms, c, f)
-                for k in range(car.wired):
-                    for i in fuses[k]:
-                        may[i] += d
-        dt = self.step_ms
+                w, hist = car.wired, offers[c]
+                # The same offer and no change leaving the window: its highest stands.
+                if hist[-1][1] == (f.offered if f is not None else 0) and \
+                        (len(hist) == 1 or now_ms - hist[1][0] < EV_FOLLOW_MS):
+                    d = most[c]
+                else:
+                    d = self._may_draw(now_ms, c, f)
+            if d != mayv[c] or w != mayw[c]:
+                for i in wired_fuses[c][mayw[c]]:
+                    may[i] -= mayv[c]
+                for i in wired_fuses[c][w]:
+                    may[i] += d
+                mayv[c], mayw[c] = d, w
+        # Over by min(fb, reserve + fb - limit) and by min(may, other + may - limit) less the
+        # rise; the rise is the other load now less the least of its window (plant.rise), so the
+        # second is min(may - other + least, least + may - limit). Each is over only where both
+        # of its terms are, and the second term is looked at first: far from the limit, it is
+        # the only one.
+        dt, limits, spare, lows, total, ev = self.step_ms, p.limits, self._spare, p.low, p.total, p.ev_total
         for k in range(nk):
-            lim = p.limits[k]
-            over = min(fb[k], p.reserve[k] + fb[k] - lim)
-            if over > 0:
-                self.fb_over += over * dt
+            v = fb[k]
+            if v + spare[k] > 0 and v > 0:
+                self.fb_over += min(v, v + spare[k]) * dt
                 if self.fb_first is None:
                     self.fb_first = now_ms // 1000
-            other = p.total[k] - p.ev_total[k]
-            over = min(may[k], other + may[k] - lim) - p.rise(k)
-            if over > 0:
-                self.mbb_over += over * dt
-                if self.mbb_first is None:
-                    self.mbb_first = now_ms // 1000
+            m = may[k]
+            x = lows[k] + m - limits[k]
+            if x > 0:
+                over = min(x, m - total[k] + ev[k] + lows[k])
+                if over > 0:
+                    self.mbb_over += over * dt
+                    if self.mbb_first is None:
+                        self.mbb_first = now_ms // 1000
+
+    def _seen_offer(self, c, now_ms, v):
+        # The offers car c may still follow start again at v.
+        self._offers[c] = [(now_ms, v)]
+        self._most[c] = v
 
     def _may_draw(self, now_ms, c, f):
         hist = self._offers[c]
         v = f.offered if f is not None else 0
+        moved = False
         if hist[-1][1] != v:
             hist.append((now_ms, v))
+            moved = True
         while len(hist) > 1 and now_ms - hist[1][0] >= EV_FOLLOW_MS:
             hist.pop(0)  # the entry before the window is the offer at its start
+            moved = True
+        if not moved:
+            return self._most[c]  # the highest only changes with the window
         most = 0
-        for _, o in hist:  # a loop: a generator would be a heap object a car and step
+        for _, o in hist:
             if o > most:
                 most = o
+        self._most[c] = most
         return most
 
     def _energy_split(self):
@@ -305,44 +357,59 @@ class Twin:
         self.from_grid += grid
         self.from_surplus += drawn - grid
 
-    def _follower(self, now_ms, t, c, f):
-        car = self.plant.cars[c]
-        if f is None:
+    def _followers(self, now_ms, t):
+        # Every charger's step, in one loop: the twin's lists are looked up once a step, not
+        # once a charger (an attribute costs a lookup in a map of dozens).
+        cars, ports, net, cids, step_ms = self.plant.cars, self.ports, self.net, self.cids, self.step_ms
+        levels, duties, offer_duty, offer_ma = self._level, self._duty, self._offer_duty, self._offer_ma
+        ones, drawn, offered_was, fallback_ms = self._one, self._drawn, self._offered, self.fallback_ms
+        second = now_ms % 1000 == 0
+        for c, f in enumerate(self.followers):
+            car = cars[c]
+            if f is None:
+                if car is not None:
+                    car.step(now_ms, step_ms, 0, False)  # a resetting board drops its relay
+                continue
+            duty = f.duty
+            level = 12000 if car is None else car.pilot_mv(duty < DUTY_FULL)
+            if level != levels[c] or duty != duties[c]:
+                # The pilot's levels only change with the car or the duty: sampling an
+                # unchanged pilot again tells the follower nothing new, so the twin skips it.
+                f.sample(t, level, -12000)
+                duty = f.duty
+                levels[c], duties[c] = level, duty
+            if duty != offer_duty[c]:  # what the car reads from the duty, as it changes
+                offer_duty[c], offer_ma[c] = duty, offered_by(duty)
+            one = ones[c]
             if car is not None:
-                car.step(now_ms, self.step_ms, 0, False)  # a resetting board drops its relay
-            return
-        level = 12000 if car is None else car.pilot_mv(f.duty < DUTY_FULL)
-        if level != self._level[c] or f.duty != self._duty[c]:
-            # The pilot's levels only change with the car or the duty: sampling an unchanged
-            # pilot again tells the follower nothing new, so the twin skips it.
-            f.sample(t, level, -12000)
-            self._level[c], self._duty[c] = level, f.duty
-        if car is not None:
-            # The relay only moves with the contactor open (the follower's order): the car
-            # draws on the phases the relay leaves it.
-            car.wired = 1 if f.one_phase else car.phases
-            if f.one_phase != self._one[c]:
-                self._relay(c, f, car)  # moved on a COMMAND
-            car.step(now_ms, self.step_ms, offered_by(f.duty), f.contactor)
-            d = car.draw
-            if d != self._drawn[c] or now_ms % 1000 == 0:
-                # The charger's own meter (plant.charger_meas), read when it changed and each
-                # second for the energy: reading it again unchanged tells the follower nothing.
-                self._drawn[c] = d
-                n = car.wired
-                f.measure(d, d if n > 1 else 0, d if n > 2 else 0, car.delivered_mwh // 1000)
-        if self._offered[c] and not f.offered:
-            self.pauses[c] += 1
-        if f.offered and not self._offered[c]:
-            self.starts[c] += 1
-        self._offered[c] = f.offered
-        out = self.ports[c].tick(t)
-        if car is not None and f.one_phase != self._one[c]:
-            self._relay(c, f, car)  # moved by the follower's own timers, at this instant
-        if out is not None:
-            self.net.send(now_ms, c, LEADER, out, self.cids)
-        if f.at_fallback:
-            self.fallback_ms[c] += self.step_ms
+                # The relay only moves with the contactor open (the follower's order): the
+                # car draws on the phases the relay leaves it.
+                car.wired = 1 if f.one_phase else car.phases
+                if f.one_phase != one:
+                    self._relay(c, f, car)  # moved on a COMMAND
+                    one = ones[c]
+                car.step(now_ms, step_ms, offer_ma[c], f.contactor)
+                d = car.draw
+                if d != drawn[c] or second:
+                    # The charger's own meter (plant.charger_meas), read when it changed and
+                    # each second for the energy: reading it again unchanged tells the
+                    # follower nothing.
+                    drawn[c] = d
+                    n = car.wired
+                    f.measure(d, d if n > 1 else 0, d if n > 2 else 0, car.delivered_mwh // 1000)
+            offered, was = f.offered, offered_was[c]
+            if was and not offered:
+                self.pauses[c] += 1
+            if offered and not was:
+                self.starts[c] += 1
+            offered_was[c] = offered
+            out = ports[c].tick(t)
+            if car is not None and f.one_phase != one:
+                self._relay(c, f, car)  # moved by the follower's own timers, at this instant
+            if out is not None:
+                net.send(now_ms, c, LEADER, out, cids)
+            if f.at_fallback:
+                fallback_ms[c] += step_ms
 
     def _relay(self, c, f, car):
         # The relay moved (the callers look first: a call each step and charger costs).
