@@ -38,8 +38,23 @@ def test_in_the_twin_the_small_car_is_limited_after_a_minute_and_the_big_one_gai
     small, big = rows[180]["small-car"], rows[180]["big-car"]
     assert small["offered_a"] == 17.5 and small["draw_a"] == 16.0
     assert big["offered_a"] == 22.5 and big["draw_a"] == 22.5
-    # Ten minutes on it is probed: offered its maximum share for a minute, then limited again.
-    assert rows[630]["small-car"]["offered_a"] == 20.0 and rows[690]["small-car"]["offered_a"] == 17.5
+    # Ten minutes on it is probed: offered its maximum share for a probe hold of 20 s (not a
+    # start period's minute), then limited again, and the big car has its 22.5 A back.
+    assert rows[620]["small-car"]["offered_a"] == 20.0 and rows[620]["big-car"]["draw_a"] == 19.5
+    assert rows[640]["small-car"]["offered_a"] == 17.5 and rows[645]["big-car"]["draw_a"] == 22.5
+
+
+def test_a_car_that_wakes_and_follows_its_pilot_as_slowly_as_allowed_climbs_to_its_share(vm):
+    # The sleeper asks (C) but draws nothing until 1500 s, held at its minimum; awake, it
+    # follows each change of its pilot 5 s late (the most IEC 61851-1 allows). Each probe hold
+    # must outlast the others' decrease and its own 5 s, or it is limited again before it rose.
+    scn = scenario("taper-wake", duration_s=1600)
+    scn["cars"][2]["follow_s"] = [5, 5]
+    rows = {r["t"]: r["chargers"]["sleeper"] for r in twin(vm, scn, rows=[1490, 1599])["rows"]}
+    assert rows[1495]["offered_a"] == 6.0 and rows[1495]["draw_a"] == 0.0
+    woke = min(t for t in rows if rows[t]["draw_a"] >= 15.0)
+    assert woke <= 1530  # its 16 A within half a minute of waking
+    assert min(rows[t]["draw_a"] for t in rows if t >= woke) >= 15.0  # and kept
 
 
 PHASES_SITE = {"version": 1, "voltage_v": 230, "groups": [{"id": "main", "limit_a": 16}], "meters": [],

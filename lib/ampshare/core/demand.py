@@ -1,7 +1,8 @@
 # Demand detection: what each car wants, from what it draws. A car is first offered its
 # maximum; after a start period it is limited to what it draws on its highest phase plus a
 # margin, and what it leaves goes to the others. It gets its maximum back at once when it
-# draws close to its offer (it may want more), and every probe period in any case. A car
+# draws close to its offer (it may want more), and every probe period in any case, each time
+# for a probe hold (shorter than the start: a settled car answers an offer in seconds). A car
 # that stops drawing while it still asks (state C: waiting for a timer, warming its battery)
 # keeps the minimum until the next probe: some cars fall asleep when the PWM goes away and
 # do not ask again when it comes back, so a car that asks is never left without it.
@@ -29,9 +30,18 @@ _MARGIN_MA = const(1_500)
 # Drawing within this of its offer, a car may be held back by it: it is offered its maximum.
 # Below a 1 A step of a car held back (it draws within 0.5 A of _MARGIN_MA), above its wobble.
 _NEAR_MA = const(800)
-# Every 10 min a limited car is offered its maximum again for a start period: one that wants
-# more (a battery warmed up, a timer that ended) gets it within 11 min at the latest.
+# Every 10 min a limited car is offered its maximum again: one that wants more (a battery
+# warmed up, a timer that ended) gets it within 10 min and a probe hold at the latest.
 _PROBE_MS = const(600_000)
+# A settled car is offered its maximum for this long when it is probed or draws near its
+# offer. Its offer rises within about 6 s (the others lowered first, make-before-break) and
+# IEC 61851-1 gives it 5 s to follow: 20 s leaves it twice that. A car that ramps slower and
+# still wants more draws near its next, higher limit and is offered its maximum again from
+# there. What a probed car does not take is idle for this long, not a start period's 60 s.
+_PROBE_HOLD_MS = const(20_000)
+# The observation each charger is in (active): none, its start, or settled (limited, probed).
+_START = const(1)
+_SETTLED = const(2)
 # A car offered current asks for it within seconds (some take half a minute to wake): two
 # minutes in B under an offer is a car that does not want it now.
 _PARK_MS = const(120_000)
@@ -46,7 +56,7 @@ class Demand:
         self.alloc = alloc
         self.site = alloc.site
         nc = len(alloc.site.charger_ids)
-        self.active = bytearray(nc)
+        self.active = bytearray(nc)  # 0, _START or _SETTLED
         self.since = [0] * nc  # ticks the current observation began (a start or a probe)
         self.started = [0] * nc  # ticks the car began charging
         # Ticks it has been in B under an offer since (None: not so), or parked since.
@@ -76,12 +86,16 @@ class Demand:
         settled = self.active[c] and ticks_diff(now_ms, self.started[c]) >= START_MS
         if settled:
             self.started[c] = ticks_add(now_ms, -START_MS)  # aged: no difference grows old
-        if not self.active[c] or ticks_diff(now_ms, self.since[c]) >= _PROBE_MS or \
-                (offered > 0 and drawn >= offered - _NEAR_MA):
-            self.active[c] = 1
+        held = ticks_diff(now_ms, self.since[c])
+        if not self.active[c]:
+            self.active[c] = _START
             self.since[c] = now_ms
             want[c] = NO_LIMIT
-        elif ticks_diff(now_ms, self.since[c]) >= START_MS:
+        elif held >= _PROBE_MS or (offered > 0 and drawn >= offered - _NEAR_MA):
+            self.since[c] = now_ms  # probed (in its start: the start goes on from now)
+            want[c] = NO_LIMIT
+        elif held >= (START_MS if self.active[c] == _START else _PROBE_HOLD_MS):
+            self.active[c] = _SETTLED
             want[c] = drawn + _MARGIN_MA  # the allocator keeps the minimum under it
         return self._alive(c, meas, settled)
 
